@@ -1,0 +1,136 @@
+//! The application: database, caches, clock, schemas and metrics, shared by
+//! every request as `AppState` (an `Arc<App>`).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use entity::key_changes;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use crate::auth::cache::KeyCache;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::db::Database;
+use crate::error::AppResult;
+use crate::graphql::{self, QuireSchema};
+
+/// Everything a request may need.
+pub struct App {
+    /// The configuration the server started with.
+    pub config: Config,
+    /// The database (SQLite or PostgreSQL).
+    pub db: Database,
+    /// Where "now" comes from; injectable for tests.
+    pub clock: Arc<dyn Clock>,
+    /// Key hash → principal.
+    pub keys: KeyCache,
+    /// The schema secret keys use.
+    pub schema: QuireSchema,
+    /// The schema public keys use: no introspection (unless configured) and
+    /// no "did you mean" suggestions.
+    pub public_schema: QuireSchema,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// Shared handle to the application.
+pub type AppState = Arc<App>;
+
+/// How often each instance polls the key change feed.
+pub const CHANGE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+impl App {
+    /// Opens and migrates the database and assembles the application.
+    pub async fn new(config: Config) -> AppResult<AppState> {
+        Self::with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`App::new`] with an injected clock.
+    pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> AppResult<AppState> {
+        let db = Database::connect(&config.database.database_url).await?;
+        db.migrate(clock.now()).await?;
+        Ok(Arc::new(App {
+            schema: graphql::build_schema(&config, false),
+            public_schema: graphql::build_schema(&config, true),
+            config,
+            db,
+            clock,
+            keys: KeyCache::new(),
+            metrics: metrics_handle(),
+        }))
+    }
+
+    /// Drops a changed key from this instance's cache at once; other
+    /// instances learn of it from the change feed.
+    pub fn forget_key(&self, key_id: &str) {
+        self.keys.forget(key_id);
+    }
+
+    /// Watches the key change feed and forgets changed keys, until the
+    /// process ends. Catches up from the feed's current end.
+    pub fn spawn_change_watcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut seen = BTreeSet::new();
+            let mut high = latest_change(&app).await.unwrap_or(0);
+            let mut ticker = tokio::time::interval(CHANGE_POLL_INTERVAL);
+            loop {
+                ticker.tick().await;
+                // Rows can commit out of id order on PostgreSQL; look back a
+                // little and skip what was already applied.
+                let from = high.saturating_sub(64);
+                let rows = key_changes::Entity::find()
+                    .filter(key_changes::Column::Id.gt(from))
+                    .order_by_asc(key_changes::Column::Id)
+                    .all(&app.db.conn)
+                    .await;
+                match rows {
+                    Ok(rows) => {
+                        for row in rows {
+                            if row.id > from && seen.insert(row.id) {
+                                app.keys.forget(&row.key_id);
+                                high = high.max(row.id);
+                            }
+                        }
+                        let keep_from = high.saturating_sub(64);
+                        seen = seen.split_off(&keep_from);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot poll the key change feed"),
+                }
+            }
+        })
+    }
+}
+
+async fn latest_change(app: &App) -> AppResult<i64> {
+    Ok(key_changes::Entity::find()
+        .order_by_desc(key_changes::Column::Id)
+        .one(&app.db.conn)
+        .await?
+        .map(|r| r.id)
+        .unwrap_or(0))
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every App
+/// in the process, as tests start several).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}

@@ -1,0 +1,245 @@
+//! `quire admin`: operator commands straight on the database, for the first
+//! keys and for killing a leaked key in an emergency. Audit events written
+//! here carry `"source": "admin"` and no actor.
+
+use clap::{Args, Subcommand};
+use entity::{api_keys, projects};
+use sea_orm::{EntityTrait, QueryOrder};
+use serde_json::{json, Value};
+
+use super::msg;
+use super::serve::cause;
+use crate::auth::key::{KeyMode, KeyType};
+use crate::auth::scopes::ScopeSet;
+use crate::db::{new_id, Database};
+use crate::keys::{self, Actor, NewKey};
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Manage projects.
+    Projects {
+        #[command(subcommand)]
+        command: ProjectsCommand,
+    },
+    /// Manage API keys of any project.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProjectsCommand {
+    /// Create a project.
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List projects.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once.
+    Create(CreateKeyArgs),
+    /// List a project's keys (masked).
+    List {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key at once (every running instance within 2 s).
+    Revoke { id: String },
+}
+
+#[derive(Args)]
+pub struct CreateKeyArgs {
+    #[arg(long)]
+    project: String,
+    #[arg(long)]
+    name: String,
+    /// public or secret
+    #[arg(long = "type")]
+    key_type: String,
+    /// live or test
+    #[arg(long)]
+    mode: String,
+    /// Comma-separated scopes, or * for every scope the key may hold.
+    #[arg(long)]
+    scopes: String,
+    #[arg(long = "rate-limit")]
+    rate_limit: Option<i64>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs one admin command.
+pub async fn run(database_url: &str, command: AdminCommand) -> Result<(), String> {
+    let db = Database::connect(database_url)
+        .await
+        .map_err(|e| cause(&e))?;
+    let now = chrono::Utc::now();
+    db.migrate(now).await.map_err(|e| cause(&e))?;
+    match command {
+        AdminCommand::Projects { command } => match command {
+            ProjectsCommand::Create { name, json } => {
+                let name = name.trim().to_owned();
+                if name.is_empty() || name.chars().count() > 100 {
+                    return Err("a project name must be 1–100 characters".into());
+                }
+                if keys::project_by_name(&db.conn, &name)
+                    .await
+                    .map_err(|e| cause(&e))?
+                    .is_some()
+                {
+                    return Err(format!("a project named \"{name}\" already exists"));
+                }
+                let model = projects::ActiveModel {
+                    id: sea_orm::ActiveValue::Set(new_id()),
+                    name: sea_orm::ActiveValue::Set(name),
+                    created_at: sea_orm::ActiveValue::Set(now),
+                };
+                let project = projects::Entity::insert(model)
+                    .exec_with_returning(&db.conn)
+                    .await
+                    .map_err(msg)?;
+                print_one(json, project_json(&project), || {
+                    format!("created project {} ({})", project.name, project.id)
+                });
+            }
+            ProjectsCommand::List { json } => {
+                let all = projects::Entity::find()
+                    .order_by_asc(projects::Column::CreatedAt)
+                    .all(&db.conn)
+                    .await
+                    .map_err(msg)?;
+                if json {
+                    println!("{}", Value::Array(all.iter().map(project_json).collect()));
+                } else {
+                    for p in all {
+                        println!("{}\t{}", p.id, p.name);
+                    }
+                }
+            }
+        },
+        AdminCommand::Keys { command } => match command {
+            KeysCommand::Create(args) => create_key(&db, args, now).await?,
+            KeysCommand::List { project, json } => {
+                let project = find_project(&db, &project).await?;
+                let all = keys::list_keys(&db.conn, &project.id, &Actor::Admin, true)
+                    .await
+                    .map_err(|e| cause(&e))?;
+                if json {
+                    println!(
+                        "{}",
+                        Value::Array(all.iter().map(|k| key_json(k, now)).collect())
+                    );
+                } else {
+                    for k in all {
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}\t{:?}",
+                            k.id,
+                            k.name,
+                            keys::masked(&k),
+                            k.key_type,
+                            k.mode,
+                            keys::status_of(&k, now)
+                        );
+                    }
+                }
+            }
+            KeysCommand::Revoke { id } => {
+                let key = keys::revoke_key(&db.conn, None, &Actor::Admin, &id, now)
+                    .await
+                    .map_err(|e| cause(&e))?;
+                println!("revoked {} ({})", key.id, keys::masked(&key));
+            }
+        },
+    }
+    Ok(())
+}
+
+async fn find_project(db: &Database, name: &str) -> Result<projects::Model, String> {
+    keys::project_by_name(&db.conn, name)
+        .await
+        .map_err(|e| cause(&e))?
+        .ok_or_else(|| format!("no project named \"{name}\""))
+}
+
+async fn create_key(
+    db: &Database,
+    args: CreateKeyArgs,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), String> {
+    let project = find_project(db, &args.project).await?;
+    let key_type = KeyType::parse(&args.key_type).ok_or("--type must be public or secret")?;
+    let mode = KeyMode::parse(&args.mode).ok_or("--mode must be live or test")?;
+    let names: Vec<&str> = args
+        .scopes
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    let scopes = ScopeSet::parse_list(&names, key_type, mode).map_err(msg)?;
+    let new = NewKey {
+        name: args.name,
+        key_type,
+        mode,
+        scopes,
+        rate_limit_per_hour: args.rate_limit.unwrap_or(10_000),
+        expires_at: None,
+    };
+    let (secret, row) = keys::create_key(&db.conn, &project.id, new, &Actor::Admin, now)
+        .await
+        .map_err(|e| cause(&e))?;
+    if args.json {
+        println!(
+            "{}",
+            json!({ "key": secret.expose(), "apiKey": key_json(&row, now) })
+        );
+    } else {
+        println!(
+            "created key {} ({}) in project {}.\nStore it now; it will not be shown again:\n{}",
+            row.name,
+            row.id,
+            project.name,
+            secret.expose()
+        );
+    }
+    Ok(())
+}
+
+fn print_one(json: bool, value: Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+fn project_json(p: &projects::Model) -> Value {
+    json!({ "id": p.id, "name": p.name, "createdAt": p.created_at })
+}
+
+/// A key as the GraphQL `ApiKey` type shows it.
+pub fn key_json(k: &api_keys::Model, now: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "type": k.key_type.to_uppercase(),
+        "mode": k.mode.to_uppercase(),
+        "scopes": ScopeSet::from_stored(&k.scopes).names(),
+        "maskedKey": keys::masked(k),
+        "rateLimitPerHour": k.rate_limit_per_hour,
+        "status": format!("{:?}", keys::status_of(k, now)).to_uppercase(),
+        "createdAt": k.created_at,
+        "lastUsedAt": k.last_used_at,
+        "expiresAt": k.expires_at,
+        "revokedAt": k.revoked_at,
+    })
+}

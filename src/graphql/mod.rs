@@ -1,0 +1,56 @@
+//! Schema assembly and request limits; resolvers live in one module per
+//! domain and stay thin, calling the services.
+
+pub mod keys;
+pub mod limits;
+pub mod types;
+pub mod viewer;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+
+use crate::app::AppState;
+use crate::auth::principal::Principal;
+use crate::config::Config;
+
+/// quire's GraphQL schema.
+pub type QuireSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Every query field, merged from the domain modules.
+#[derive(MergedObject, Default)]
+pub struct Query(viewer::ViewerQuery, keys::KeysQuery);
+
+/// Every mutation field, merged from the domain modules.
+#[derive(MergedObject, Default)]
+pub struct Mutation(keys::KeysMutation);
+
+/// Builds the schema with the configured limits; `public` drops
+/// suggestions and (unless configured) introspection.
+pub fn build_schema(config: &Config, public: bool) -> QuireSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(config.max_depth)
+        .limit_complexity(config.max_complexity);
+    if public {
+        builder = builder.disable_suggestions();
+        if !config.public_introspection {
+            builder = builder.disable_introspection();
+        }
+    }
+    builder.finish()
+}
+
+/// The SDL of the schema, as `schema.graphql` holds it.
+pub fn sdl() -> String {
+    build_schema(&Config::for_database("sqlite::memory:"), false).sdl()
+}
+
+/// The application, from request data.
+pub(crate) fn app<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a AppState> {
+    ctx.data::<AppState>()
+}
+
+/// The principal, from request data.
+pub(crate) fn principal<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a Arc<Principal>> {
+    crate::auth::guard::principal(ctx)
+}

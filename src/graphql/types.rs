@@ -1,0 +1,128 @@
+//! GraphQL objects and enums shared by several domains.
+
+use async_graphql::{Enum, Object, ID};
+use chrono::{DateTime, Utc};
+use entity::api_keys;
+
+use crate::auth::key;
+use crate::keys;
+
+/// `PUBLIC` or `SECRET`.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "KeyType")]
+pub enum GqlKeyType {
+    Public,
+    Secret,
+}
+
+/// `LIVE` or `TEST`.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "KeyMode")]
+pub enum GqlKeyMode {
+    Live,
+    Test,
+}
+
+/// Lifecycle state of a key.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "KeyStatus")]
+pub enum GqlKeyStatus {
+    Active,
+    Revoked,
+    Expired,
+}
+
+impl From<GqlKeyType> for key::KeyType {
+    fn from(t: GqlKeyType) -> Self {
+        match t {
+            GqlKeyType::Public => key::KeyType::Public,
+            GqlKeyType::Secret => key::KeyType::Secret,
+        }
+    }
+}
+
+impl From<GqlKeyMode> for key::KeyMode {
+    fn from(m: GqlKeyMode) -> Self {
+        match m {
+            GqlKeyMode::Live => key::KeyMode::Live,
+            GqlKeyMode::Test => key::KeyMode::Test,
+        }
+    }
+}
+
+/// An API key as listings show it: never the secret, only `maskedKey`.
+pub struct ApiKey {
+    row: api_keys::Model,
+    now: DateTime<Utc>,
+}
+
+impl ApiKey {
+    /// Wraps a stored key; `now` decides `status`.
+    pub fn new(row: api_keys::Model, now: DateTime<Utc>) -> Self {
+        Self { row, now }
+    }
+}
+
+#[Object]
+impl ApiKey {
+    async fn id(&self) -> ID {
+        ID(self.row.id.clone())
+    }
+    async fn name(&self) -> &str {
+        &self.row.name
+    }
+    #[graphql(name = "type")]
+    async fn key_type(&self) -> GqlKeyType {
+        match keys::key_type_of(&self.row) {
+            key::KeyType::Public => GqlKeyType::Public,
+            key::KeyType::Secret => GqlKeyType::Secret,
+        }
+    }
+    async fn mode(&self) -> GqlKeyMode {
+        match keys::mode_of(&self.row) {
+            key::KeyMode::Live => GqlKeyMode::Live,
+            key::KeyMode::Test => GqlKeyMode::Test,
+        }
+    }
+    async fn scopes(&self) -> Vec<String> {
+        crate::auth::scopes::ScopeSet::from_stored(&self.row.scopes).names()
+    }
+    async fn masked_key(&self) -> String {
+        keys::masked(&self.row)
+    }
+    async fn rate_limit_per_hour(&self) -> i64 {
+        self.row.rate_limit_per_hour
+    }
+    async fn status(&self) -> GqlKeyStatus {
+        match keys::status_of(&self.row, self.now) {
+            keys::KeyStatus::Active => GqlKeyStatus::Active,
+            keys::KeyStatus::Revoked => GqlKeyStatus::Revoked,
+            keys::KeyStatus::Expired => GqlKeyStatus::Expired,
+        }
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.row.last_used_at
+    }
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.row.expires_at
+    }
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.row.revoked_at
+    }
+}
+
+/// A project: the tenant that owns keys and content.
+pub struct Project(pub entity::projects::Model);
+
+#[Object]
+impl Project {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+}

@@ -1,0 +1,117 @@
+//! The HTTP layer: routes, CORS, header limits, request metrics, and the
+//! server loop with graceful shutdown.
+
+pub mod graphql;
+pub mod health;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::app::AppState;
+
+/// Total size of all request headers above which a request is refused with 431.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// The operation a response answered, for the request metric.
+#[derive(Clone, Copy, Debug)]
+pub struct OperationLabel(pub &'static str);
+
+/// Builds the router shared by `quire serve` and the tests.
+pub fn build_router(state: AppState) -> Router {
+    let cors = cors_layer(&state.config.cors_origins);
+    Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(middleware::from_fn(limit_headers))
+        .layer(cors)
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, build_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderName::from_static("x-ratelimit-reset"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+async fn limit_headers(req: Request, next: Next) -> Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers too large",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+async fn track(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let path: &'static str = match req.uri().path() {
+        "/graphql" => "/graphql",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        _ => "other",
+    };
+    let response = next.run(req).await;
+    let operation = response
+        .extensions()
+        .get::<OperationLabel>()
+        .map_or("none", |o| o.0);
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("quire_http_requests_total", "path" => path, "status" => status, "operation" => operation)
+        .increment(1);
+    metrics::histogram!("quire_http_request_duration_seconds", "path" => path)
+        .record(start.elapsed().as_secs_f64());
+    response
+}

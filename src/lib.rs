@@ -1,0 +1,31 @@
+//! quire: a headless content API. Content and keys live in SQLite or
+//! PostgreSQL; every request carries an API key; GraphQL is the interface.
+//!
+//! Module map (data flows down: HTTP → auth → GraphQL → service → entity):
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`cli`] | the `quire` command line: `serve`, `migrate`, `admin`, client commands |
+//! | [`config`] | typed configuration from flags and `QUIRE_*` variables |
+//! | [`app`] | `App`/`AppState`: database, key cache, clock, schemas, metrics; the key change watcher |
+//! | [`db`] | opening the database (pragmas, pools), migrations under a lock, bootstrap |
+//! | [`error`] | `AppError` and its code table (HTTP status, `extensions.code`) |
+//! | [`clock`] | injectable time |
+//! | [`http`] | router, the GraphQL-over-HTTP handler, health and metrics, layers |
+//! | [`auth`] | key format, scopes, principal, key cache, request authentication, guards |
+//! | [`keys`] | key lifecycle service: rules, audit log, change feed |
+//! | [`graphql`] | schema assembly, limits, thin resolvers per domain |
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod keys;
+
+pub use app::{App, AppState};
+pub use http::build_router;

@@ -1,0 +1,5 @@
+//! The `quire` binary: parse the command line, run a subcommand.
+
+fn main() -> std::process::ExitCode {
+    quire::cli::main()
+}
