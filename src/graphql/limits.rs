@@ -1,35 +1,38 @@
-//! Limits async-graphql does not enforce itself: aliases per document.
-//! (Depth and complexity are set on the schema builder.)
+//! Checks async-graphql does not make itself: aliases per document and
+//! introspection for public keys (depth and complexity are set on the
+//! schema builder).
 
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 
-/// Counts aliased fields in every operation and fragment of `doc`, as
-/// written (fragments are counted once, not per spread).
-pub fn count_aliases(doc: &ExecutableDocument) -> usize {
-    let ops: usize = doc
-        .operations
-        .iter()
-        .map(|(_, op)| count_in(&op.node.selection_set.node))
-        .sum();
-    let frags: usize = doc
-        .fragments
-        .values()
-        .map(|f| count_in(&f.node.selection_set.node))
-        .sum();
-    ops + frags
+/// What a document asks for, as far as the limits care.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DocumentStats {
+    /// Aliased fields in every operation and fragment, as written
+    /// (fragments are counted once, not per spread).
+    pub aliases: usize,
+    /// Whether any selection names `__schema` or `__type`.
+    pub introspection: bool,
 }
 
-fn count_in(set: &SelectionSet) -> usize {
+/// Walks every selection of `doc` once.
+pub fn document_stats(doc: &ExecutableDocument) -> DocumentStats {
     // Iterative, so a hostile document cannot exhaust the stack here.
-    let mut stack = vec![set];
-    let mut n = 0;
+    let mut stack: Vec<&SelectionSet> = doc
+        .operations
+        .iter()
+        .map(|(_, op)| &op.node.selection_set.node)
+        .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
+        .collect();
+    let mut stats = DocumentStats::default();
     while let Some(set) = stack.pop() {
         for item in &set.items {
             match &item.node {
                 Selection::Field(f) => {
                     if f.node.alias.is_some() {
-                        n += 1;
+                        stats.aliases += 1;
                     }
+                    let name = f.node.name.node.as_str();
+                    stats.introspection |= name == "__schema" || name == "__type";
                     stack.push(&f.node.selection_set.node);
                 }
                 Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
@@ -37,7 +40,7 @@ fn count_in(set: &SelectionSet) -> usize {
             }
         }
     }
-    n
+    stats
 }
 
 #[cfg(test)]
@@ -50,6 +53,14 @@ mod tests {
             "{ a: viewer { k: key { id } } ...F } fragment F on Query { b: viewer { key { id } } }",
         )
         .map_err(|e| e.to_string());
-        assert_eq!(doc.as_ref().map(count_aliases), Ok(3));
+        let stats = doc.as_ref().map(document_stats);
+        assert_eq!(stats, Ok(DocumentStats { aliases: 3, introspection: false }));
+    }
+
+    #[test]
+    fn finds_introspection_in_fragments() {
+        let doc = async_graphql::parser::parse_query("{ ...F } fragment F on Query { __type(name: \"Query\") { name } }")
+            .map_err(|e| e.to_string());
+        assert_eq!(doc.map(|d| document_stats(&d).introspection), Ok(true));
     }
 }

@@ -20,7 +20,7 @@ use super::OperationLabel;
 use crate::app::{App, AppState};
 use crate::auth::{self, principal::Principal};
 use crate::error::AppError;
-use crate::graphql::limits::count_aliases;
+use crate::graphql::limits::document_stats;
 
 /// The response media type chosen from `Accept`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,15 +228,19 @@ async fn run(
         reject.allow_post_only = true;
         return (Err(reject), label);
     }
-    let aliases = count_aliases(doc);
-    if aliases > app.config.max_aliases {
-        let mut e = ServerError::new(
-            format!(
-                "the document has {aliases} aliases; at most {} are allowed",
-                app.config.max_aliases
-            ),
-            None,
-        );
+    let stats = document_stats(doc);
+    let refusal = if stats.aliases > app.config.max_aliases {
+        Some(format!(
+            "the document has {} aliases; at most {} are allowed",
+            stats.aliases, app.config.max_aliases
+        ))
+    } else if stats.introspection && principal.is_public() && !app.config.public_introspection {
+        Some("introspection is disabled for public keys".to_owned())
+    } else {
+        None
+    };
+    if let Some(message) = refusal {
+        let mut e = ServerError::new(message, None);
         set_code(&mut e, "GRAPHQL_VALIDATION_FAILED");
         return (Ok(async_graphql::Response::from_errors(vec![e])), label);
     }

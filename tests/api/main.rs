@@ -1,1 +1,11 @@
+//! quire's integration tests: one binary, a fresh database per test, run on
+//! SQLite and (with `QUIRE_TEST_DATABASE_URL`) on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod auth;
+mod bootstrap;
+mod http;
+mod schema;
