@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::error::AppResult;
 use crate::graphql::{self, QuireSchema};
+use crate::keys::usage::UsageRecorder;
 
 /// Everything a request may need.
 pub struct App {
@@ -26,6 +27,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Key hash → principal.
     pub keys: KeyCache,
+    /// Writes `lastUsedAt` in the background, at most once a minute per key.
+    pub usage: UsageRecorder,
     /// The schema secret keys use.
     pub schema: QuireSchema,
     /// The schema public keys use: no introspection (unless configured) and
@@ -51,6 +54,7 @@ impl App {
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> AppResult<AppState> {
         let db = Database::connect(&config.database.database_url).await?;
         db.migrate(clock.now()).await?;
+        let usage = UsageRecorder::start(db.conn.clone());
         Ok(Arc::new(App {
             schema: graphql::build_schema(&config, false),
             public_schema: graphql::build_schema(&config, true),
@@ -58,6 +62,7 @@ impl App {
             db,
             clock,
             keys: KeyCache::new(),
+            usage,
             metrics: metrics_handle(),
         }))
     }

@@ -68,7 +68,8 @@ impl KeyMode {
     }
 }
 
-fn prefix_for(key_type: KeyType, mode: KeyMode) -> &'static str {
+/// The prefix of keys of this type and mode, e.g. `sk_live_`.
+pub fn prefix_for(key_type: KeyType, mode: KeyMode) -> &'static str {
     match (key_type, mode) {
         (KeyType::Public, KeyMode::Live) => "pk_live_",
         (KeyType::Public, KeyMode::Test) => "pk_test_",

@@ -28,12 +28,12 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<Principa
         Err(()) => return Err(refuse("malformed", None)),
     };
     let secret = ApiKeySecret::parse(raw).map_err(|e| refuse(e.reason(), None))?;
-    match app
-        .keys
-        .resolve(&app.db.conn, secret.hash(), app.clock.now())
-        .await
-    {
-        Ok(principal) => Ok(principal),
+    let now = app.clock.now();
+    match app.keys.resolve(&app.db.conn, secret.hash(), now).await {
+        Ok(principal) => {
+            app.usage.touch(&principal.key_id, now);
+            Ok(principal)
+        }
         Err(ResolveError::Refused(r)) => Err(refuse(r.reason(), Some(&secret))),
         Err(e @ ResolveError::Database(_)) => Err(e.into()),
     }

@@ -1,14 +1,19 @@
 //! Key management fields; the rules live in `crate::keys`.
 
-use async_graphql::{Context, InputObject, Object, ID};
+use async_graphql::{Context, InputObject, Json, Object, ID};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, Utc};
+use entity::audit_events;
 
-use super::types::{ApiKey, GqlKeyMode, GqlKeyType};
+use super::types::{ApiKey, GqlKeyMode, GqlKeyType, PageInfo};
 use super::{app, principal};
 use crate::auth::guard::RequireScope;
 use crate::auth::scopes::{Scope, ScopeSet};
 use crate::error::AppError;
-use crate::keys::{self, Actor, NewKey};
+use crate::keys::audit::{self, AuditAction};
+use crate::keys::transfer::{self, ImportMode, ImportResult};
+use crate::keys::{self, Actor, KeyUpdate, NewKey};
 
 #[derive(Default)]
 pub struct KeysQuery;
@@ -27,6 +32,73 @@ pub struct CreateApiKeyInput {
     pub scopes: Vec<String>,
     pub rate_limit_per_hour: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What `updateApiKey` may change; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateApiKeyInput {
+    pub name: Option<String>,
+    pub rate_limit_per_hour: Option<i64>,
+}
+
+/// An export file and how to treat names that exist.
+#[derive(InputObject)]
+pub struct ImportApiKeysInput {
+    /// The JSON that `exportApiKeys` returns.
+    pub keys: Json<serde_json::Value>,
+    pub mode: ImportMode,
+}
+
+/// One lifecycle event; `detail` never holds a secret.
+pub struct AuditEvent(audit_events::Model);
+
+#[Object]
+impl AuditEvent {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn action(&self) -> async_graphql::Result<AuditAction> {
+        AuditAction::parse(&self.0.action).ok_or_else(|| {
+            AppError::Internal(format!("unknown audit action {}", self.0.action)).into()
+        })
+    }
+    /// The acting key; `null` for `quire admin`.
+    async fn actor_key_id(&self) -> Option<ID> {
+        self.0.actor_key_id.clone().map(ID)
+    }
+    async fn target_key_id(&self) -> Option<ID> {
+        self.0.target_key_id.clone().map(ID)
+    }
+    async fn detail(&self) -> Option<Json<serde_json::Value>> {
+        self.0.detail.clone().map(Json)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A page of audit events, newest first.
+#[derive(async_graphql::SimpleObject)]
+pub struct AuditEventPage {
+    items: Vec<AuditEvent>,
+    page_info: PageInfo,
+}
+
+fn encode_cursor(id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("audit:{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, AppError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("audit:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| AppError::bad_field("after", "unknown cursor"))
+}
+
+fn actor(p: &crate::auth::principal::Principal) -> Actor {
+    Actor::Key(p.clone())
 }
 
 /// A key with its plaintext secret: returned once, by the call that made it.
@@ -72,6 +144,45 @@ impl KeysQuery {
         let row = keys::get_key(&app.db.conn, &p.project_id, &actor, &id).await?;
         Ok(row.map(|r| ApiKey::new(r, app.clock.now())))
     }
+
+    /// Key lifecycle events, newest first (TEST keys see those whose actor
+    /// or target is a TEST key).
+    #[graphql(guard = "RequireScope(Scope::ApikeysRead)")]
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(50)")] limit: Option<i64>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AuditEventPage> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let limit = u64::try_from(limit.unwrap_or(50)).unwrap_or(0);
+        let (rows, more) =
+            audit::list(&app.db.conn, &p.project_id, &actor(p), limit, after).await?;
+        let end_cursor = rows.last().map(|r| encode_cursor(r.id));
+        Ok(AuditEventPage {
+            items: rows.into_iter().map(AuditEvent).collect(),
+            page_info: PageInfo {
+                has_next_page: more,
+                end_cursor,
+            },
+        })
+    }
+
+    /// Every active key this key can see (itself included): metadata and
+    /// SHA-256, never a plaintext. The input of `importApiKeys`.
+    #[graphql(guard = "RequireScope(Scope::ApikeysRead)")]
+    async fn export_api_keys(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Json<serde_json::Value>> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let file =
+            transfer::export_keys(&app.db.conn, &p.project_id, &actor(p), app.clock.now()).await?;
+        Ok(Json(file))
+    }
 }
 
 #[Object]
@@ -107,6 +218,81 @@ impl KeysMutation {
             key: secret.expose().to_owned(),
             api_key: ApiKey::new(row, now),
         })
+    }
+
+    /// Renames a key or changes its hourly budget (from its next request).
+    #[graphql(guard = "RequireScope(Scope::ApikeysUpdate)")]
+    async fn update_api_key(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateApiKeyInput,
+    ) -> async_graphql::Result<ApiKey> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let now = app.clock.now();
+        let update = KeyUpdate {
+            name: input.name,
+            rate_limit_per_hour: input.rate_limit_per_hour,
+        };
+        let row = keys::update_key(&app.db.conn, &p.project_id, &actor(p), &id, update, now).await?;
+        app.forget_key(&row.id);
+        Ok(ApiKey::new(row, now))
+    }
+
+    /// Replaces a key's secret (same id, name, scopes, budget and usage) and
+    /// returns the new one, once. The old secret keeps working for
+    /// `gracePeriodSeconds` (at most 7 days); with 0 it fails from now on.
+    #[graphql(guard = "RequireScope(Scope::ApikeysUpdate)")]
+    async fn rotate_api_key(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default_with = "Some(0)")] grace_period_seconds: Option<i64>,
+    ) -> async_graphql::Result<CreatedApiKey> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let now = app.clock.now();
+        let (secret, row) = keys::rotate_key(
+            &app.db.conn,
+            &p.project_id,
+            &actor(p),
+            &id,
+            grace_period_seconds.unwrap_or(0),
+            now,
+        )
+        .await?;
+        app.forget_key(&row.id);
+        Ok(CreatedApiKey {
+            key: secret.expose().to_owned(),
+            api_key: ApiKey::new(row, now),
+        })
+    }
+
+    /// Imports an `exportApiKeys` file in one transaction (SPEC §5).
+    #[graphql(guard = "RequireScope(Scope::ApikeysImport)")]
+    async fn import_api_keys(
+        &self,
+        ctx: &Context<'_>,
+        input: ImportApiKeysInput,
+    ) -> async_graphql::Result<ImportResult> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let now = app.clock.now();
+        let (result, changed) = transfer::import_keys(
+            &app.db.conn,
+            &p.project_id,
+            &actor(p),
+            &input.keys.0,
+            input.mode,
+            now,
+        )
+        .await?;
+        for id in &changed {
+            app.forget_key(id);
+        }
+        app.keys.forget_unknown();
+        Ok(result)
     }
 
     /// Revokes a key at once, on every instance within 2 seconds.

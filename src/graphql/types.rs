@@ -1,6 +1,6 @@
 //! GraphQL objects and enums shared by several domains.
 
-use async_graphql::{Enum, Object, ID};
+use async_graphql::{Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use entity::api_keys;
 
@@ -125,4 +125,11 @@ impl Project {
     async fn name(&self) -> &str {
         &self.0.name
     }
+}
+
+/// Where a page ends and whether another follows (cursors are opaque).
+#[derive(SimpleObject, Clone, Debug, Default)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
 }

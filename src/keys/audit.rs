@@ -3,10 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use entity::{api_keys, audit_events};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
 
 use super::Actor;
-use crate::error::AppResult;
+use crate::auth::key::KeyMode;
+use crate::error::{AppError, AppResult};
+
+/// Largest page of `auditEvents`.
+pub const MAX_PAGE: u64 = 100;
 
 /// What happened to a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
@@ -72,4 +79,42 @@ pub async fn record<C: ConnectionTrait>(
     .insert(db)
     .await?;
     Ok(())
+}
+
+/// One page of a project's events the actor may see, newest first, starting
+/// after the event `after` (exclusive); also whether more follow.
+///
+/// A TEST key sees the events whose actor or target is a TEST key.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    actor: &Actor,
+    limit: u64,
+    after: Option<i64>,
+) -> AppResult<(Vec<audit_events::Model>, bool)> {
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::bad_field(
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let mut q = audit_events::Entity::find()
+        .filter(audit_events::Column::ProjectId.eq(project_id))
+        .order_by_desc(audit_events::Column::Id)
+        .limit(limit + 1);
+    if let Some(after) = after {
+        q = q.filter(audit_events::Column::Id.lt(after));
+    }
+    if actor.mode() == Some(KeyMode::Test) {
+        let test = KeyMode::Test.as_str();
+        q = q.filter(
+            Condition::any()
+                .add(audit_events::Column::ActorMode.eq(test))
+                .add(audit_events::Column::TargetMode.eq(test)),
+        );
+    }
+    let mut rows = q.all(db).await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
 }

@@ -1,4 +1,5 @@
-//! Key lifecycle (the service layer): create, list, revoke, with the rules of
+//! Key lifecycle (the service layer): create, list, update, rotate, revoke,
+//! export and import (in [`transfer`]), with the rules of
 //! SPEC §2 enforced here and only here, and every change written to the audit
 //! log and the key change feed in the same transaction.
 //!
@@ -7,9 +8,12 @@
 //! change from the feed.
 
 pub mod audit;
+pub mod transfer;
+pub mod usage;
 
 use chrono::{DateTime, Utc};
 use entity::{api_keys, key_changes, projects};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, SqlErr,
@@ -38,14 +42,14 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn key_id(&self) -> Option<String> {
+    pub(crate) fn key_id(&self) -> Option<String> {
         match self {
             Actor::Admin => None,
             Actor::Key(p) => Some(p.key_id.clone()),
         }
     }
 
-    fn mode(&self) -> Option<KeyMode> {
+    pub(crate) fn mode(&self) -> Option<KeyMode> {
         match self {
             Actor::Admin => None,
             Actor::Key(p) => Some(p.mode),
@@ -57,8 +61,17 @@ impl Actor {
         !matches!(self.mode(), Some(KeyMode::Test)) || mode == KeyMode::Test
     }
 
+    /// Whether the actor may change, replace or revoke `key`: it sees the
+    /// key's mode and holds every scope the key holds.
+    pub fn may_manage(&self, key: &api_keys::Model) -> bool {
+        self.sees_mode(mode_of(key))
+            && self
+                .check_grant(ScopeSet::from_stored(&key.scopes))
+                .is_ok()
+    }
+
     /// Refuses scopes the actor does not hold itself (no escalation).
-    fn check_grant(&self, scopes: ScopeSet) -> AppResult<()> {
+    pub(crate) fn check_grant(&self, scopes: ScopeSet) -> AppResult<()> {
         let Actor::Key(p) = self else { return Ok(()) };
         let missing = scopes.difference(p.scopes);
         if missing == ScopeSet::EMPTY {
@@ -70,7 +83,7 @@ impl Actor {
         )))
     }
 
-    fn detail(&self, mut detail: serde_json::Value) -> serde_json::Value {
+    pub(crate) fn detail(&self, mut detail: serde_json::Value) -> serde_json::Value {
         if let (Actor::Admin, Some(obj)) = (self, detail.as_object_mut()) {
             obj.insert("source".into(), json!("admin"));
         }
@@ -286,8 +299,47 @@ fn not_found(id: &str) -> AppError {
     AppError::NotFound(format!("no API key with id \"{id}\""))
 }
 
-/// Revokes a key at once. Revoking a revoked key returns it unchanged.
-/// `project_id` is `None` only for `quire admin`, which names keys by id alone.
+/// Longest accepted rotation grace period: 7 days.
+pub const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Loads a key the actor may see, outside any transaction (type, mode and
+/// scopes never change, so checks made on this read stay true; the mutable
+/// state is re-checked by the conditional `UPDATE` that follows).
+async fn visible_key<C: ConnectionTrait>(
+    db: &C,
+    project_id: Option<&str>,
+    actor: &Actor,
+    id: &str,
+) -> AppResult<api_keys::Model> {
+    let mut q = api_keys::Entity::find_by_id(id.to_owned());
+    if let Some(project_id) = project_id {
+        q = q.filter(api_keys::Column::ProjectId.eq(project_id));
+    }
+    q.one(db)
+        .await?
+        .filter(|k| actor.sees_mode(mode_of(k)))
+        .ok_or_else(|| not_found(id))
+}
+
+async fn reload<C: ConnectionTrait>(db: &C, id: &str) -> AppResult<api_keys::Model> {
+    api_keys::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+fn revoked_error(id: &str) -> AppError {
+    AppError::bad_field("id", format!("API key \"{id}\" is revoked"))
+}
+
+/// Revokes a key at once. Revoking a revoked key returns it unchanged (and
+/// writes no event). `project_id` is `None` only for `quire admin`, which
+/// names keys by id alone.
+///
+/// Concurrent revocations and rotations of one key serialize on the
+/// conditional `UPDATE … WHERE revoked_at IS NULL` (a row lock on
+/// PostgreSQL, the write lock on SQLite): exactly one revocation wins and no
+/// rotation lands after it.
 pub async fn revoke_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
     db: &C,
     project_id: Option<&str>,
@@ -295,16 +347,7 @@ pub async fn revoke_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<api_keys::Model> {
-    let txn = db.begin().await?;
-    let mut q = api_keys::Entity::find_by_id(id.to_owned());
-    if let Some(project_id) = project_id {
-        q = q.filter(api_keys::Column::ProjectId.eq(project_id));
-    }
-    let key = q
-        .one(&txn)
-        .await?
-        .filter(|k| actor.sees_mode(mode_of(k)))
-        .ok_or_else(|| not_found(id))?;
+    let key = visible_key(db, project_id, actor, id).await?;
     if key.revoked_at.is_some() {
         return Ok(key);
     }
@@ -312,24 +355,190 @@ pub async fn revoke_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
     if !is_self {
         actor.check_grant(ScopeSet::from_stored(&key.scopes))?;
     }
-    let project = key.project_id.clone();
-    let mut row: api_keys::ActiveModel = key.into();
-    row.revoked_at = Set(Some(now));
-    row.updated_at = Set(now);
-    let key = row.update(&txn).await?;
+    let txn = db.begin().await?;
+    let changed = mark_revoked(&txn, &key.id, now).await?;
+    let key = reload(&txn, &key.id).await?;
+    if !changed {
+        // Someone else revoked it first; their event tells the story.
+        txn.commit().await?;
+        return Ok(key);
+    }
     announce_change(&txn, &key.id, now).await?;
     audit::record(
         &txn,
-        &project,
+        &key.project_id,
         AuditAction::KeyRevoked,
         actor,
         Some(&key),
-        actor.detail(json!({ "name": key.name })),
+        actor.detail(json!({ "name": key.name, "maskedKey": masked(&key) })),
         now,
     )
     .await?;
     txn.commit().await?;
     Ok(key)
+}
+
+/// Sets `revoked_at` unless already set; whether this call revoked it.
+pub(crate) async fn mark_revoked<C: ConnectionTrait>(
+    db: &C,
+    id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let res = api_keys::Entity::update_many()
+        .col_expr(api_keys::Column::RevokedAt, Expr::value(now))
+        .col_expr(api_keys::Column::UpdatedAt, Expr::value(now))
+        .filter(api_keys::Column::Id.eq(id))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// What `updateApiKey` may change: the name and the hourly budget only.
+#[derive(Clone, Debug, Default)]
+pub struct KeyUpdate {
+    pub name: Option<String>,
+    pub rate_limit_per_hour: Option<i64>,
+}
+
+/// Renames a key or changes its budget. Scopes, type and mode never change.
+pub async fn update_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
+    db: &C,
+    project_id: &str,
+    actor: &Actor,
+    id: &str,
+    update: KeyUpdate,
+    now: DateTime<Utc>,
+) -> AppResult<api_keys::Model> {
+    if let Some(name) = &update.name {
+        validate_name(name)?;
+    }
+    if let Some(limit) = update.rate_limit_per_hour {
+        validate_rate_limit(limit)?;
+    }
+    let key = visible_key(db, Some(project_id), actor, id).await?;
+    if key.revoked_at.is_some() {
+        return Err(revoked_error(id));
+    }
+    actor.check_grant(ScopeSet::from_stored(&key.scopes))?;
+    let mut changes = serde_json::Map::new();
+    let mut q = api_keys::Entity::update_many()
+        .col_expr(api_keys::Column::UpdatedAt, Expr::value(now))
+        .filter(api_keys::Column::Id.eq(&key.id))
+        .filter(api_keys::Column::RevokedAt.is_null());
+    if let Some(name) = update.name.as_ref().filter(|n| **n != key.name) {
+        q = q.col_expr(api_keys::Column::Name, Expr::value(name.clone()));
+        changes.insert("name".into(), json!({ "from": key.name, "to": name }));
+    }
+    if let Some(limit) = update
+        .rate_limit_per_hour
+        .filter(|l| *l != key.rate_limit_per_hour)
+    {
+        q = q.col_expr(api_keys::Column::RateLimitPerHour, Expr::value(limit));
+        changes.insert(
+            "rateLimitPerHour".into(),
+            json!({ "from": key.rate_limit_per_hour, "to": limit }),
+        );
+    }
+    if changes.is_empty() {
+        return Ok(key);
+    }
+    let txn = db.begin().await?;
+    let res = q.exec(&txn).await.map_err(|e| {
+        name_conflict(e, update.name.as_deref().unwrap_or(&key.name))
+    })?;
+    if res.rows_affected == 0 {
+        return Err(revoked_error(id));
+    }
+    let key = reload(&txn, &key.id).await?;
+    // The cached principal carries the budget: every instance must reload.
+    announce_change(&txn, &key.id, now).await?;
+    audit::record(
+        &txn,
+        &key.project_id,
+        AuditAction::KeyUpdated,
+        actor,
+        Some(&key),
+        actor.detail(json!({ "name": key.name, "changes": changes })),
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(key)
+}
+
+/// Replaces a key's secret, keeping its id, name, scopes, budget and usage.
+/// The old secret keeps working for `grace_seconds` (0: not at all once
+/// this returns); only the secret replaced last has a grace period.
+///
+/// The swap is one `UPDATE … SET previous_key_hash = key_hash, key_hash = new
+/// … WHERE revoked_at IS NULL`, so concurrent rotations chain one after the
+/// other and none lands on a revoked key.
+pub async fn rotate_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
+    db: &C,
+    project_id: &str,
+    actor: &Actor,
+    id: &str,
+    grace_seconds: i64,
+    now: DateTime<Utc>,
+) -> AppResult<(ApiKeySecret, api_keys::Model)> {
+    if !(0..=MAX_GRACE_SECONDS).contains(&grace_seconds) {
+        return Err(AppError::bad_field(
+            "gracePeriodSeconds",
+            format!("gracePeriodSeconds must be between 0 and {MAX_GRACE_SECONDS} (7 days)"),
+        ));
+    }
+    let key = visible_key(db, Some(project_id), actor, id).await?;
+    match status_of(&key, now) {
+        KeyStatus::Active => {}
+        KeyStatus::Revoked => return Err(revoked_error(id)),
+        KeyStatus::Expired => {
+            return Err(AppError::bad_field(
+                "id",
+                format!("API key \"{id}\" has expired and cannot be rotated"),
+            ))
+        }
+    }
+    actor.check_grant(ScopeSet::from_stored(&key.scopes))?;
+    let secret = ApiKeySecret::generate(key_type_of(&key), mode_of(&key));
+    let grace_ends = now + chrono::Duration::seconds(grace_seconds);
+    let txn = db.begin().await?;
+    let res = api_keys::Entity::update_many()
+        .col_expr(
+            api_keys::Column::PreviousKeyHash,
+            Expr::col(api_keys::Column::KeyHash).into(),
+        )
+        .col_expr(api_keys::Column::PreviousExpiresAt, Expr::value(grace_ends))
+        .col_expr(api_keys::Column::KeyHash, Expr::value(secret.hash_hex()))
+        .col_expr(api_keys::Column::MaskHead, Expr::value(secret.mask_head()))
+        .col_expr(api_keys::Column::MaskTail, Expr::value(secret.mask_tail()))
+        .col_expr(api_keys::Column::UpdatedAt, Expr::value(now))
+        .filter(api_keys::Column::Id.eq(&key.id))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(revoked_error(id));
+    }
+    let key = reload(&txn, &key.id).await?;
+    announce_change(&txn, &key.id, now).await?;
+    audit::record(
+        &txn,
+        &key.project_id,
+        AuditAction::KeyRotated,
+        actor,
+        Some(&key),
+        actor.detail(json!({
+            "name": key.name,
+            "maskedKey": masked(&key),
+            "gracePeriodSeconds": grace_seconds,
+            "previousExpiresAt": grace_ends,
+        })),
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((secret, key))
 }
 
 /// Writes to the change feed that every instance polls to drop stale cache
