@@ -87,3 +87,206 @@ pub async fn whoami(args: &ClientArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+const KEY_FIELDS: &str =
+    "id name type mode scopes maskedKey rateLimitPerHour status createdAt lastUsedAt expiresAt revokedAt";
+
+/// `quire api-keys …`: key management over HTTP.
+#[derive(clap::Subcommand)]
+pub enum ApiKeysCommand {
+    /// List the keys this key can see.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Include revoked keys.
+        #[arg(long)]
+        include_revoked: bool,
+    },
+    /// Create a key from a CreateApiKeyInput JSON object (or @FILE); prints
+    /// the secret once.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        data: String,
+    },
+    /// Replace a key's secret; prints the new secret once.
+    Rotate {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        /// Seconds the old secret keeps working (at most 7 days).
+        #[arg(long, default_value_t = 0)]
+        grace: i64,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
+    /// Print the export file (metadata and SHA-256 of each key, no secret).
+    Export {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Import an export file.
+    Import {
+        #[command(flatten)]
+        client: ClientArgs,
+        file: std::path::PathBuf,
+        /// ADD_NEW_ONLY, OVERWRITE_IF_EXISTS, REPLACE_ALL or ERROR_IF_EXISTS
+        /// (any case, `-` or `_`).
+        #[arg(long)]
+        mode: String,
+    },
+}
+
+/// Runs one `quire api-keys` command.
+pub async fn api_keys(command: ApiKeysCommand) -> Result<(), String> {
+    match command {
+        ApiKeysCommand::List {
+            client,
+            include_revoked,
+        } => {
+            let data = graphql(
+                &client,
+                &format!(
+                    "query($r: Boolean) {{ apiKeys(includeRevoked: $r) {{ {KEY_FIELDS} }} }}"
+                ),
+                json!({ "r": include_revoked }),
+            )
+            .await?;
+            let keys = &data["apiKeys"];
+            if client.json {
+                println!("{keys}");
+            } else {
+                for k in keys.as_array().into_iter().flatten() {
+                    println!(
+                        "{}\t{}\t{}\t{} {}\t{}\t{}",
+                        text(&k["id"]),
+                        text(&k["name"]),
+                        text(&k["maskedKey"]),
+                        text(&k["type"]),
+                        text(&k["mode"]),
+                        text(&k["status"]),
+                        join(&k["scopes"]),
+                    );
+                }
+            }
+        }
+        ApiKeysCommand::Create { client, data } => {
+            let raw = match data.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {path}: {e}"))?,
+                None => data,
+            };
+            let mut input: Value =
+                serde_json::from_str(&raw).map_err(|e| format!("--data is not JSON: {e}"))?;
+            if !input.is_object() {
+                return Err("--data must be a JSON object (CreateApiKeyInput)".into());
+            }
+            for field in ["type", "mode"] {
+                if let Some(v) = input.get(field).and_then(Value::as_str) {
+                    input[field] = json!(v.to_ascii_uppercase());
+                }
+            }
+            let data = graphql(
+                &client,
+                &format!("mutation($i: CreateApiKeyInput!) {{ createApiKey(input: $i) {{ key apiKey {{ {KEY_FIELDS} }} }} }}"),
+                json!({ "i": input }),
+            )
+            .await?;
+            print_secret(&client, &data["createApiKey"], "created");
+        }
+        ApiKeysCommand::Rotate { client, id, grace } => {
+            let data = graphql(
+                &client,
+                &format!("mutation($id: ID!, $g: Int) {{ rotateApiKey(id: $id, gracePeriodSeconds: $g) {{ key apiKey {{ {KEY_FIELDS} }} }} }}"),
+                json!({ "id": id, "g": grace }),
+            )
+            .await?;
+            print_secret(&client, &data["rotateApiKey"], "rotated");
+        }
+        ApiKeysCommand::Revoke { client, id } => {
+            let data = graphql(
+                &client,
+                &format!("mutation($id: ID!) {{ revokeApiKey(id: $id) {{ {KEY_FIELDS} }} }}"),
+                json!({ "id": id }),
+            )
+            .await?;
+            let k = &data["revokeApiKey"];
+            if client.json {
+                println!("{k}");
+            } else {
+                println!(
+                    "revoked {} ({}, {})",
+                    text(&k["name"]),
+                    text(&k["id"]),
+                    text(&k["maskedKey"])
+                );
+            }
+        }
+        ApiKeysCommand::Export { client } => {
+            let data = graphql(&client, "{ exportApiKeys }", json!({})).await?;
+            let file = &data["exportApiKeys"];
+            if client.json {
+                println!("{file}");
+            } else {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(file).unwrap_or_else(|_| file.to_string())
+                );
+            }
+        }
+        ApiKeysCommand::Import { client, file, mode } => {
+            let mode = crate::keys::transfer::ImportMode::parse(&mode).ok_or_else(|| {
+                format!("--mode {mode}: expected add-new-only, overwrite-if-exists, replace-all or error-if-exists")
+            })?;
+            let raw = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let keys: Value = serde_json::from_str(&raw)
+                .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+            let data = graphql(
+                &client,
+                "mutation($i: ImportApiKeysInput!) { importApiKeys(input: $i) { imported overwritten skipped revoked } }",
+                json!({ "i": { "keys": keys, "mode": mode.as_str() } }),
+            )
+            .await?;
+            let r = &data["importApiKeys"];
+            if client.json {
+                println!("{r}");
+            } else {
+                println!(
+                    "imported {}, overwritten {}, skipped {}, revoked {}",
+                    r["imported"], r["overwritten"], r["skipped"], r["revoked"]
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_secret(client: &ClientArgs, created: &Value, verb: &str) {
+    if client.json {
+        println!("{created}");
+        return;
+    }
+    let k = &created["apiKey"];
+    println!(
+        "{verb} key \"{}\" ({}).\nStore it now; it will not be shown again:\n{}",
+        text(&k["name"]),
+        text(&k["id"]),
+        text(&created["key"])
+    );
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn join(v: &Value) -> String {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
