@@ -11,11 +11,13 @@ use tokio::process::{Child, Command};
 
 use crate::support::{Backend, FreshDb};
 
-/// A `quire serve` child process and what it printed on stdout.
+/// A `quire serve` child process and what it printed on stdout and stderr
+/// (the log).
 pub struct Server {
     pub child: Child,
     pub port: u16,
     pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -28,7 +30,7 @@ impl Server {
             .env("QUIRE_DATABASE_URL", database_url)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in envs {
             cmd.env(k, v);
@@ -43,7 +45,16 @@ impl Server {
                 lines.lock().unwrap().push(line);
             }
         });
-        let server = Server { child, port, stdout };
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let err = child.stderr.take().expect("stderr");
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(err).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let server = Server { child, port, stdout, stderr };
         server.wait_healthy().await;
         server
     }

@@ -8,4 +8,7 @@ mod support;
 mod auth;
 mod bootstrap;
 mod http;
+mod import;
+mod keys;
+mod propagation;
 mod schema;
