@@ -13,7 +13,7 @@
 //! | [`clock`] | injectable time |
 //! | [`http`] | router, the GraphQL-over-HTTP handler, health and metrics, layers |
 //! | [`auth`] | key format, scopes, principal, key cache, request authentication, guards |
-//! | [`keys`] | key lifecycle service: rules, audit log, change feed |
+//! | [`keys`] | key lifecycle service: rules, rotate/update/revoke, audit log, change feed, export/import, `lastUsedAt` batching |
 //! | [`graphql`] | schema assembly, limits, thin resolvers per domain |
 
 pub mod app;

@@ -151,9 +151,7 @@ pub async fn api_keys(command: ApiKeysCommand) -> Result<(), String> {
         } => {
             let data = graphql(
                 &client,
-                &format!(
-                    "query($r: Boolean) {{ apiKeys(includeRevoked: $r) {{ {KEY_FIELDS} }} }}"
-                ),
+                &format!("query($r: Boolean) {{ apiKeys(includeRevoked: $r) {{ {KEY_FIELDS} }} }}"),
                 json!({ "r": include_revoked }),
             )
             .await?;
@@ -177,8 +175,9 @@ pub async fn api_keys(command: ApiKeysCommand) -> Result<(), String> {
         }
         ApiKeysCommand::Create { client, data } => {
             let raw = match data.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {path}: {e}"))?,
+                Some(path) => {
+                    std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?
+                }
                 None => data,
             };
             let mut input: Value =
@@ -287,6 +286,11 @@ fn text(v: &Value) -> &str {
 
 fn join(v: &Value) -> String {
     v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }

@@ -235,7 +235,8 @@ impl KeysMutation {
             name: input.name,
             rate_limit_per_hour: input.rate_limit_per_hour,
         };
-        let row = keys::update_key(&app.db.conn, &p.project_id, &actor(p), &id, update, now).await?;
+        let row =
+            keys::update_key(&app.db.conn, &p.project_id, &actor(p), &id, update, now).await?;
         app.forget_key(&row.id);
         Ok(ApiKey::new(row, now))
     }

@@ -64,10 +64,7 @@ impl Actor {
     /// Whether the actor may change, replace or revoke `key`: it sees the
     /// key's mode and holds every scope the key holds.
     pub fn may_manage(&self, key: &api_keys::Model) -> bool {
-        self.sees_mode(mode_of(key))
-            && self
-                .check_grant(ScopeSet::from_stored(&key.scopes))
-                .is_ok()
+        self.sees_mode(mode_of(key)) && self.check_grant(ScopeSet::from_stored(&key.scopes)).is_ok()
     }
 
     /// Refuses scopes the actor does not hold itself (no escalation).
@@ -444,9 +441,10 @@ pub async fn update_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
         return Ok(key);
     }
     let txn = db.begin().await?;
-    let res = q.exec(&txn).await.map_err(|e| {
-        name_conflict(e, update.name.as_deref().unwrap_or(&key.name))
-    })?;
+    let res = q
+        .exec(&txn)
+        .await
+        .map_err(|e| name_conflict(e, update.name.as_deref().unwrap_or(&key.name)))?;
     if res.rows_affected == 0 {
         return Err(revoked_error(id));
     }

@@ -215,9 +215,18 @@ fn parse_entry(i: usize, item: &Value) -> AppResult<Entry> {
     let rate_limit_per_hour = item
         .get("rateLimitPerHour")
         .and_then(Value::as_i64)
-        .ok_or_else(|| bad("rateLimitPerHour", "\"rateLimitPerHour\" must be an integer".into()))?;
-    validate_rate_limit(rate_limit_per_hour)
-        .map_err(|_| bad("rateLimitPerHour", "rateLimitPerHour must be 1–10000000".into()))?;
+        .ok_or_else(|| {
+            bad(
+                "rateLimitPerHour",
+                "\"rateLimitPerHour\" must be an integer".into(),
+            )
+        })?;
+    validate_rate_limit(rate_limit_per_hour).map_err(|_| {
+        bad(
+            "rateLimitPerHour",
+            "rateLimitPerHour must be 1–10000000".into(),
+        )
+    })?;
     let hash = text("hash")?.to_ascii_lowercase();
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad(
@@ -230,10 +239,12 @@ fn parse_entry(i: usize, item: &Value) -> AppResult<Entry> {
     let (head, tail) = masked_key
         .split_once('…')
         .filter(|(h, t)| {
-            h.starts_with(&prefix)
+            h.starts_with(prefix)
                 && h.chars().count() == prefix.len() + 4
                 && t.chars().count() == 4
-                && h.chars().chain(t.chars()).all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && h.chars()
+                    .chain(t.chars())
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
         .ok_or_else(|| {
             bad(
@@ -298,7 +309,9 @@ pub async fn import_keys<C: ConnectionTrait + TransactionTrait>(
             )));
         }
         actor.check_grant(e.scopes).map_err(|err| match err {
-            AppError::Forbidden(m) => AppError::Forbidden(format!("keys[{i}] (\"{}\"): {m}", e.name)),
+            AppError::Forbidden(m) => {
+                AppError::Forbidden(format!("keys[{i}] (\"{}\"): {m}", e.name))
+            }
             other => other,
         })?;
     }
@@ -307,7 +320,10 @@ pub async fn import_keys<C: ConnectionTrait + TransactionTrait>(
     // Serialize imports of one project: a no-op write takes the project's
     // row lock on PostgreSQL and the write lock on SQLite before any read.
     projects::Entity::update_many()
-        .col_expr(projects::Column::Name, Expr::col(projects::Column::Name).into())
+        .col_expr(
+            projects::Column::Name,
+            Expr::col(projects::Column::Name).into(),
+        )
         .filter(projects::Column::Id.eq(project_id))
         .exec(&txn)
         .await?;
@@ -324,7 +340,9 @@ pub async fn import_keys<C: ConnectionTrait + TransactionTrait>(
     if let Some(foreign) = holders.iter().find(|k| k.project_id != project_id) {
         let entry = entries
             .iter()
-            .find(|e| e.hash == foreign.key_hash || foreign.previous_key_hash.as_ref() == Some(&e.hash))
+            .find(|e| {
+                e.hash == foreign.key_hash || foreign.previous_key_hash.as_ref() == Some(&e.hash)
+            })
             .map_or("?", |e| e.name.as_str());
         return Err(AppError::Conflict(format!(
             "the key \"{entry}\" is held by another project; nothing was imported"
@@ -362,7 +380,9 @@ pub async fn import_keys<C: ConnectionTrait + TransactionTrait>(
         let mut names: Vec<String> = by_name.keys().cloned().collect();
         names.sort();
         for name in names {
-            let Some(k) = by_name.get(&name) else { continue };
+            let Some(k) = by_name.get(&name) else {
+                continue;
+            };
             let own = me.as_ref().is_some_and(|m| m.id == k.id);
             if own || !actor.may_manage(k) {
                 continue;
@@ -562,13 +582,22 @@ mod tests {
 
     #[test]
     fn modes_parse_loosely() {
-        assert_eq!(ImportMode::parse("replace-all"), Some(ImportMode::ReplaceAll));
-        assert_eq!(ImportMode::parse("Add_New_Only"), Some(ImportMode::AddNewOnly));
+        assert_eq!(
+            ImportMode::parse("replace-all"),
+            Some(ImportMode::ReplaceAll)
+        );
+        assert_eq!(
+            ImportMode::parse("Add_New_Only"),
+            Some(ImportMode::AddNewOnly)
+        );
         assert_eq!(
             ImportMode::parse("overwrite-if_exists"),
             Some(ImportMode::OverwriteIfExists)
         );
-        assert_eq!(ImportMode::parse("ERROR_IF_EXISTS"), Some(ImportMode::ErrorIfExists));
+        assert_eq!(
+            ImportMode::parse("ERROR_IF_EXISTS"),
+            Some(ImportMode::ErrorIfExists)
+        );
         assert_eq!(ImportMode::parse("merge"), None);
     }
 

@@ -54,60 +54,111 @@ fn counts(imported: i64, overwritten: i64, skipped: i64, revoked: i64) -> Value 
     json!({ "imported": imported, "overwritten": overwritten, "skipped": skipped, "revoked": revoked })
 }
 
-async fn create(app: &TestApp, key: &str, name: &str, key_type: &str, mode: &str, scopes: &[&str]) -> (String, String) {
+async fn create(
+    app: &TestApp,
+    key: &str,
+    name: &str,
+    key_type: &str,
+    mode: &str,
+    scopes: &[&str],
+) -> (String, String) {
     let data = app
-        .data(key, CREATE, json!({ "i": { "name": name, "type": key_type, "mode": mode, "scopes": scopes } }))
+        .data(
+            key,
+            CREATE,
+            json!({ "i": { "name": name, "type": key_type, "mode": mode, "scopes": scopes } }),
+        )
         .await;
     (
         data["createApiKey"]["key"].as_str().unwrap().to_owned(),
-        data["createApiKey"]["apiKey"]["id"].as_str().unwrap().to_owned(),
+        data["createApiKey"]["apiKey"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
     )
 }
 
-both_dbs!(export_holds_no_secret_and_imported_keys_work_elsewhere, |app: TestApp| async move {
-    let (root, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
-    let (web, _) = create(&app, &root, "web", "PUBLIC", "LIVE", &["records:read"]).await;
-    let (ops, ops_id) = create(&app, &root, "ops", "SECRET", "TEST", &["records:read", "schemas:read"]).await;
-    let (gone, gone_id) = create(&app, &root, "gone", "SECRET", "TEST", &[]).await;
-    app.data(&root, "mutation($id: ID!) { revokeApiKey(id: $id) { id } }", json!({ "id": gone_id })).await;
-    let exported = app.data(&root, EXPORT, json!({})).await["exportApiKeys"].clone();
-    let text = exported.to_string();
-    for secret in [&root, &web, &ops, &gone] {
-        assert!(!text.contains(secret.as_str()) && !text.contains(&secret[8..40]), "a plaintext in the export");
-    }
-    let keys = exported["keys"].as_array().unwrap();
-    let names: Vec<&str> = keys.iter().filter_map(|k| k["name"].as_str()).collect();
-    assert_eq!(keys.len(), 3, "active keys only, the exporter included: {names:?}");
-    let ops_entry = keys.iter().find(|k| k["name"] == "ops").unwrap();
-    assert_eq!(ops_entry["hash"], ApiKeySecret::parse(&ops).unwrap().hash_hex());
-    assert_eq!(ops_entry["type"], "SECRET");
-    assert_eq!(ops_entry["mode"], "TEST");
-    assert_eq!(ops_entry["scopes"], json!(["records:read", "schemas:read"]));
-    for field in ["rateLimitPerHour", "expiresAt", "createdAt", "maskedKey"] {
-        assert!(ops_entry.get(field).is_some(), "{field}");
-    }
-    let _ = ops_id;
-
-    // Another deployment (its own database) takes the file.
-    let backend = if app.database_url.starts_with("postgres") { Backend::Postgres } else { Backend::Sqlite };
-    let other = TestApp::spawn(backend).await;
-    let (importer, _) = other.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
-    assert!(!works(&other, &web).await);
-    let result = import(&other, &importer, exported.clone(), "ADD_NEW_ONLY").await;
-    assert_eq!(result, counts(3, 0, 0, 0));
-    let viewer = other
-        .data(&ops, "{ viewer { key { name type mode scopes } project { name } } }", json!({}))
+both_dbs!(
+    export_holds_no_secret_and_imported_keys_work_elsewhere,
+    |app: TestApp| async move {
+        let (root, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
+        let (web, _) = create(&app, &root, "web", "PUBLIC", "LIVE", &["records:read"]).await;
+        let (ops, ops_id) = create(
+            &app,
+            &root,
+            "ops",
+            "SECRET",
+            "TEST",
+            &["records:read", "schemas:read"],
+        )
         .await;
-    assert_eq!(
-        viewer["viewer"]["key"],
-        json!({ "name": "ops", "type": "SECRET", "mode": "TEST", "scopes": ["records:read", "schemas:read"] })
-    );
-    assert!(works(&other, &web).await && works(&other, &root).await);
-    assert!(!works(&other, &gone).await);
-    // Importing again changes nothing.
-    assert_eq!(import(&other, &importer, exported, "ADD_NEW_ONLY").await, counts(0, 0, 3, 0));
-    other.cleanup().await;
-});
+        let (gone, gone_id) = create(&app, &root, "gone", "SECRET", "TEST", &[]).await;
+        app.data(
+            &root,
+            "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
+            json!({ "id": gone_id }),
+        )
+        .await;
+        let exported = app.data(&root, EXPORT, json!({})).await["exportApiKeys"].clone();
+        let text = exported.to_string();
+        for secret in [&root, &web, &ops, &gone] {
+            assert!(
+                !text.contains(secret.as_str()) && !text.contains(&secret[8..40]),
+                "a plaintext in the export"
+            );
+        }
+        let keys = exported["keys"].as_array().unwrap();
+        let names: Vec<&str> = keys.iter().filter_map(|k| k["name"].as_str()).collect();
+        assert_eq!(
+            keys.len(),
+            3,
+            "active keys only, the exporter included: {names:?}"
+        );
+        let ops_entry = keys.iter().find(|k| k["name"] == "ops").unwrap();
+        assert_eq!(
+            ops_entry["hash"],
+            ApiKeySecret::parse(&ops).unwrap().hash_hex()
+        );
+        assert_eq!(ops_entry["type"], "SECRET");
+        assert_eq!(ops_entry["mode"], "TEST");
+        assert_eq!(ops_entry["scopes"], json!(["records:read", "schemas:read"]));
+        for field in ["rateLimitPerHour", "expiresAt", "createdAt", "maskedKey"] {
+            assert!(ops_entry.get(field).is_some(), "{field}");
+        }
+        let _ = ops_id;
+
+        // Another deployment (its own database) takes the file.
+        let backend = if app.database_url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let other = TestApp::spawn(backend).await;
+        let (importer, _) = other.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
+        assert!(!works(&other, &web).await);
+        let result = import(&other, &importer, exported.clone(), "ADD_NEW_ONLY").await;
+        assert_eq!(result, counts(3, 0, 0, 0));
+        let viewer = other
+            .data(
+                &ops,
+                "{ viewer { key { name type mode scopes } project { name } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            viewer["viewer"]["key"],
+            json!({ "name": "ops", "type": "SECRET", "mode": "TEST", "scopes": ["records:read", "schemas:read"] })
+        );
+        assert!(works(&other, &web).await && works(&other, &root).await);
+        assert!(!works(&other, &gone).await);
+        // Importing again changes nothing.
+        assert_eq!(
+            import(&other, &importer, exported, "ADD_NEW_ONLY").await,
+            counts(0, 0, 3, 0)
+        );
+        other.cleanup().await;
+    }
+);
 
 both_dbs!(import_modes, |app: TestApp| async move {
     let (root, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
@@ -116,31 +167,61 @@ both_dbs!(import_modes, |app: TestApp| async move {
     // ADD_NEW_ONLY: existing names are skipped.
     let (keep_1, keep_1_entry) = entry("keep", KeyType::Secret, KeyMode::Test, &["records:read"]);
     let (fresh, fresh_entry) = entry("fresh", KeyType::Public, KeyMode::Live, &["records:read"]);
-    let result = import(&app, &root, file(&[&keep_1_entry, &fresh_entry]), "ADD_NEW_ONLY").await;
+    let result = import(
+        &app,
+        &root,
+        file(&[&keep_1_entry, &fresh_entry]),
+        "ADD_NEW_ONLY",
+    )
+    .await;
     assert_eq!(result, counts(1, 0, 1, 0));
-    assert!(works(&app, &keep_old).await && !works(&app, &keep_1).await && works(&app, &fresh).await);
+    assert!(
+        works(&app, &keep_old).await && !works(&app, &keep_1).await && works(&app, &fresh).await
+    );
 
     // ERROR_IF_EXISTS: one existing name and nothing is imported.
     let (other, other_entry) = entry("other", KeyType::Secret, KeyMode::Test, &[]);
     let reply = app
-        .gql(&root, IMPORT, json!({ "k": file(&[&other_entry, &keep_1_entry]), "m": "ERROR_IF_EXISTS" }))
+        .gql(
+            &root,
+            IMPORT,
+            json!({ "k": file(&[&other_entry, &keep_1_entry]), "m": "ERROR_IF_EXISTS" }),
+        )
         .await;
     assert_eq!(reply.code(), Some("CONFLICT"), "{}", reply.body);
     assert!(!works(&app, &other).await && works(&app, &keep_old).await);
-    assert_eq!(import(&app, &root, file(&[&other_entry]), "ERROR_IF_EXISTS").await, counts(1, 0, 0, 0));
+    assert_eq!(
+        import(&app, &root, file(&[&other_entry]), "ERROR_IF_EXISTS").await,
+        counts(1, 0, 0, 0)
+    );
     assert!(works(&app, &other).await);
 
     // OVERWRITE_IF_EXISTS: the existing key of that name is replaced at once.
     let (newer, newer_entry) = entry("newer", KeyType::Secret, KeyMode::Test, &["records:read"]);
-    let result = import(&app, &root, file(&[&keep_1_entry, &newer_entry]), "OVERWRITE_IF_EXISTS").await;
+    let result = import(
+        &app,
+        &root,
+        file(&[&keep_1_entry, &newer_entry]),
+        "OVERWRITE_IF_EXISTS",
+    )
+    .await;
     assert_eq!(result, counts(1, 1, 0, 0));
-    assert!(!works(&app, &keep_old).await, "the overwritten key fails at once");
+    assert!(
+        !works(&app, &keep_old).await,
+        "the overwritten key fails at once"
+    );
     assert!(works(&app, &keep_1).await && works(&app, &newer).await);
 
     // REPLACE_ALL by a weaker importer: revokes what it may revoke, except itself.
-    let (strong, _) = app.key(KeyType::Secret, KeyMode::Live, &["records:write"]).await;
+    let (strong, _) = app
+        .key(KeyType::Secret, KeyMode::Live, &["records:write"])
+        .await;
     let (weak, weak_id) = app
-        .key(KeyType::Secret, KeyMode::Live, &["apikeys:import", "apikeys:read", "records:read"])
+        .key(
+            KeyType::Secret,
+            KeyMode::Live,
+            &["apikeys:import", "apikeys:read", "records:read"],
+        )
         .await;
     let weak_name = app
         .data(&weak, "{ viewer { key { name } } }", json!({}))
@@ -148,12 +229,26 @@ both_dbs!(import_modes, |app: TestApp| async move {
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, me_entry) = entry(&weak_name, KeyType::Secret, KeyMode::Live, &["records:read"]);
+    let (_, me_entry) = entry(
+        &weak_name,
+        KeyType::Secret,
+        KeyMode::Live,
+        &["records:read"],
+    );
     let (alpha, alpha_entry) = entry("alpha", KeyType::Public, KeyMode::Test, &["records:read"]);
     let result = import(&app, &weak, file(&[&me_entry, &alpha_entry]), "REPLACE_ALL").await;
     // keep, fresh, other, newer are revoked; root and strong hold scopes weak lacks.
     assert_eq!(result, counts(1, 0, 1, 4));
-    for (k, alive) in [(&keep_1, false), (&fresh, false), (&other, false), (&newer, false), (&alpha, true), (&root, true), (&strong, true), (&weak, true)] {
+    for (k, alive) in [
+        (&keep_1, false),
+        (&fresh, false),
+        (&other, false),
+        (&newer, false),
+        (&alpha, true),
+        (&root, true),
+        (&strong, true),
+        (&weak, true),
+    ] {
         assert_eq!(works(&app, k).await, alive, "{}", &k[..12]);
     }
     let _ = weak_id;
@@ -161,74 +256,151 @@ both_dbs!(import_modes, |app: TestApp| async move {
     // REPLACE_ALL with the project's own export brings the same keys back.
     let exported = app.data(&root, EXPORT, json!({})).await["exportApiKeys"].clone();
     let result = import(&app, &root, exported, "REPLACE_ALL").await;
-    assert_eq!(result, counts(0, 3, 1, 0), "alpha, strong and weak are replaced by themselves; root skips itself");
+    assert_eq!(
+        result,
+        counts(0, 3, 1, 0),
+        "alpha, strong and weak are replaced by themselves; root skips itself"
+    );
     for k in [&alpha, &root, &strong, &weak] {
         assert!(works(&app, k).await);
     }
 });
 
-both_dbs!(import_attacks_are_refused_whole, |app: TestApp| async move {
-    let (weak, _) = app
-        .key(KeyType::Secret, KeyMode::Test, &["apikeys:import", "apikeys:read", "records:read"])
-        .await;
-    let (fine, fine_entry) = entry("fine", KeyType::Secret, KeyMode::Test, &["records:read"]);
+both_dbs!(
+    import_attacks_are_refused_whole,
+    |app: TestApp| async move {
+        let (weak, _) = app
+            .key(
+                KeyType::Secret,
+                KeyMode::Test,
+                &["apikeys:import", "apikeys:read", "records:read"],
+            )
+            .await;
+        let (fine, fine_entry) = entry("fine", KeyType::Secret, KeyMode::Test, &["records:read"]);
 
-    // More scopes than the importer.
-    let (broad, broad_entry) = entry("broad", KeyType::Secret, KeyMode::Test, &["records:read", "records:write"]);
-    let reply = app.gql(&weak, IMPORT, json!({ "k": file(&[&fine_entry, &broad_entry]), "m": "ADD_NEW_ONLY" })).await;
-    assert_eq!(reply.code(), Some("FORBIDDEN"), "{}", reply.body);
-    assert!(!works(&app, &broad).await && !works(&app, &fine).await, "nothing imported");
+        // More scopes than the importer.
+        let (broad, broad_entry) = entry(
+            "broad",
+            KeyType::Secret,
+            KeyMode::Test,
+            &["records:read", "records:write"],
+        );
+        let reply = app
+            .gql(
+                &weak,
+                IMPORT,
+                json!({ "k": file(&[&fine_entry, &broad_entry]), "m": "ADD_NEW_ONLY" }),
+            )
+            .await;
+        assert_eq!(reply.code(), Some("FORBIDDEN"), "{}", reply.body);
+        assert!(
+            !works(&app, &broad).await && !works(&app, &fine).await,
+            "nothing imported"
+        );
 
-    // A TEST key importing a LIVE key.
-    let (live, live_entry) = entry("live", KeyType::Public, KeyMode::Live, &["records:read"]);
-    let reply = app.gql(&weak, IMPORT, json!({ "k": file(&[&live_entry]), "m": "ADD_NEW_ONLY" })).await;
-    assert_eq!(reply.code(), Some("FORBIDDEN"));
-    assert!(!works(&app, &live).await);
+        // A TEST key importing a LIVE key.
+        let (live, live_entry) = entry("live", KeyType::Public, KeyMode::Live, &["records:read"]);
+        let reply = app
+            .gql(
+                &weak,
+                IMPORT,
+                json!({ "k": file(&[&live_entry]), "m": "ADD_NEW_ONLY" }),
+            )
+            .await;
+        assert_eq!(reply.code(), Some("FORBIDDEN"));
+        assert!(!works(&app, &live).await);
 
-    // A hash that another project holds, active or revoked.
-    app.state.db.ensure_project("other", app.clock.now_utc()).await.unwrap();
-    let (foreign, foreign_id) = app.key_in("other", KeyType::Secret, KeyMode::Test, &["records:read"]).await;
-    let stolen = entry_for(&foreign, "stolen", &["records:read"]);
-    for _ in 0..2 {
-        let reply = app.gql(&weak, IMPORT, json!({ "k": file(&[&fine_entry, &stolen]), "m": "ADD_NEW_ONLY" })).await;
-        assert_eq!(reply.code(), Some("CONFLICT"), "{}", reply.body);
-        assert!(!works(&app, &fine).await, "nothing imported");
-        quire::keys::revoke_key(&app.state.db.conn, None, &quire::keys::Actor::Admin, &foreign_id, app.clock.now_utc())
+        // A hash that another project holds, active or revoked.
+        app.state
+            .db
+            .ensure_project("other", app.clock.now_utc())
             .await
             .unwrap();
-    }
+        let (foreign, foreign_id) = app
+            .key_in("other", KeyType::Secret, KeyMode::Test, &["records:read"])
+            .await;
+        let stolen = entry_for(&foreign, "stolen", &["records:read"]);
+        for _ in 0..2 {
+            let reply = app
+                .gql(
+                    &weak,
+                    IMPORT,
+                    json!({ "k": file(&[&fine_entry, &stolen]), "m": "ADD_NEW_ONLY" }),
+                )
+                .await;
+            assert_eq!(reply.code(), Some("CONFLICT"), "{}", reply.body);
+            assert!(!works(&app, &fine).await, "nothing imported");
+            quire::keys::revoke_key(
+                &app.state.db.conn,
+                None,
+                &quire::keys::Actor::Admin,
+                &foreign_id,
+                app.clock.now_utc(),
+            )
+            .await
+            .unwrap();
+        }
 
-    // The importer's own name or hash is always skipped.
-    let me = app.data(&weak, "{ viewer { key { name } } }", json!({})).await;
-    let my_name = me["viewer"]["key"]["name"].as_str().unwrap();
-    let (_, same_name) = entry(my_name, KeyType::Secret, KeyMode::Test, &["records:read"]);
-    let same_hash = entry_for(&weak, "my-twin", &["records:read"]);
-    for mode in ["ADD_NEW_ONLY", "OVERWRITE_IF_EXISTS", "REPLACE_ALL", "ERROR_IF_EXISTS"] {
-        let result = import(&app, &weak, file(&[&same_name, &same_hash]), mode).await;
-        assert_eq!(result, counts(0, 0, 2, 0), "{mode}");
-    }
-    assert!(works(&app, &weak).await);
+        // The importer's own name or hash is always skipped.
+        let me = app
+            .data(&weak, "{ viewer { key { name } } }", json!({}))
+            .await;
+        let my_name = me["viewer"]["key"]["name"].as_str().unwrap();
+        let (_, same_name) = entry(my_name, KeyType::Secret, KeyMode::Test, &["records:read"]);
+        let same_hash = entry_for(&weak, "my-twin", &["records:read"]);
+        for mode in [
+            "ADD_NEW_ONLY",
+            "OVERWRITE_IF_EXISTS",
+            "REPLACE_ALL",
+            "ERROR_IF_EXISTS",
+        ] {
+            let result = import(&app, &weak, file(&[&same_name, &same_hash]), mode).await;
+            assert_eq!(result, counts(0, 0, 2, 0), "{mode}");
+        }
+        assert!(works(&app, &weak).await);
 
-    // A key revoked in this project cannot come back through an import.
-    let (dead, dead_id) = app.key(KeyType::Secret, KeyMode::Test, &["records:read"]).await;
-    app.data(&weak, "{ apiKeys { id } }", json!({})).await;
-    quire::keys::revoke_key(&app.state.db.conn, None, &quire::keys::Actor::Admin, &dead_id, app.clock.now_utc())
+        // A key revoked in this project cannot come back through an import.
+        let (dead, dead_id) = app
+            .key(KeyType::Secret, KeyMode::Test, &["records:read"])
+            .await;
+        app.data(&weak, "{ apiKeys { id } }", json!({})).await;
+        quire::keys::revoke_key(
+            &app.state.db.conn,
+            None,
+            &quire::keys::Actor::Admin,
+            &dead_id,
+            app.clock.now_utc(),
+        )
         .await
         .unwrap();
-    app.state.forget_key(&dead_id);
-    let zombie = entry_for(&dead, "zombie", &["records:read"]);
-    let reply = app.gql(&weak, IMPORT, json!({ "k": file(&[&zombie]), "m": "ADD_NEW_ONLY" })).await;
-    assert_eq!(reply.code(), Some("CONFLICT"));
-    assert!(!works(&app, &dead).await);
+        app.state.forget_key(&dead_id);
+        let zombie = entry_for(&dead, "zombie", &["records:read"]);
+        let reply = app
+            .gql(
+                &weak,
+                IMPORT,
+                json!({ "k": file(&[&zombie]), "m": "ADD_NEW_ONLY" }),
+            )
+            .await;
+        assert_eq!(reply.code(), Some("CONFLICT"));
+        assert!(!works(&app, &dead).await);
 
-    // Malformed files.
-    let (_, twin_a) = entry("twin", KeyType::Secret, KeyMode::Test, &[]);
-    let (_, twin_b) = entry("twin", KeyType::Secret, KeyMode::Test, &[]);
-    let mut drafts_live = entry("drafts", KeyType::Secret, KeyMode::Live, &[]).1;
-    drafts_live["scopes"] = json!(["drafts:read"]);
-    for bad in [json!({ "nope": [] }), json!("keys"), file(&[&twin_a, &twin_b]), file(&[&drafts_live])] {
-        let reply = app.gql(&weak, IMPORT, json!({ "k": bad, "m": "ADD_NEW_ONLY" })).await;
-        assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "{}", reply.body);
+        // Malformed files.
+        let (_, twin_a) = entry("twin", KeyType::Secret, KeyMode::Test, &[]);
+        let (_, twin_b) = entry("twin", KeyType::Secret, KeyMode::Test, &[]);
+        let mut drafts_live = entry("drafts", KeyType::Secret, KeyMode::Live, &[]).1;
+        drafts_live["scopes"] = json!(["drafts:read"]);
+        for bad in [
+            json!({ "nope": [] }),
+            json!("keys"),
+            file(&[&twin_a, &twin_b]),
+            file(&[&drafts_live]),
+        ] {
+            let reply = app
+                .gql(&weak, IMPORT, json!({ "k": bad, "m": "ADD_NEW_ONLY" }))
+                .await;
+            assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "{}", reply.body);
+        }
+        assert!(!works(&app, &fine).await);
     }
-    assert!(!works(&app, &fine).await);
-});
+);

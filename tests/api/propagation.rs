@@ -27,19 +27,27 @@ async fn call(server: &Server, key: &str, query: &str, variables: Value) -> (u16
 async fn data(server: &Server, key: &str, query: &str, variables: Value) -> Value {
     let (status, body) = call(server, key, query, variables).await;
     let body: Value = serde_json::from_str(&body).unwrap();
-    assert!(status == 200 && body.get("errors").is_none(), "{query}: {body}");
+    assert!(
+        status == 200 && body.get("errors").is_none(),
+        "{query}: {body}"
+    );
     body["data"].clone()
 }
 
 async fn status(server: &Server, key: &str) -> u16 {
-    call(server, key, "{ viewer { key { id } } }", json!({})).await.0
+    call(server, key, "{ viewer { key { id } } }", json!({}))
+        .await
+        .0
 }
 
 /// Waits (at most 2 s) until `key` is refused by `server`.
 async fn refused_within_2s(server: &Server, key: &str, what: &str) {
     let started = Instant::now();
     while status(server, key).await != 401 {
-        assert!(started.elapsed() < Duration::from_secs(2), "{what}: still accepted after 2 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{what}: still accepted after 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -50,7 +58,10 @@ async fn bootstrap_key(server: &Server) -> String {
         if let Some(line) = server.printed_keys().first() {
             return line.trim().to_owned();
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "no bootstrap key printed");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no bootstrap key printed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -65,12 +76,17 @@ async fn new_key(server: &Server, root: &str, name: &str) -> (String, String) {
     .await;
     (
         created["createApiKey"]["key"].as_str().unwrap().to_owned(),
-        created["createApiKey"]["apiKey"]["id"].as_str().unwrap().to_owned(),
+        created["createApiKey"]["apiKey"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
     )
 }
 
 async fn changes_reach_the_other_instance(backend: Backend) {
-    let Some(db) = FreshDb::create(backend).await else { return };
+    let Some(db) = FreshDb::create(backend).await else {
+        return;
+    };
     let a = Server::start(&db.url, &[]).await;
     let root = bootstrap_key(&a).await;
     let b = Server::start(&db.url, &[]).await;
@@ -91,14 +107,29 @@ async fn changes_reach_the_other_instance(backend: Backend) {
     assert_eq!(status(&b, &k2_new).await, 200);
 
     // A new budget reaches B's cached principal.
-    data(&a, &root, UPDATE, json!({ "id": k2_id, "i": { "rateLimitPerHour": 321 } })).await;
+    data(
+        &a,
+        &root,
+        UPDATE,
+        json!({ "id": k2_id, "i": { "rateLimitPerHour": 321 } }),
+    )
+    .await;
     let started = Instant::now();
     loop {
-        let v = data(&b, &k2_new, "{ viewer { key { rateLimitPerHour } } }", json!({})).await;
+        let v = data(
+            &b,
+            &k2_new,
+            "{ viewer { key { rateLimitPerHour } } }",
+            json!({}),
+        )
+        .await;
         if v["viewer"]["key"]["rateLimitPerHour"] == 321 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(2), "update not seen by B within 2 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "update not seen by B within 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 
@@ -112,7 +143,11 @@ async fn changes_reach_the_other_instance(backend: Backend) {
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     refused_within_2s(&a, &k3, "admin revoke on A").await;
     refused_within_2s(&b, &k3, "admin revoke on B").await;
 
@@ -132,7 +167,9 @@ async fn changes_reach_the_other_instance_postgres() {
 }
 
 async fn no_plaintext_in_logs(backend: Backend) {
-    let Some(db) = FreshDb::create(backend).await else { return };
+    let Some(db) = FreshDb::create(backend).await else {
+        return;
+    };
     let server = Server::start(&db.url, &[("RUST_LOG", "debug")]).await;
     let root = bootstrap_key(&server).await;
     let mut secrets = vec![root.clone()];
@@ -145,19 +182,59 @@ async fn no_plaintext_in_logs(backend: Backend) {
 
     let (k, k_id) = new_key(&server, &root, "watched").await;
     secrets.push(k.clone());
-    record(call(&server, &k, "{ viewer { key { id name maskedKey } } }", json!({})).await);
+    record(
+        call(
+            &server,
+            &k,
+            "{ viewer { key { id name maskedKey } } }",
+            json!({}),
+        )
+        .await,
+    );
     let rotated = data(&server, &root, ROTATE, json!({ "id": k_id, "g": 60 })).await;
     let k2 = rotated["rotateApiKey"]["key"].as_str().unwrap().to_owned();
     secrets.push(k2.clone());
     for key in [&k, &k2, &root] {
-        record(call(&server, key, "{ viewer { key { id name maskedKey } } }", json!({})).await);
+        record(
+            call(
+                &server,
+                key,
+                "{ viewer { key { id name maskedKey } } }",
+                json!({}),
+            )
+            .await,
+        );
     }
     let mut wrong = k2.clone();
     wrong.replace_range(45.., if k2.ends_with('A') { "B" } else { "A" });
     record(call(&server, &wrong, "{ viewer { key { id } } }", json!({})).await);
-    record(call(&server, &root, "{ apiKeys(includeRevoked: true) { id maskedKey } }", json!({})).await);
-    record(call(&server, &root, "query($id: ID!) { apiKey(id: $id) { id maskedKey } }", json!({ "id": k_id })).await);
-    record(call(&server, &root, UPDATE, json!({ "id": k_id, "i": { "name": "watched-2" } })).await);
+    record(
+        call(
+            &server,
+            &root,
+            "{ apiKeys(includeRevoked: true) { id maskedKey } }",
+            json!({}),
+        )
+        .await,
+    );
+    record(
+        call(
+            &server,
+            &root,
+            "query($id: ID!) { apiKey(id: $id) { id maskedKey } }",
+            json!({ "id": k_id }),
+        )
+        .await,
+    );
+    record(
+        call(
+            &server,
+            &root,
+            UPDATE,
+            json!({ "id": k_id, "i": { "name": "watched-2" } }),
+        )
+        .await,
+    );
     let (status, export) = call(&server, &root, "{ exportApiKeys }", json!({})).await;
     let exported = serde_json::from_str::<Value>(&export).unwrap()["data"]["exportApiKeys"].clone();
     record((status, export));
@@ -174,7 +251,15 @@ async fn no_plaintext_in_logs(backend: Backend) {
     for key in [&k, &k2] {
         record(call(&server, key, "{ viewer { key { id } } }", json!({})).await);
     }
-    record(call(&server, &root, "{ auditEvents(limit: 100) { items { action detail } } }", json!({})).await);
+    record(
+        call(
+            &server,
+            &root,
+            "{ auditEvents(limit: 100) { items { action detail } } }",
+            json!({}),
+        )
+        .await,
+    );
     // Let the background writers (lastUsedAt) log what they log.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -184,7 +269,10 @@ async fn no_plaintext_in_logs(backend: Backend) {
         let body = &secret[8..40];
         assert!(!log.contains(body), "a plaintext key in the log");
         for response in &others {
-            assert!(!response.contains(body), "a plaintext key in a response: {response}");
+            assert!(
+                !response.contains(body),
+                "a plaintext key in a response: {response}"
+            );
         }
     }
     server.stop().await;
@@ -225,7 +313,12 @@ async fn quire(app: &TestApp, key: &str, args: &[&str]) -> Run {
 both_dbs!(api_keys_client_commands, |app: TestApp| async move {
     let (root, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
     let data = r#"{"name":"cli","type":"secret","mode":"test","scopes":["records:read"],"rateLimitPerHour":99}"#;
-    let run = quire(&app, &root, &["api-keys", "create", "--data", data, "--json"]).await;
+    let run = quire(
+        &app,
+        &root,
+        &["api-keys", "create", "--data", data, "--json"],
+    )
+    .await;
     assert!(run.ok, "{}", run.stderr);
     let created: Value = serde_json::from_str(&run.stdout).unwrap();
     let key = created["key"].as_str().unwrap().to_owned();
@@ -234,12 +327,21 @@ both_dbs!(api_keys_client_commands, |app: TestApp| async move {
 
     let run = quire(&app, &root, &["api-keys", "list", "--json"]).await;
     let listed: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert!(listed.as_array().unwrap().iter().any(|k| k["id"] == json!(id)));
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["id"] == json!(id)));
     assert!(!run.stdout.contains(&key));
     let run = quire(&app, &root, &["api-keys", "list"]).await;
     assert!(run.ok && run.stdout.contains("cli") && !run.stdout.contains(&key));
 
-    let run = quire(&app, &root, &["api-keys", "rotate", &id, "--grace", "60", "--json"]).await;
+    let run = quire(
+        &app,
+        &root,
+        &["api-keys", "rotate", &id, "--grace", "60", "--json"],
+    )
+    .await;
     assert!(run.ok, "{}", run.stderr);
     let rotated: Value = serde_json::from_str(&run.stdout).unwrap();
     let new = rotated["key"].as_str().unwrap().to_owned();
@@ -253,13 +355,35 @@ both_dbs!(api_keys_client_commands, |app: TestApp| async move {
     let path = dir.path().join("keys.json");
     std::fs::write(&path, &run.stdout).unwrap();
     let path = path.to_str().unwrap();
-    let run = quire(&app, &root, &["api-keys", "import", path, "--mode", "add-new-only", "--json"]).await;
+    let run = quire(
+        &app,
+        &root,
+        &[
+            "api-keys",
+            "import",
+            path,
+            "--mode",
+            "add-new-only",
+            "--json",
+        ],
+    )
+    .await;
     assert!(run.ok, "{}", run.stderr);
     let result: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(result["skipped"], 2);
-    let run = quire(&app, &root, &["api-keys", "import", path, "--mode", "Error_If-Exists"]).await;
+    let run = quire(
+        &app,
+        &root,
+        &["api-keys", "import", path, "--mode", "Error_If-Exists"],
+    )
+    .await;
     assert!(!run.ok && run.stderr.contains("CONFLICT"), "{}", run.stderr);
-    let run = quire(&app, &root, &["api-keys", "import", path, "--mode", "merge"]).await;
+    let run = quire(
+        &app,
+        &root,
+        &["api-keys", "import", path, "--mode", "merge"],
+    )
+    .await;
     assert!(!run.ok && run.stderr.contains("--mode"));
 
     let run = quire(&app, &root, &["api-keys", "revoke", &id]).await;
@@ -267,7 +391,11 @@ both_dbs!(api_keys_client_commands, |app: TestApp| async move {
     let run = quire(&app, &new, &["whoami"]).await;
     assert!(!run.ok && run.stderr.contains("UNAUTHENTICATED"));
     let run = quire(&app, &root, &["api-keys", "revoke", "no-such-id"]).await;
-    assert!(!run.ok && run.stderr.contains("NOT_FOUND"), "{}", run.stderr);
+    assert!(
+        !run.ok && run.stderr.contains("NOT_FOUND"),
+        "{}",
+        run.stderr
+    );
     let run = quire(&app, &root, &["api-keys", "create", "--data", "not json"]).await;
     assert!(!run.ok && !run.stderr.is_empty());
 });
