@@ -8,4 +8,5 @@ mod support;
 mod auth;
 mod bootstrap;
 mod http;
+mod ratelimit;
 mod schema;
