@@ -7,13 +7,14 @@
 //! |---|---|
 //! | [`cli`] | the `quire` command line: `serve`, `migrate`, `admin`, client commands |
 //! | [`config`] | typed configuration from flags and `QUIRE_*` variables |
-//! | [`app`] | `App`/`AppState`: database, key cache, clock, schemas, metrics; the key change watcher |
+//! | [`app`] | `App`/`AppState`: database, key cache, limiter, clock, schemas, metrics; the key change watcher |
 //! | [`db`] | opening the database (pragmas, pools), migrations under a lock, bootstrap |
 //! | [`error`] | `AppError` and its code table (HTTP status, `extensions.code`) |
 //! | [`clock`] | injectable time |
 //! | [`http`] | router, the GraphQL-over-HTTP handler, health and metrics, layers |
 //! | [`auth`] | key format, scopes, principal, key cache, request authentication, guards |
 //! | [`keys`] | key lifecycle service: rules, rotate/update/revoke, audit log, change feed, export/import, `lastUsedAt` batching |
+//! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (moka) and Redis stores |
 //! | [`graphql`] | schema assembly, limits, thin resolvers per domain |
 
 pub mod app;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod keys;
+pub mod ratelimit;
 
 pub use app::{App, AppState};
 pub use http::build_router;

@@ -11,4 +11,5 @@ mod http;
 mod import;
 mod keys;
 mod propagation;
+mod ratelimit;
 mod schema;
