@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::error::{AppError, AppResult};
 use crate::graphql::{self, QuireSchema};
+use crate::keys::broadcast::Broadcast;
 use crate::keys::usage::UsageRecorder;
 use crate::ratelimit::Limiter;
 
@@ -30,6 +31,8 @@ pub struct App {
     pub keys: KeyCache,
     /// Writes `lastUsedAt` in the background, at most once a minute per key.
     pub usage: UsageRecorder,
+    /// Key changes over Redis pub/sub, when `QUIRE_REDIS_URL` is set.
+    pub broadcast: Option<Arc<Broadcast>>,
     /// The schema secret keys use.
     pub schema: QuireSchema,
     /// The schema public keys use: no introspection (unless configured) and
@@ -58,6 +61,13 @@ impl App {
         let db = Database::connect(&config.database.database_url).await?;
         db.migrate(clock.now()).await?;
         let usage = UsageRecorder::start(db.conn.clone());
+        let broadcast = config
+            .redis_url
+            .as_deref()
+            .map(Broadcast::new)
+            .transpose()
+            .map_err(AppError::bad_input)?
+            .map(Arc::new);
         let limiter = Limiter::new(config.redis_url.as_deref()).map_err(AppError::bad_input)?;
         let restored = limiter.restore(&db, clock.now()).await?;
         if restored > 0 {
@@ -72,19 +82,33 @@ impl App {
             clock,
             keys: KeyCache::new(),
             usage,
+            broadcast,
             metrics: metrics_handle(),
         }))
     }
 
     /// Drops a changed key from this instance's cache at once; other
-    /// instances learn of it from the change feed.
+    /// instances learn of it from Redis (when configured) and the change feed.
     pub fn forget_key(&self, key_id: &str) {
         self.keys.forget(key_id);
+        if let Some(broadcast) = &self.broadcast {
+            broadcast.publish(key_id);
+        }
     }
 
-    /// Watches the key change feed and forgets changed keys, until the
-    /// process ends. Catches up from the feed's current end.
+    /// Listens for key changes on Redis (when configured) and forgets them.
+    pub fn spawn_redis_listener(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let app = Arc::clone(self);
+        self.broadcast
+            .as_ref()
+            .map(|b| b.spawn_listener(move |key_id| app.keys.forget(key_id)))
+    }
+
+    /// Watches the key change feed (and Redis, when configured) and forgets
+    /// changed keys, until the process ends. Catches up from the feed's
+    /// current end.
     pub fn spawn_change_watcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.spawn_redis_listener();
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let mut seen = BTreeSet::new();

@@ -8,6 +8,7 @@
 //! change from the feed.
 
 pub mod audit;
+pub mod broadcast;
 pub mod transfer;
 pub mod usage;
 

@@ -399,3 +399,66 @@ both_dbs!(api_keys_client_commands, |app: TestApp| async move {
     let run = quire(&app, &root, &["api-keys", "create", "--data", "not json"]).await;
     assert!(!run.ok && !run.stderr.is_empty());
 });
+
+/// With Redis, a change reaches an instance that does not even poll the
+/// database feed.
+async fn redis_carries_key_changes(backend: Backend) {
+    let Ok(redis_url) = std::env::var("QUIRE_TEST_REDIS_URL") else {
+        eprintln!("skipped: QUIRE_TEST_REDIS_URL is not set");
+        return;
+    };
+    let url = redis_url.clone();
+    let Some(app) = TestApp::try_spawn_with(backend, move |c| c.redis_url = Some(url)).await else {
+        return;
+    };
+    let mut config = quire::config::Config::for_database(app.database_url.clone());
+    config.redis_url = Some(redis_url);
+    let other = quire::App::with_clock(config, app.clock.clone())
+        .await
+        .unwrap();
+    other.spawn_redis_listener().expect("a Redis listener");
+    // Let the subscription settle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let root = app.root_key().await;
+    let (key, id) = app
+        .key(KeyType::Secret, KeyMode::Test, &["records:read"])
+        .await;
+    let hash = quire::auth::key::ApiKeySecret::parse(&key).unwrap().hash();
+    let now = || quire::clock::Clock::now(&*app.clock);
+    assert!(
+        other
+            .keys
+            .resolve(&other.db.conn, hash, now())
+            .await
+            .is_ok(),
+        "cached on the other instance"
+    );
+    assert!(
+        app.data(&root, REVOKE, json!({ "id": id })).await["revokeApiKey"]["status"] == "REVOKED"
+    );
+    let started = Instant::now();
+    while other
+        .keys
+        .resolve(&other.db.conn, hash, now())
+        .await
+        .is_ok()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "Redis did not carry the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_carries_key_changes_sqlite() {
+    redis_carries_key_changes(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_carries_key_changes_postgres() {
+    redis_carries_key_changes(Backend::Postgres).await;
+}
