@@ -14,6 +14,7 @@
 //! | [`http`] | router, the GraphQL-over-HTTP handler, health and metrics, layers |
 //! | [`auth`] | key format, scopes, principal, key cache, request authentication, guards |
 //! | [`keys`] | key lifecycle service: rules, audit log, change feed |
+//! | [`content`] | content service: models, records, drafts and publishing, views, queries |
 //! | [`graphql`] | schema assembly, limits, thin resolvers per domain |
 
 pub mod app;
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod content;
 pub mod db;
 pub mod error;
 pub mod graphql;

@@ -54,13 +54,21 @@ mod tests {
         )
         .map_err(|e| e.to_string());
         let stats = doc.as_ref().map(document_stats);
-        assert_eq!(stats, Ok(DocumentStats { aliases: 3, introspection: false }));
+        assert_eq!(
+            stats,
+            Ok(DocumentStats {
+                aliases: 3,
+                introspection: false
+            })
+        );
     }
 
     #[test]
     fn finds_introspection_in_fragments() {
-        let doc = async_graphql::parser::parse_query("{ ...F } fragment F on Query { __type(name: \"Query\") { name } }")
-            .map_err(|e| e.to_string());
+        let doc = async_graphql::parser::parse_query(
+            "{ ...F } fragment F on Query { __type(name: \"Query\") { name } }",
+        )
+        .map_err(|e| e.to_string());
         assert_eq!(doc.map(|d| document_stats(&d).introspection), Ok(true));
     }
 }

@@ -126,3 +126,12 @@ impl Project {
         &self.0.name
     }
 }
+
+/// Where a page of a list ends.
+#[derive(async_graphql::SimpleObject)]
+pub struct PageInfo {
+    /// Whether a page follows this one.
+    pub has_next_page: bool,
+    /// Pass as `after` to get the next page; `null` on an empty page.
+    pub end_cursor: Option<String>,
+}
