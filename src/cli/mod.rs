@@ -35,6 +35,11 @@ enum Command {
     },
     /// Who the key in QUIRE_API_KEY is.
     Whoami(client::ClientArgs),
+    /// Content records, over HTTP.
+    Records {
+        #[command(subcommand)]
+        command: client::RecordsCommand,
+    },
 }
 
 /// Runs the command line and turns failures into a message on stderr and a
@@ -80,6 +85,7 @@ pub fn main() -> ExitCode {
             Command::Migrate(db) => serve::migrate(&db.database_url).await,
             Command::Admin { db, command } => admin::run(&db.database_url, command).await,
             Command::Whoami(args) => client::whoami(&args).await,
+            Command::Records { command } => client::records(command).await,
         }
     });
     match result {

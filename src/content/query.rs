@@ -27,6 +27,8 @@ use crate::error::{AppError, AppResult};
 
 /// Smallest and largest page size.
 pub const LIMITS: std::ops::RangeInclusive<i64> = 1..=100;
+/// The page size when none (or null) is given.
+pub const DEFAULT_LIMIT: i64 = 20;
 /// Most `orderBy` terms.
 pub const MAX_ORDER_TERMS: usize = 5;
 

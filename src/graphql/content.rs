@@ -254,19 +254,19 @@ impl ContentQuery {
         &self,
         ctx: &Context<'_>,
         model_key: String,
-        #[graphql(default = 20)] limit: i64,
+        #[graphql(default_with = "Some(query::DEFAULT_LIMIT)")] limit: Option<i64>,
         after: Option<String>,
-        #[graphql(default = false)] preview: bool,
+        #[graphql(default_with = "Some(false)")] preview: Option<bool>,
         #[graphql(name = "where")] filter: Option<Json<Value>>,
         order_by: Option<Vec<RecordOrder>>,
     ) -> async_graphql::Result<RecordPage> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let view = View::for_request(p, preview)?;
+        let view = View::for_request(p, preview.unwrap_or(false))?;
         let req = ListRecords {
             model_key,
             view,
-            limit,
+            limit: limit.unwrap_or(query::DEFAULT_LIMIT),
             after,
             filter: filter.map(|Json(v)| v),
             order: order_by
@@ -295,11 +295,11 @@ impl ContentQuery {
         &self,
         ctx: &Context<'_>,
         id: ID,
-        #[graphql(default = false)] preview: bool,
+        #[graphql(default_with = "Some(false)")] preview: Option<bool>,
     ) -> async_graphql::Result<Option<Record>> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let view = View::for_request(p, preview)?;
+        let view = View::for_request(p, preview.unwrap_or(false))?;
         let record = records::get_record(&app.db.conn, &p.project_id, &id, view).await?;
         Ok(record.map(Record))
     }

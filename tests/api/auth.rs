@@ -29,29 +29,47 @@ async fn unauthenticated_body(app: &TestApp, key: Option<&str>) -> (u16, Value) 
 
 both_dbs!(every_401_is_identical, |app: TestApp| async move {
     let (expired_key, _) = {
-        let project = keys::project_by_name(&app.state.db.conn, "default").await.unwrap().unwrap();
+        let project = keys::project_by_name(&app.state.db.conn, "default")
+            .await
+            .unwrap()
+            .unwrap();
         let new = NewKey {
             name: "short-lived".into(),
             key_type: KeyType::Secret,
             mode: KeyMode::Test,
-            scopes: ScopeSet::parse_list(&["records:read"], KeyType::Secret, KeyMode::Test).unwrap(),
+            scopes: ScopeSet::parse_list(&["records:read"], KeyType::Secret, KeyMode::Test)
+                .unwrap(),
             rate_limit_per_hour: 100,
             expires_at: Some(app.clock.now_utc() + ChronoDuration::minutes(5)),
         };
-        let (secret, row) = keys::create_key(&app.state.db.conn, &project.id, new, &Actor::Admin, app.clock.now_utc())
-            .await
-            .unwrap();
+        let (secret, row) = keys::create_key(
+            &app.state.db.conn,
+            &project.id,
+            new,
+            &Actor::Admin,
+            app.clock.now_utc(),
+        )
+        .await
+        .unwrap();
         (secret.expose().to_owned(), row.id)
     };
     // The key works (and is cached) before it expires.
     assert_eq!(unauthenticated_body(&app, Some(&expired_key)).await.0, 200);
     app.clock.advance(ChronoDuration::minutes(6));
 
-    let (revoked_key, revoked_id) = app.key(KeyType::Secret, KeyMode::Test, &["records:read"]).await;
+    let (revoked_key, revoked_id) = app
+        .key(KeyType::Secret, KeyMode::Test, &["records:read"])
+        .await;
     assert_eq!(unauthenticated_body(&app, Some(&revoked_key)).await.0, 200);
-    keys::revoke_key(&app.state.db.conn, None, &Actor::Admin, &revoked_id, app.clock.now_utc())
-        .await
-        .unwrap();
+    keys::revoke_key(
+        &app.state.db.conn,
+        None,
+        &Actor::Admin,
+        &revoked_id,
+        app.clock.now_utc(),
+    )
+    .await
+    .unwrap();
     app.state.forget_key(&revoked_id);
 
     let mut wrong_checksum = GOOD_SHAPE_UNKNOWN.to_owned();
@@ -68,44 +86,70 @@ both_dbs!(every_401_is_identical, |app: TestApp| async move {
     for (case, key) in &cases {
         let (status, body) = unauthenticated_body(&app, key.as_deref()).await;
         assert_eq!(status, 401, "{case}");
-        assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{case}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{case}"
+        );
         bodies.push(body);
     }
-    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "bodies differ: {bodies:?}");
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "bodies differ: {bodies:?}"
+    );
 });
 
 both_dbs!(bad_shapes_cost_no_lookup, |app: TestApp| async move {
     let before = app.state.keys.lookups();
     let mut wrong_checksum = GOOD_SHAPE_UNKNOWN.to_owned();
     wrong_checksum.replace_range(45.., "M");
-    for key in ["", "pk_live_", "sk_live_short", "xx_live_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa492pXL", &wrong_checksum] {
+    for key in [
+        "",
+        "pk_live_",
+        "sk_live_short",
+        "xx_live_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa492pXL",
+        &wrong_checksum,
+    ] {
         for _ in 0..5 {
             let (status, _) = unauthenticated_body(&app, Some(key)).await;
             assert_eq!(status, 401);
         }
     }
-    assert_eq!(app.state.keys.lookups(), before, "a malformed key reached the database");
+    assert_eq!(
+        app.state.keys.lookups(),
+        before,
+        "a malformed key reached the database"
+    );
     // A well-formed unknown key is looked up once, then absorbed by the negative cache.
     for _ in 0..5 {
-        assert_eq!(unauthenticated_body(&app, Some(GOOD_SHAPE_UNKNOWN)).await.0, 401);
+        assert_eq!(
+            unauthenticated_body(&app, Some(GOOD_SHAPE_UNKNOWN)).await.0,
+            401
+        );
     }
     assert_eq!(app.state.keys.lookups(), before + 1);
 });
 
-both_dbs!(concurrent_first_requests_share_one_lookup, |app: TestApp| async move {
-    let (key, _) = app.key(KeyType::Public, KeyMode::Live, &["records:read"]).await;
-    let before = app.state.keys.lookups();
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let app = app.clone();
-        let key = key.clone();
-        tasks.push(tokio::spawn(async move { app.gql(&key, "{ __typename }", json!({})).await.status }));
+both_dbs!(
+    concurrent_first_requests_share_one_lookup,
+    |app: TestApp| async move {
+        let (key, _) = app
+            .key(KeyType::Public, KeyMode::Live, &["records:read"])
+            .await;
+        let before = app.state.keys.lookups();
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let app = app.clone();
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                app.gql(&key, "{ __typename }", json!({})).await.status
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+        assert_eq!(app.state.keys.lookups() - before, 1);
     }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
-    }
-    assert_eq!(app.state.keys.lookups() - before, 1);
-});
+);
 
 both_dbs!(bearer_header_is_accepted, |app: TestApp| async move {
     let key = app.root_key().await;
@@ -120,26 +164,38 @@ both_dbs!(bearer_header_is_accepted, |app: TestApp| async move {
     assert_eq!(res.status(), 200);
 });
 
-both_dbs!(admin_revoke_reaches_running_server, |app: TestApp| async move {
-    let (key, id) = app.key(KeyType::Public, KeyMode::Live, &["records:read"]).await;
-    assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 200);
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args(["admin", "keys", "revoke", &id])
-        .env("QUIRE_DATABASE_URL", &app.database_url)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let revoked_at = Instant::now();
-    loop {
-        let status = app.gql(&key, "{ __typename }", json!({})).await.status;
-        if status == 401 {
-            break;
+both_dbs!(
+    admin_revoke_reaches_running_server,
+    |app: TestApp| async move {
+        let (key, id) = app
+            .key(KeyType::Public, KeyMode::Live, &["records:read"])
+            .await;
+        assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 200);
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+            .args(["admin", "keys", "revoke", &id])
+            .env("QUIRE_DATABASE_URL", &app.database_url)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let revoked_at = Instant::now();
+        loop {
+            let status = app.gql(&key, "{ __typename }", json!({})).await.status;
+            if status == 401 {
+                break;
+            }
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(2),
+                "still accepted after 2 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(revoked_at.elapsed() < Duration::from_secs(2), "still accepted after 2 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-});
+);
 
 /// Every real field that needs a scope, with the scope it needs.
 const GUARDED_FIELDS: &[(&str, &str)] = &[
@@ -151,23 +207,45 @@ const GUARDED_FIELDS: &[(&str, &str)] = &[
 both_dbs!(scope_matrix, |app: TestApp| async move {
     let all = ScopeSet::all().names();
     for (scope, query) in GUARDED_FIELDS {
-        let without: Vec<&str> = all.iter().map(String::as_str).filter(|s| s != scope).collect();
+        let without: Vec<&str> = all
+            .iter()
+            .map(String::as_str)
+            .filter(|s| s != scope)
+            .collect();
         let (weak, _) = app.key(KeyType::Secret, KeyMode::Test, &without).await;
         let reply = app.gql(&weak, query, json!({})).await;
-        assert_eq!(reply.code(), Some("FORBIDDEN"), "{scope} missing: {}", reply.body);
+        assert_eq!(
+            reply.code(),
+            Some("FORBIDDEN"),
+            "{scope} missing: {}",
+            reply.body
+        );
         let message = reply.body["errors"][0]["message"].as_str().unwrap_or("");
-        assert!(message.contains(scope), "the error names the scope: {message}");
+        assert!(
+            message.contains(scope),
+            "the error names the scope: {message}"
+        );
 
         let (strong, _) = app.key(KeyType::Secret, KeyMode::Test, &[scope]).await;
         let reply = app.gql(&strong, query, json!({})).await;
-        assert!(!reply.codes().contains(&"FORBIDDEN".to_owned()), "{scope} held: {}", reply.body);
+        assert!(
+            !reply.codes().contains(&"FORBIDDEN".to_owned()),
+            "{scope} held: {}",
+            reply.body
+        );
     }
 });
 
 both_dbs!(viewer_shows_the_calling_key, |app: TestApp| async move {
-    let (key, id) = app.key(KeyType::Public, KeyMode::Live, &["records:read"]).await;
+    let (key, id) = app
+        .key(KeyType::Public, KeyMode::Live, &["records:read"])
+        .await;
     let data = app
-        .data(&key, "{ viewer { key { id type mode scopes maskedKey status } project { name } } }", json!({}))
+        .data(
+            &key,
+            "{ viewer { key { id type mode scopes maskedKey status } project { name } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(data["viewer"]["key"]["id"], id);
     assert_eq!(data["viewer"]["key"]["type"], "PUBLIC");

@@ -43,7 +43,11 @@ impl Server {
                 lines.lock().unwrap().push(line);
             }
         });
-        let server = Server { child, port, stdout };
+        let server = Server {
+            child,
+            port,
+            stdout,
+        };
         server.wait_healthy().await;
         server
     }
@@ -93,7 +97,9 @@ pub fn free_port() -> u16 {
 }
 
 async fn bootstrap_prints_once(backend: Backend) {
-    let Some(db) = FreshDb::create(backend).await else { return };
+    let Some(db) = FreshDb::create(backend).await else {
+        return;
+    };
     let first = Server::start(&db.url, &[]).await;
     // Give the stdout reader a moment: the key is printed before listening.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -115,27 +121,50 @@ async fn bootstrap_prints_once(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res["data"]["viewer"]["key"]["name"], "bootstrap");
-    assert_eq!(res["data"]["viewer"]["key"]["scopes"].as_array().map(Vec::len), Some(21));
+    assert_eq!(
+        res["data"]["viewer"]["key"]["scopes"]
+            .as_array()
+            .map(Vec::len),
+        Some(21)
+    );
     first.stop().await;
 
     let second = Server::start(&db.url, &[]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(second.printed_keys().is_empty(), "printed again: {:?}", second.printed_keys());
+    assert!(
+        second.printed_keys().is_empty(),
+        "printed again: {:?}",
+        second.printed_keys()
+    );
     second.stop().await;
     db.cleanup().await;
 }
 
 async fn two_instances_bootstrap_one_key(backend: Backend) {
-    let Some(db) = FreshDb::create(backend).await else { return };
+    let Some(db) = FreshDb::create(backend).await else {
+        return;
+    };
     let (a, b) = tokio::join!(Server::start(&db.url, &[]), Server::start(&db.url, &[]));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let printed = a.printed_keys().len() + b.printed_keys().len();
-    assert_eq!(printed, 1, "a: {:?} b: {:?}", a.printed_keys(), b.printed_keys());
+    assert_eq!(
+        printed,
+        1,
+        "a: {:?} b: {:?}",
+        a.printed_keys(),
+        b.printed_keys()
+    );
     a.stop().await;
     b.stop().await;
     let conn = quire::db::Database::connect(&db.url).await.unwrap();
     use sea_orm::{EntityTrait, PaginatorTrait};
-    assert_eq!(entity::api_keys::Entity::find().count(&conn.conn).await.unwrap(), 1);
+    assert_eq!(
+        entity::api_keys::Entity::find()
+            .count(&conn.conn)
+            .await
+            .unwrap(),
+        1
+    );
     conn.conn.close().await.unwrap();
     db.cleanup().await;
 }

@@ -12,7 +12,13 @@ async fn sqlite() -> TestApp {
     TestApp::spawn(Backend::Sqlite).await
 }
 
-async fn post_raw(app: &TestApp, key: &str, accept: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
+async fn post_raw(
+    app: &TestApp,
+    key: &str,
+    accept: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> Reply {
     let res = app
         .client
         .post(app.url("/graphql"))
@@ -30,26 +36,64 @@ async fn post_raw(app: &TestApp, key: &str, accept: &str, content_type: &str, bo
 async fn negotiates_media_types_and_statuses() {
     let app = sqlite().await;
     let key = app.root_key().await;
-    let ok = post_raw(&app, &key, GRJ, "application/json", r#"{"query":"{ __typename }"}"#).await;
+    let ok = post_raw(
+        &app,
+        &key,
+        GRJ,
+        "application/json",
+        r#"{"query":"{ __typename }"}"#,
+    )
+    .await;
     assert_eq!(ok.status, 200);
     assert!(ok.header("content-type").unwrap().starts_with(GRJ));
     assert_eq!(ok.body["data"]["__typename"], "Query");
 
-    let invalid = post_raw(&app, &key, GRJ, "application/json", r#"{"query":"{ nope }"}"#).await;
+    let invalid = post_raw(
+        &app,
+        &key,
+        GRJ,
+        "application/json",
+        r#"{"query":"{ nope }"}"#,
+    )
+    .await;
     assert_eq!(invalid.status, 400);
     assert_eq!(invalid.code(), Some("GRAPHQL_VALIDATION_FAILED"));
     assert!(invalid.body.get("data").is_none());
-    let invalid_json = post_raw(&app, &key, "application/json", "application/json", r#"{"query":"{ nope }"}"#).await;
+    let invalid_json = post_raw(
+        &app,
+        &key,
+        "application/json",
+        "application/json",
+        r#"{"query":"{ nope }"}"#,
+    )
+    .await;
     assert_eq!(invalid_json.status, 200);
-    assert!(invalid_json.header("content-type").unwrap().starts_with("application/json"));
+    assert!(invalid_json
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
 
     let unparsable = post_raw(&app, &key, GRJ, "application/json", r#"{"query":"{"}"#).await;
     assert_eq!(unparsable.status, 400);
     assert_eq!(unparsable.code(), Some("GRAPHQL_PARSE_FAILED"));
 
-    let not_acceptable = post_raw(&app, &key, "text/plain", "application/json", r#"{"query":"{ __typename }"}"#).await;
+    let not_acceptable = post_raw(
+        &app,
+        &key,
+        "text/plain",
+        "application/json",
+        r#"{"query":"{ __typename }"}"#,
+    )
+    .await;
     assert_eq!(not_acceptable.status, 406);
-    let bad_type = post_raw(&app, &key, GRJ, "text/plain", r#"{"query":"{ __typename }"}"#).await;
+    let bad_type = post_raw(
+        &app,
+        &key,
+        GRJ,
+        "text/plain",
+        r#"{"query":"{ __typename }"}"#,
+    )
+    .await;
     assert_eq!(bad_type.status, 415);
     app.cleanup().await;
 }
@@ -68,7 +112,12 @@ async fn get_runs_queries_but_not_mutations() {
     };
     let ok = Reply::from(get("{ __typename }").await.unwrap()).await;
     assert_eq!(ok.status, 200);
-    let refused = Reply::from(get("mutation { revokeApiKey(id: \"x\") { id } }").await.unwrap()).await;
+    let refused = Reply::from(
+        get("mutation { revokeApiKey(id: \"x\") { id } }")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(refused.status, 405);
     assert_eq!(refused.header("allow"), Some("POST"));
 }
@@ -79,16 +128,73 @@ async fn hostile_input_gets_4xx_and_the_server_keeps_answering() {
     let key = app.root_key().await;
     let deep = format!("{}{}", "{ viewer ".repeat(1000), "}".repeat(1000));
     let aliases: String = (0..10_000).map(|i| format!("a{i}: __typename ")).collect();
-    let big = format!(r#"{{"query":"{{ __typename }}","pad":"{}"}}"#, "x".repeat(5 * 1024 * 1024));
-    let batch: Vec<Value> = (0..100).map(|_| json!({ "query": "{ __typename }" })).collect();
+    let big = format!(
+        r#"{{"query":"{{ __typename }}","pad":"{}"}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let batch: Vec<Value> = (0..100)
+        .map(|_| json!({ "query": "{ __typename }" }))
+        .collect();
 
     let cases: Vec<(&str, Reply, u16)> = vec![
-        ("depth 1000", post_raw(&app, &key, GRJ, "application/json", json!({ "query": deep }).to_string()).await, 400),
-        ("10,000 aliases", post_raw(&app, &key, GRJ, "application/json", json!({ "query": format!("{{ {aliases} }}") }).to_string()).await, 400),
-        ("5 MiB body", post_raw(&app, &key, GRJ, "application/json", big).await, 413),
-        ("invalid JSON", post_raw(&app, &key, GRJ, "application/json", "{\"query\": ").await, 400),
-        ("invalid UTF-8", post_raw(&app, &key, GRJ, "application/json", vec![b'{', 0xff, 0xfe, b'}']).await, 400),
-        ("100-operation batch", post_raw(&app, &key, GRJ, "application/json", Value::Array(batch).to_string()).await, 400),
+        (
+            "depth 1000",
+            post_raw(
+                &app,
+                &key,
+                GRJ,
+                "application/json",
+                json!({ "query": deep }).to_string(),
+            )
+            .await,
+            400,
+        ),
+        (
+            "10,000 aliases",
+            post_raw(
+                &app,
+                &key,
+                GRJ,
+                "application/json",
+                json!({ "query": format!("{{ {aliases} }}") }).to_string(),
+            )
+            .await,
+            400,
+        ),
+        (
+            "5 MiB body",
+            post_raw(&app, &key, GRJ, "application/json", big).await,
+            413,
+        ),
+        (
+            "invalid JSON",
+            post_raw(&app, &key, GRJ, "application/json", "{\"query\": ").await,
+            400,
+        ),
+        (
+            "invalid UTF-8",
+            post_raw(
+                &app,
+                &key,
+                GRJ,
+                "application/json",
+                vec![b'{', 0xff, 0xfe, b'}'],
+            )
+            .await,
+            400,
+        ),
+        (
+            "100-operation batch",
+            post_raw(
+                &app,
+                &key,
+                GRJ,
+                "application/json",
+                Value::Array(batch).to_string(),
+            )
+            .await,
+            400,
+        ),
     ];
     for (case, reply, status) in cases {
         assert_eq!(reply.status.as_u16(), status, "{case}: {}", reply.body);
@@ -102,7 +208,11 @@ async fn hostile_input_gets_4xx_and_the_server_keeps_answering() {
         .send()
         .await
         .unwrap();
-    assert!(huge_header.status().is_client_error(), "100 KB header: {}", huge_header.status());
+    assert!(
+        huge_header.status().is_client_error(),
+        "100 KB header: {}",
+        huge_header.status()
+    );
 
     // Still answering.
     assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 200);
@@ -112,28 +222,56 @@ async fn hostile_input_gets_4xx_and_the_server_keeps_answering() {
 async fn batches_up_to_the_limit() {
     let app = sqlite().await;
     let key = app.root_key().await;
-    let batch: Vec<Value> = (0..10).map(|_| json!({ "query": "{ __typename }" })).collect();
-    let reply = post_raw(&app, &key, "application/json", "application/json", Value::Array(batch).to_string()).await;
+    let batch: Vec<Value> = (0..10)
+        .map(|_| json!({ "query": "{ __typename }" }))
+        .collect();
+    let reply = post_raw(
+        &app,
+        &key,
+        "application/json",
+        "application/json",
+        Value::Array(batch).to_string(),
+    )
+    .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body.as_array().map(Vec::len), Some(10));
 }
 
 #[tokio::test]
 async fn batches_can_be_refused() {
-    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.max_batch = 0).await.unwrap();
+    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.max_batch = 0)
+        .await
+        .unwrap();
     let key = app.root_key().await;
-    let reply = post_raw(&app, &key, GRJ, "application/json", r#"[{"query":"{ __typename }"}]"#).await;
+    let reply = post_raw(
+        &app,
+        &key,
+        GRJ,
+        "application/json",
+        r#"[{"query":"{ __typename }"}]"#,
+    )
+    .await;
     assert_eq!(reply.status, 400);
 }
 
 #[tokio::test]
 async fn public_keys_get_no_introspection_and_no_suggestions() {
     let app = sqlite().await;
-    let (public, _) = app.key(KeyType::Public, KeyMode::Live, &["records:read"]).await;
+    let (public, _) = app
+        .key(KeyType::Public, KeyMode::Live, &["records:read"])
+        .await;
     let secret = app.root_key().await;
     let introspect = "{ __schema { queryType { name } } }";
-    assert!(app.gql(&public, introspect, json!({})).await.body.get("errors").is_some());
-    assert_eq!(app.data(&secret, introspect, json!({})).await["__schema"]["queryType"]["name"], "Query");
+    assert!(app
+        .gql(&public, introspect, json!({}))
+        .await
+        .body
+        .get("errors")
+        .is_some());
+    assert_eq!(
+        app.data(&secret, introspect, json!({})).await["__schema"]["queryType"]["name"],
+        "Query"
+    );
 
     let typo = "{ viewr { key { id } } }";
     let secret_msg = app.gql(&secret, typo, json!({})).await.body.to_string();
@@ -141,7 +279,10 @@ async fn public_keys_get_no_introspection_and_no_suggestions() {
     assert!(secret_msg.contains("Did you mean"), "{secret_msg}");
     assert!(!public_msg.contains("Did you mean"), "{public_msg}");
     // __typename is not introspection: the GraphQL floor works for public keys.
-    assert_eq!(app.data(&public, "{ __typename }", json!({})).await["__typename"], "Query");
+    assert_eq!(
+        app.data(&public, "{ __typename }", json!({})).await["__typename"],
+        "Query"
+    );
 }
 
 #[tokio::test]
@@ -157,13 +298,18 @@ async fn cors_lets_browsers_call_with_a_key() {
         .await
         .unwrap();
     assert!(preflight.status().is_success());
-    let allow_headers = preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    let allow_headers = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
     assert!(allow_headers.contains("x-api-key"), "{allow_headers}");
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
 
-    let restricted = TestApp::try_spawn_with(Backend::Sqlite, |c| c.cors_origins = vec!["https://ok.example".into()])
-        .await
-        .unwrap();
+    let restricted = TestApp::try_spawn_with(Backend::Sqlite, |c| {
+        c.cors_origins = vec!["https://ok.example".into()]
+    })
+    .await
+    .unwrap();
     let denied = restricted
         .client
         .request(reqwest::Method::OPTIONS, restricted.url("/graphql"))
@@ -172,7 +318,10 @@ async fn cors_lets_browsers_call_with_a_key() {
         .send()
         .await
         .unwrap();
-    assert!(denied.headers().get("access-control-allow-origin").is_none());
+    assert!(denied
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 }
 
 #[tokio::test]
@@ -186,15 +335,47 @@ async fn graphiql_health_and_metrics() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().to_lowercase().contains("graphiql"));
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .to_lowercase()
+        .contains("graphiql"));
 
-    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let _ = app.gql("sk_live_nope", "{ __typename }", json!({})).await;
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("quire_http_requests_total"), "{metrics}");
     assert!(metrics.contains("quire_auth_failures_total"), "{metrics}");
-    assert!(metrics.contains("quire_http_request_duration_seconds"), "{metrics}");
+    assert!(
+        metrics.contains("quire_http_request_duration_seconds"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -204,5 +385,8 @@ async fn readyz_reports_an_unreachable_database() {
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 503);
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["errors"][0]["extensions"]["code"], "SERVICE_UNAVAILABLE");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "SERVICE_UNAVAILABLE"
+    );
 }

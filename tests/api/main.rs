@@ -7,5 +7,6 @@ mod support;
 
 mod auth;
 mod bootstrap;
+mod content;
 mod http;
 mod schema;

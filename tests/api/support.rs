@@ -38,7 +38,9 @@ macro_rules! both_dbs {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                let Some(app) = $crate::support::TestApp::try_spawn($crate::support::Backend::Postgres).await else {
+                let Some(app) =
+                    $crate::support::TestApp::try_spawn($crate::support::Backend::Postgres).await
+                else {
                     return;
                 };
                 ($body)(app.clone()).await;
@@ -70,7 +72,9 @@ pub struct Reply {
 impl Reply {
     /// `errors[0].extensions.code`, if any.
     pub fn code(&self) -> Option<&str> {
-        self.body.pointer("/errors/0/extensions/code").and_then(Value::as_str)
+        self.body
+            .pointer("/errors/0/extensions/code")
+            .and_then(Value::as_str)
     }
     /// Every `extensions.code` in `errors`.
     pub fn codes(&self) -> Vec<String> {
@@ -102,13 +106,24 @@ impl TestApp {
     }
 
     /// Like `try_spawn`, with a chance to change the configuration.
-    pub async fn try_spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
-        let FreshDb { url: database_url, pg_admin, dir } = FreshDb::create(backend).await?;
+    pub async fn try_spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
+        let FreshDb {
+            url: database_url,
+            pg_admin,
+            dir,
+        } = FreshDb::create(backend).await?;
         let mut config = Config::for_database(database_url.clone());
         configure(&mut config);
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let state = App::with_clock(config, clock.clone()).await.expect("app starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let state = App::with_clock(config, clock.clone())
+            .await
+            .expect("app starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server_state = state.clone();
         tokio::spawn(async move {
@@ -137,7 +152,13 @@ impl TestApp {
     }
 
     /// Creates a key in the default project as `quire admin` would.
-    pub async fn key_in(&self, project: &str, key_type: KeyType, mode: KeyMode, scopes: &[&str]) -> (String, String) {
+    pub async fn key_in(
+        &self,
+        project: &str,
+        key_type: KeyType,
+        mode: KeyMode,
+        scopes: &[&str],
+    ) -> (String, String) {
         let project = keys::project_by_name(&self.state.db.conn, project)
             .await
             .expect("db")
@@ -151,9 +172,15 @@ impl TestApp {
             rate_limit_per_hour: 10_000,
             expires_at: None,
         };
-        let (secret, row) = keys::create_key(&self.state.db.conn, &project.id, new, &Actor::Admin, self.clock.now_utc())
-            .await
-            .expect("create key");
+        let (secret, row) = keys::create_key(
+            &self.state.db.conn,
+            &project.id,
+            new,
+            &Actor::Admin,
+            self.clock.now_utc(),
+        )
+        .await
+        .expect("create key");
         (secret.expose().to_owned(), row.id)
     }
 
@@ -199,7 +226,11 @@ impl Reply {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Self { status, headers, body }
+        Self {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
@@ -227,7 +258,10 @@ impl FreshDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let (url, pg_admin) = match backend {
             Backend::Sqlite => (
-                format!("sqlite://{}?mode=rwc", dir.path().join("quire.db").display()),
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("quire.db").display()
+                ),
                 None,
             ),
             Backend::Postgres => {
@@ -245,7 +279,11 @@ impl FreshDb {
                 (replace_db_name(&base, &name), Some((base, name)))
             }
         };
-        Some(Self { url, pg_admin, dir: Arc::new(dir) })
+        Some(Self {
+            url,
+            pg_admin,
+            dir: Arc::new(dir),
+        })
     }
 
     /// Drops the PostgreSQL database.
