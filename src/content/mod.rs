@@ -16,6 +16,8 @@ pub mod models;
 pub mod query;
 pub mod records;
 
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+
 use crate::auth::key::{KeyMode, KeyType};
 use crate::auth::principal::Principal;
 use crate::auth::scopes::Scope;
@@ -85,4 +87,17 @@ impl RecordStatus {
             _ => RecordStatus::Draft,
         }
     }
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock
+/// at once (waiting up to the busy timeout): a deferred transaction that
+/// read first would fail outright with `SQLITE_BUSY` when another writer
+/// committed in between, instead of waiting its turn.
+pub(crate) async fn begin_write<C: TransactionTrait>(db: &C) -> AppResult<DatabaseTransaction> {
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("UPDATE projects SET name = name WHERE 0")
+            .await?;
+    }
+    Ok(txn)
 }

@@ -191,7 +191,7 @@ pub async fn create_model<C: ConnectionTrait + TransactionTrait>(
     check_identifier("key", "model key", &new.key)?;
     check_name(&new.name)?;
     check_field_defs(&new.fields)?;
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     check_reference_targets(&txn, project_id, &new.key, &new.fields).await?;
     let row = models::ActiveModel {
         id: Set(new_id()),
@@ -232,7 +232,7 @@ pub async fn update_model<C: ConnectionTrait + TransactionTrait>(
     if let Some(name) = &change.name {
         check_name(name)?;
     }
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let model = lock_model(&txn, project_id, key, true).await?;
     let mut row: models::ActiveModel = model.row.clone().into();
     if let Some(name) = change.name {
@@ -390,7 +390,7 @@ pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
     project_id: &str,
     key: &str,
 ) -> AppResult<()> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let model = lock_model(&txn, project_id, key, true).await?;
     let count = records::Entity::find()
         .filter(records::Column::ModelId.eq(&model.row.id))

@@ -86,7 +86,7 @@ pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
     data: Value,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let model = lock_model(&txn, project_id, model_key, false).await?;
     let data = validate_data(&txn, project_id, &model, data).await?;
     let row = records::ActiveModel {
@@ -118,7 +118,7 @@ pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
     expected_version: Option<i64>,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let (current, model) = load_for_write(&txn, project_id, id).await?;
     if let Some(expected) = expected_version {
         if expected != current.version {
@@ -150,7 +150,7 @@ pub async fn publish_record<C: ConnectionTrait + TransactionTrait>(
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let (current, model) = load_for_write(&txn, project_id, id).await?;
     if RecordStatus::parse(&current.status) == RecordStatus::Published {
         return Ok(draft_out(current, &model));
@@ -173,7 +173,7 @@ pub async fn unpublish_record<C: ConnectionTrait + TransactionTrait>(
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let (current, model) = load_for_write(&txn, project_id, id).await?;
     if RecordStatus::parse(&current.status) == RecordStatus::Draft {
         return Ok(draft_out(current, &model));
@@ -195,7 +195,7 @@ pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
     project_id: &str,
     id: &str,
 ) -> AppResult<()> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let (current, _) = load_for_write(&txn, project_id, id).await?;
     record_unique_values::Entity::delete_many()
         .filter(record_unique_values::Column::RecordId.eq(&current.id))

@@ -1281,3 +1281,23 @@ both_dbs!(records_list_command, |app: TestApp| async move {
     let out = run(k.live.clone(), vec!["records", "list", "nope"]).await;
     assert!(!out.status.success());
 });
+
+both_dbs!(concurrent_writes_all_succeed, |app: TestApp| async move {
+    let k = keys(&app).await;
+    blog_models(&app, &k.root).await;
+    let writes = (0..24).map(|i| {
+        let app = app.clone();
+        let key = k.root.clone();
+        async move {
+            let reply = app
+                .gql(&key, CREATE, json!({ "m": "page", "d": { "title": format!("t{i}"), "slug": format!("s{i}") } }))
+                .await;
+            assert!(reply.body.get("errors").is_none(), "{}", reply.body);
+            let id = reply.body["data"]["createRecord"]["id"].as_str().unwrap().to_owned();
+            let reply = app.gql(&key, PUBLISH, json!({ "id": id })).await;
+            assert!(reply.body.get("errors").is_none(), "{}", reply.body);
+        }
+    });
+    futures::future::join_all(writes).await;
+    assert_eq!(total(&app, &k.live, json!({})).await, 24);
+});

@@ -8,5 +8,6 @@ mod support;
 mod auth;
 mod bootstrap;
 mod content;
+mod content_bench;
 mod http;
 mod schema;
