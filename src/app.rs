@@ -13,8 +13,9 @@ use crate::auth::cache::KeyCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::Database;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::graphql::{self, QuireSchema};
+use crate::ratelimit::Limiter;
 
 /// Everything a request may need.
 pub struct App {
@@ -33,6 +34,8 @@ pub struct App {
     pub public_schema: QuireSchema,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Per-key hourly budgets.
+    pub limiter: Limiter,
 }
 
 /// Shared handle to the application.
@@ -51,7 +54,13 @@ impl App {
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> AppResult<AppState> {
         let db = Database::connect(&config.database.database_url).await?;
         db.migrate(clock.now()).await?;
+        let limiter = Limiter::new(config.redis_url.as_deref()).map_err(AppError::bad_input)?;
+        let restored = limiter.restore(&db, clock.now()).await?;
+        if restored > 0 {
+            tracing::info!(keys = restored, "restored rate-limit windows");
+        }
         Ok(Arc::new(App {
+            limiter,
             schema: graphql::build_schema(&config, false),
             public_schema: graphql::build_schema(&config, true),
             config,

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`cli`] | the `quire` command line: `serve`, `migrate`, `admin`, client commands |
 //! | [`config`] | typed configuration from flags and `QUIRE_*` variables |
-//! | [`app`] | `App`/`AppState`: database, key cache, clock, schemas, metrics; the key change watcher |
+//! | [`app`] | `App`/`AppState`: database, key cache, limiter, clock, schemas, metrics; the key change watcher |
 //! | [`db`] | opening the database (pragmas, pools), migrations under a lock, bootstrap |
 //! | [`error`] | `AppError` and its code table (HTTP status, `extensions.code`) |
 //! | [`clock`] | injectable time |
@@ -15,6 +15,7 @@
 //! | [`auth`] | key format, scopes, principal, key cache, request authentication, guards |
 //! | [`keys`] | key lifecycle service: rules, audit log, change feed |
 //! | [`content`] | content service: models, records, drafts and publishing, views, queries |
+//! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (moka) and Redis stores |
 //! | [`graphql`] | schema assembly, limits, thin resolvers per domain |
 
 pub mod app;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod keys;
+pub mod ratelimit;
 
 pub use app::{App, AppState};
 pub use http::build_router;

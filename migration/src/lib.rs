@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_foundation;
 mod m20261123_000002_content;
+mod m20261123_000010_rate_limit_state;
 
 /// The ordered list of quire's migrations.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_foundation::Migration),
             Box::new(m20261123_000002_content::Migration),
+            Box::new(m20261123_000010_rate_limit_state::Migration),
         ]
     }
 }

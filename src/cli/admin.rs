@@ -73,8 +73,13 @@ pub struct CreateKeyArgs {
     /// Comma-separated scopes, or * for every scope the key may hold.
     #[arg(long)]
     scopes: String,
-    #[arg(long = "rate-limit")]
-    rate_limit: Option<i64>,
+    /// Hourly request budget.
+    #[arg(
+        long = "rate-limit",
+        env = "QUIRE_DEFAULT_RATE_LIMIT_PER_HOUR",
+        default_value_t = 10_000
+    )]
+    rate_limit: i64,
     #[arg(long)]
     json: bool,
 }
@@ -191,7 +196,7 @@ async fn create_key(
         key_type,
         mode,
         scopes,
-        rate_limit_per_hour: args.rate_limit.unwrap_or(10_000),
+        rate_limit_per_hour: args.rate_limit,
         expires_at: None,
     };
     let (secret, row) = keys::create_key(&db.conn, &project.id, new, &Actor::Admin, now)

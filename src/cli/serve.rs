@@ -35,9 +35,13 @@ pub async fn run(config: Config) -> Result<(), String> {
     let addr = listener.local_addr().map_err(msg)?;
     tracing::info!(%addr, database = %redact_url(&app.config.database.database_url), "quire is listening");
     let _watcher = app.spawn_change_watcher();
-    crate::http::serve(listener, app, shutdown_signal())
+    crate::http::serve(listener, app.clone(), shutdown_signal())
         .await
         .map_err(msg)?;
+    match app.limiter.persist(&app.db, app.clock.now()).await {
+        Ok(n) => tracing::info!(keys = n, "saved rate-limit windows"),
+        Err(e) => tracing::warn!(error = %cause(&e), "could not save rate-limit windows"),
+    }
     tracing::info!("quire stopped");
     Ok(())
 }

@@ -3,8 +3,9 @@
 //!
 //! Order of a request: accept negotiation (406) → GraphiQL for browsers →
 //! authentication (401) → body and parameters (415, 413, 400) → document
-//! checks (parse, aliases, 405 for mutations over GET) → execution → status
-//! by the negotiated media type.
+//! checks (parse, aliases, 405 for mutations over GET) → rate limit (429) →
+//! execution → status by the negotiated media type, rate-limit headers on
+//! every response to a valid key.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::app::{App, AppState};
 use crate::auth::{self, principal::Principal};
 use crate::error::AppError;
 use crate::graphql::limits::document_stats;
+use crate::ratelimit::Decision;
 
 /// The response media type chosen from `Accept`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,11 +97,10 @@ pub async fn get(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> R
         Ok(p) => p,
         Err(e) => return app_error_response(media, &e),
     };
-    let params = match params_from_query(uri.query().unwrap_or("")) {
-        Ok(p) => p,
-        Err(r) => return r.into_response(media),
-    };
-    respond_single(&app, media, principal, params, true).await
+    let prepared = params_from_query(uri.query().unwrap_or(""))
+        .and_then(|params| prepare(&app, &principal, params, true))
+        .map(|op| vec![op]);
+    respond(&app, media, &principal, prepared, false).await
 }
 
 /// `POST /graphql`: one operation or a batch (a JSON array).
@@ -111,88 +112,151 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: Body) -
         Ok(p) => p,
         Err(e) => return app_error_response(media, &e),
     };
-    let value = match read_json_body(&app, &headers, body).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(media),
+    let (prepared, batch) = match read_json_body(&app, &headers, body).await {
+        Err(r) => (Err(r), false),
+        Ok(Value::Array(items)) => (prepare_batch(&app, &principal, items), true),
+        Ok(other) => (
+            params_from_json(other)
+                .and_then(|params| prepare(&app, &principal, params, false))
+                .map(|op| vec![op]),
+            false,
+        ),
     };
-    match value {
-        Value::Array(items) => respond_batch(&app, media, principal, items).await,
-        other => match params_from_json(other) {
-            Ok(params) => respond_single(&app, media, principal, params, false).await,
-            Err(r) => r.into_response(media),
-        },
-    }
+    respond(&app, media, &principal, prepared, batch).await
 }
 
-async fn respond_single(
-    app: &AppState,
-    media: Media,
-    principal: Arc<Principal>,
-    params: Params,
-    over_get: bool,
-) -> Response {
-    let (result, label) = run(app, &principal, params, over_get).await;
-    let mut response = match result {
-        Ok(resp) => graphql_response(media, resp),
-        Err(reject) => reject.into_response(media),
-    };
-    response.extensions_mut().insert(OperationLabel(label));
-    response
+/// One operation, checked and ready to run (or already answered with a
+/// parse or validation error, which still counts against the budget).
+enum Prepared {
+    Run(Box<async_graphql::Request>, &'static str),
+    Answered(Box<async_graphql::Response>, &'static str),
 }
 
-async fn respond_batch(
-    app: &AppState,
-    media: Media,
-    principal: Arc<Principal>,
-    items: Vec<Value>,
-) -> Response {
-    let max = app.config.max_batch;
-    if max == 0 {
-        return Reject::bad_request("batching is disabled on this server").into_response(media);
-    }
-    if items.is_empty() || items.len() > max {
-        return Reject::bad_request(format!("a batch must hold 1 to {max} operations"))
-            .into_response(media);
-    }
-    let mut all = Vec::with_capacity(items.len());
-    for item in items {
-        match params_from_json(item) {
-            Ok(p) => all.push(p),
-            Err(r) => return r.into_response(media),
+impl Prepared {
+    fn label(&self) -> &'static str {
+        match self {
+            Prepared::Run(_, l) | Prepared::Answered(_, l) => l,
         }
     }
-    let mut responses = Vec::with_capacity(all.len());
-    let mut unavailable = false;
-    for params in all {
-        let (result, _) = run(app, &principal, params, false).await;
-        let mut resp = match result {
-            Ok(resp) => resp,
-            Err(reject) => {
-                async_graphql::Response::from_errors(vec![ServerError::new(reject.message, None)])
-            }
-        };
-        classify(&mut resp);
-        unavailable |= has_code(&resp, "SERVICE_UNAVAILABLE");
-        responses.push(resp);
+}
+
+fn prepare_batch(
+    app: &App,
+    principal: &Principal,
+    items: Vec<Value>,
+) -> Result<Vec<Prepared>, Reject> {
+    let max = app.config.max_batch;
+    if max == 0 {
+        return Err(Reject::bad_request("batching is disabled on this server"));
     }
-    let status = if unavailable {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
+    if items.is_empty() || items.len() > max {
+        return Err(Reject::bad_request(format!(
+            "a batch must hold 1 to {max} operations"
+        )));
+    }
+    items
+        .into_iter()
+        .map(|item| params_from_json(item).and_then(|p| prepare(app, principal, p, false)))
+        .collect()
+}
+
+/// Rate limit, execute, and answer. A request refused at the HTTP level
+/// (`Err`) costs nothing but still carries the rate-limit headers; every
+/// prepared operation costs 1, a batch all or nothing.
+async fn respond(
+    app: &AppState,
+    media: Media,
+    principal: &Arc<Principal>,
+    prepared: Result<Vec<Prepared>, Reject>,
+    batch: bool,
+) -> Response {
+    let limit = u64::try_from(principal.rate_limit_per_hour).unwrap_or(0);
+    let now = app.clock.now();
+    let ops = match prepared {
+        Ok(ops) => ops,
+        Err(reject) => {
+            let decision = app.limiter.peek(&principal.key_id, limit, now).await;
+            return with_rate_headers(reject.into_response(media), &decision);
+        }
     };
-    let body = serde_json::to_value(&responses).unwrap_or(Value::Null);
-    let mut response = body_response(status, media, &body);
-    response.extensions_mut().insert(OperationLabel("batch"));
+    let decision = app
+        .limiter
+        .check(&principal.key_id, limit, ops.len() as u64, now)
+        .await;
+    if !decision.allowed {
+        let refusal = AppError::RateLimited {
+            retry_after: decision.retry_after.unwrap_or(1),
+        };
+        return with_rate_headers(app_error_response(media, &refusal), &decision);
+    }
+    let label = if batch {
+        "batch"
+    } else {
+        ops.first().map_or("invalid", Prepared::label)
+    };
+    let schema = if principal.is_public() {
+        &app.public_schema
+    } else {
+        &app.schema
+    };
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        responses.push(match op {
+            Prepared::Answered(resp, _) => *resp,
+            Prepared::Run(request, _) => {
+                let request = request
+                    .data(Arc::clone(principal))
+                    .data(Arc::clone(app))
+                    .data(decision);
+                schema.execute(request).await
+            }
+        });
+    }
+    let mut response = if batch {
+        let mut unavailable = false;
+        for resp in &mut responses {
+            classify(resp);
+            unavailable |= has_code(resp, "SERVICE_UNAVAILABLE");
+        }
+        let status = if unavailable {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        body_response(
+            status,
+            media,
+            &serde_json::to_value(&responses).unwrap_or(Value::Null),
+        )
+    } else {
+        match responses.pop() {
+            Some(resp) => graphql_response(media, resp),
+            None => Reject::bad_request("no operation").into_response(media),
+        }
+    };
+    response.extensions_mut().insert(OperationLabel(label));
+    with_rate_headers(response, &decision)
+}
+
+fn with_rate_headers(mut response: Response, d: &Decision) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(d.reset_at));
+    if let Some(retry) = d.retry_after.filter(|_| !d.allowed) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    }
     response
 }
 
-/// Checks and executes one operation.
-async fn run(
-    app: &AppState,
-    principal: &Arc<Principal>,
+/// Parses and checks one operation: parse errors and limit violations are
+/// answered here; a mutation over GET is refused (405).
+fn prepare(
+    app: &App,
+    principal: &Principal,
     params: Params,
     over_get: bool,
-) -> (Result<async_graphql::Response, Reject>, &'static str) {
+) -> Result<Prepared, Reject> {
     let mut request = async_graphql::Request::new(params.query);
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
@@ -205,7 +269,10 @@ async fn run(
         Ok(doc) => doc,
         Err(mut e) => {
             set_code(&mut e, "GRAPHQL_PARSE_FAILED");
-            return (Ok(async_graphql::Response::from_errors(vec![e])), "invalid");
+            return Ok(Prepared::Answered(
+                Box::new(async_graphql::Response::from_errors(vec![e])),
+                "invalid",
+            ));
         }
     };
     let kind = operation_kind(doc, operation_name.as_deref());
@@ -226,7 +293,7 @@ async fn run(
             "mutations are accepted over POST only",
         );
         reject.allow_post_only = true;
-        return (Err(reject), label);
+        return Err(reject);
     }
     let stats = document_stats(doc);
     let refusal = if stats.aliases > app.config.max_aliases {
@@ -242,15 +309,12 @@ async fn run(
     if let Some(message) = refusal {
         let mut e = ServerError::new(message, None);
         set_code(&mut e, "GRAPHQL_VALIDATION_FAILED");
-        return (Ok(async_graphql::Response::from_errors(vec![e])), label);
+        return Ok(Prepared::Answered(
+            Box::new(async_graphql::Response::from_errors(vec![e])),
+            label,
+        ));
     }
-    let schema = if principal.is_public() {
-        &app.public_schema
-    } else {
-        &app.schema
-    };
-    let request = request.data(Arc::clone(principal)).data(Arc::clone(app));
-    (Ok(schema.execute(request).await), label)
+    Ok(Prepared::Run(Box::new(request), label))
 }
 
 fn operation_kind(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {

@@ -10,4 +10,5 @@ mod bootstrap;
 mod content;
 mod content_bench;
 mod http;
+mod ratelimit;
 mod schema;
