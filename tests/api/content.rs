@@ -622,6 +622,19 @@ both_dbs!(
             reply.body,
             json!({ "data": { "records": { "items": [ { "id": id, "data": { "title": "Home", "slug": "home" } } ] } } })
         );
+        // JSON arguments may be written inline, as the README does.
+        let d = app
+            .data(&k.root, r#"mutation { createRecord(modelKey: "page", data: { title: "Inline", slug: "inline" }) { id } }"#, json!({}))
+            .await;
+        let inline = d["createRecord"]["id"].as_str().unwrap().to_owned();
+        publish(&app, &k.root, &inline).await;
+        let d = app
+            .data(&k.live, r#"{ records(modelKey: "page", limit: 10, where: { slug: "inline" }) { items { id } totalCount } }"#, json!({}))
+            .await;
+        assert_eq!(
+            d["records"],
+            json!({ "items": [ { "id": inline } ], "totalCount": 1 })
+        );
     }
 );
 
