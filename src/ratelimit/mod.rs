@@ -22,7 +22,8 @@ pub use window::Decision;
 pub struct Limiter {
     local: LocalStore,
     redis: Option<RedisStore>,
-    /// key id → (unix second until which it cannot fit, the refusal).
+    /// key id → (unix second until which it cannot fit, the refusal); used
+    /// in front of Redis, where it saves a round trip.
     blocked: moka::sync::Cache<String, (i64, Decision)>,
 }
 
@@ -48,6 +49,10 @@ impl Limiter {
     /// Counts `cost` requests of `key_id` if they fit in `limit`.
     pub async fn check(&self, key_id: &str, limit: u64, cost: u64, now: DateTime<Utc>) -> Decision {
         let now = now.timestamp();
+        let Some(redis) = &self.redis else {
+            // The local window answers a refusal as cheaply as a cache would.
+            return self.local.decide(key_id, limit, cost, now);
+        };
         if let Some((until, refusal)) = self.blocked.get(key_id) {
             if now < until && refusal.limit == limit && cost > refusal.remaining {
                 return Decision {
@@ -56,11 +61,8 @@ impl Limiter {
                 };
             }
         }
-        let decision = match &self.redis {
-            Some(redis) => match redis.decide(key_id, limit, cost, now).await {
-                Some(d) => d,
-                None => self.local.decide(key_id, limit, cost, now),
-            },
+        let decision = match redis.decide(key_id, limit, cost, now).await {
+            Some(d) => d,
             None => self.local.decide(key_id, limit, cost, now),
         };
         if let (false, Some(retry)) = (decision.allowed, decision.retry_after) {
