@@ -14,6 +14,7 @@
 //! | [`http`] | router, the GraphQL-over-HTTP handler, health and metrics, layers |
 //! | [`auth`] | key format, scopes, principal, key cache, request authentication, guards |
 //! | [`keys`] | key lifecycle service: rules, rotate/update/revoke, audit log, change feed, export/import, `lastUsedAt` batching |
+//! | [`content`] | content service: models, records, drafts and publishing, views, queries |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (moka) and Redis stores |
 //! | [`graphql`] | schema assembly, limits, thin resolvers per domain |
 
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod content;
 pub mod db;
 pub mod error;
 pub mod graphql;

@@ -4,4 +4,7 @@ pub mod api_keys;
 pub mod audit_events;
 pub mod key_changes;
 pub mod markers;
+pub mod models;
 pub mod projects;
+pub mod record_unique_values;
+pub mod records;

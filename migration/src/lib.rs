@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_foundation;
+mod m20261123_000002_content;
 mod m20261123_000010_rate_limit_state;
 
 /// The ordered list of quire's migrations.
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261123_000001_foundation::Migration),
+            Box::new(m20261123_000002_content::Migration),
             Box::new(m20261123_000010_rate_limit_state::Migration),
         ]
     }

@@ -294,3 +294,67 @@ fn join(v: &Value) -> String {
         })
         .unwrap_or_default()
 }
+
+/// `quire records …`.
+#[derive(clap::Subcommand)]
+pub enum RecordsCommand {
+    /// Lists every record of a model (the published view unless --preview),
+    /// following cursors page by page.
+    List {
+        /// The model's key.
+        model_key: String,
+        /// The draft view (secret TEST keys holding drafts:read only).
+        #[arg(long)]
+        preview: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+const RECORDS_PAGE: &str = "query($m: String!, $a: String, $p: Boolean) {
+  records(modelKey: $m, limit: 100, after: $a, preview: $p) {
+    items { id modelKey status version createdAt updatedAt publishedAt data }
+    pageInfo { hasNextPage endCursor }
+  }
+}";
+
+/// `quire records list MODEL_KEY [--preview] [--json]`.
+pub async fn records(command: RecordsCommand) -> Result<(), String> {
+    let RecordsCommand::List {
+        model_key,
+        preview,
+        client,
+    } = command;
+    let mut items = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let data = graphql(
+            &client,
+            RECORDS_PAGE,
+            json!({ "m": model_key, "a": after, "p": preview }),
+        )
+        .await?;
+        let page = &data["records"];
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        if page["pageInfo"]["hasNextPage"].as_bool() != Some(true) {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    if client.json {
+        println!("{}", Value::Array(items));
+        return Ok(());
+    }
+    for item in &items {
+        println!(
+            "{}  {:<9}  v{:<3}  {}  {}",
+            item["id"].as_str().unwrap_or(""),
+            item["status"].as_str().unwrap_or(""),
+            item["version"],
+            item["updatedAt"].as_str().unwrap_or(""),
+            item["data"],
+        );
+    }
+    eprintln!("{} record(s) of \"{model_key}\"", items.len());
+    Ok(())
+}

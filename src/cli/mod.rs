@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: client::ApiKeysCommand,
     },
+    /// Content records, over HTTP.
+    Records {
+        #[command(subcommand)]
+        command: client::RecordsCommand,
+    },
 }
 
 /// Runs the command line and turns failures into a message on stderr and a
@@ -86,6 +91,7 @@ pub fn main() -> ExitCode {
             Command::Admin { db, command } => admin::run(&db.database_url, command).await,
             Command::Whoami(args) => client::whoami(&args).await,
             Command::ApiKeys { command } => client::api_keys(command).await,
+            Command::Records { command } => client::records(command).await,
         }
     });
     match result {

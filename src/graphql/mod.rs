@@ -1,6 +1,7 @@
 //! Schema assembly and request limits; resolvers live in one module per
 //! domain and stay thin, calling the services.
 
+pub mod content;
 pub mod keys;
 pub mod limits;
 pub mod types;
@@ -19,11 +20,11 @@ pub type QuireSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Every query field, merged from the domain modules.
 #[derive(MergedObject, Default)]
-pub struct Query(viewer::ViewerQuery, keys::KeysQuery);
+pub struct Query(viewer::ViewerQuery, keys::KeysQuery, content::ContentQuery);
 
 /// Every mutation field, merged from the domain modules.
 #[derive(MergedObject, Default)]
-pub struct Mutation(keys::KeysMutation);
+pub struct Mutation(keys::KeysMutation, content::ContentMutation);
 
 /// Builds the schema with the configured limits; `public` drops
 /// suggestions and (unless configured) introspection.

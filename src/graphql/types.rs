@@ -127,9 +127,11 @@ impl Project {
     }
 }
 
-/// Where a page ends and whether another follows (cursors are opaque).
+/// Where a page of a list ends and whether another follows (cursors are opaque).
 #[derive(SimpleObject, Clone, Debug, Default)]
 pub struct PageInfo {
+    /// Whether a page follows this one.
     pub has_next_page: bool,
+    /// Pass as `after` to get the next page; `null` on an empty page.
     pub end_cursor: Option<String>,
 }

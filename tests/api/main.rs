@@ -7,6 +7,8 @@ mod support;
 
 mod auth;
 mod bootstrap;
+mod content;
+mod content_bench;
 mod http;
 mod import;
 mod keys;

@@ -1,0 +1,784 @@
+//! The `records` query: `where`, `orderBy`, keyset cursors and counts, all
+//! run in the database (SQLite JSON functions, PostgreSQL `jsonb`).
+//!
+//! SQL is assembled here from fixed fragments, field names that passed
+//! [`is_identifier`] (so they can sit inside a JSON path literal), and bound
+//! values; user input is never written into the SQL text.
+//!
+//! Orderings: `null` (a missing field) sorts after every value, ascending
+//! and before every value descending, like PostgreSQL's default; ties are
+//! broken by `id` in the direction of the last term. A cursor holds the sort
+//! values and id of the last row of a page; the next page starts strictly
+//! after it (a seek, never an OFFSET), so inserts cannot shift it.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use entity::records;
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::fields::{is_identifier, normalize, unique_text, FieldDef, FieldType};
+use super::models::{require_model, ContentModel};
+use super::records::RecordOut;
+use super::View;
+use crate::error::{AppError, AppResult};
+
+/// Smallest and largest page size.
+pub const LIMITS: std::ops::RangeInclusive<i64> = 1..=100;
+/// The page size when none (or null) is given.
+pub const DEFAULT_LIMIT: i64 = 20;
+/// Most `orderBy` terms.
+pub const MAX_ORDER_TERMS: usize = 5;
+
+/// SQL text with its bound values; placeholders are written in the
+/// backend's style (`?` or `$n`) only when the statement is built, so pieces
+/// can be assembled separately and appended.
+pub struct Sql {
+    backend: DbBackend,
+    parts: Vec<Part>,
+}
+
+enum Part {
+    Text(String),
+    Value(sea_orm::Value),
+}
+
+impl Sql {
+    /// Empty SQL for `backend`.
+    pub fn new(backend: DbBackend) -> Self {
+        Self {
+            backend,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Appends fixed SQL text.
+    pub fn push(&mut self, sql: &str) {
+        self.parts.push(Part::Text(sql.to_owned()));
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: impl Into<sea_orm::Value>) {
+        self.parts.push(Part::Value(value.into()));
+    }
+
+    /// The statement to run.
+    pub fn into_statement(self) -> Statement {
+        let mut text = String::new();
+        let mut values = Vec::new();
+        for part in self.parts {
+            match part {
+                Part::Text(t) => text.push_str(&t),
+                Part::Value(v) => {
+                    values.push(v);
+                    match self.backend {
+                        DbBackend::Postgres => text.push_str(&format!("${}", values.len())),
+                        _ => text.push('?'),
+                    }
+                }
+            }
+        }
+        Statement::from_sql_and_values(self.backend, text, values)
+    }
+
+    fn append(&mut self, other: &Sql) {
+        for part in &other.parts {
+            self.parts.push(match part {
+                Part::Text(t) => Part::Text(t.clone()),
+                Part::Value(v) => Part::Value(v.clone()),
+            });
+        }
+    }
+}
+
+/// Which data column an expression reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataColumn {
+    Draft,
+    Published,
+}
+
+impl DataColumn {
+    fn of(view: View) -> Self {
+        match view {
+            View::Draft => DataColumn::Draft,
+            View::Published => DataColumn::Published,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            DataColumn::Draft => "r.draft_data",
+            DataColumn::Published => "r.published_data",
+        }
+    }
+}
+
+/// The SQL expression for a field's value in a data column, typed so that
+/// comparisons and orderings follow the field type (text compares bytewise
+/// on both databases). `NULL` when the field is missing or null.
+pub fn data_expr(backend: DbBackend, column: DataColumn, field: &FieldDef) -> AppResult<String> {
+    if !is_identifier(&field.name) {
+        return Err(AppError::Internal(format!(
+            "field name {:?} is not an identifier",
+            field.name
+        )));
+    }
+    let col = column.sql();
+    let name = &field.name;
+    Ok(match backend {
+        DbBackend::Postgres => match field.field_type {
+            FieldType::Integer => format!("(({col} ->> '{name}')::bigint)"),
+            FieldType::Number => format!("(({col} ->> '{name}')::double precision)"),
+            FieldType::Boolean => format!("(({col} ->> '{name}')::boolean)"),
+            FieldType::Json => format!("({col} -> '{name}')"),
+            FieldType::String | FieldType::Text | FieldType::Datetime | FieldType::Reference => {
+                format!("(({col} ->> '{name}') COLLATE \"C\")")
+            }
+        },
+        _ => format!("json_extract({col}, '$.{name}')"),
+    })
+}
+
+/// A field's value as a bound SQL value.
+fn sql_value(field: &FieldDef, value: &Value) -> sea_orm::Value {
+    match (field.field_type, value) {
+        (FieldType::Integer, v) => sea_orm::Value::BigInt(v.as_i64()),
+        (FieldType::Number, v) => sea_orm::Value::Double(v.as_f64()),
+        (FieldType::Boolean, v) => sea_orm::Value::Bool(v.as_bool()),
+        (_, Value::String(s)) => s.clone().into(),
+        (_, v) => v.to_string().into(),
+    }
+}
+
+/// One `orderBy` term as the API takes it.
+#[derive(Clone, Debug)]
+pub struct OrderTerm {
+    pub field: String,
+    pub descending: bool,
+}
+
+/// What to list.
+#[derive(Clone, Debug)]
+pub struct ListRecords {
+    pub model_key: String,
+    pub view: View,
+    pub limit: i64,
+    pub after: Option<String>,
+    pub filter: Option<Value>,
+    pub order: Vec<OrderTerm>,
+}
+
+/// One page of records.
+pub struct RecordPage {
+    pub items: Vec<RecordOut>,
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+    /// Counts every record the filter matches (run only when asked for).
+    pub count: CountQuery,
+}
+
+/// A prepared `totalCount` query.
+pub struct CountQuery(Sql);
+
+impl CountQuery {
+    /// How many records of the view match the filter, across all pages.
+    pub async fn run<C: ConnectionTrait>(&self, db: &C) -> AppResult<i64> {
+        let mut sql = Sql::new(self.0.backend);
+        sql.append(&self.0);
+        let row = db
+            .query_one(sql.into_statement())
+            .await?
+            .ok_or_else(|| AppError::Internal("COUNT returned no row".into()))?;
+        Ok(row.try_get::<i64>("", "n")?)
+    }
+}
+
+/// What a sort term reads.
+#[derive(Clone, Debug)]
+enum SortKey {
+    CreatedAt,
+    UpdatedAt,
+    PublishedAt,
+    Field(FieldDef),
+}
+
+#[derive(Clone, Debug)]
+struct Sort {
+    key: SortKey,
+    descending: bool,
+    /// The SQL expression.
+    expr: String,
+    /// Whether the expression can be NULL.
+    nullable: bool,
+}
+
+impl Sort {
+    /// This row's value of the term, as a cursor holds it.
+    fn value_of(&self, row: &records::Model, view: View) -> Value {
+        let time = |t: &DateTime<Utc>| Value::String(t.to_rfc3339_opts(SecondsFormat::Nanos, true));
+        match &self.key {
+            SortKey::CreatedAt => time(&row.created_at),
+            SortKey::UpdatedAt => time(&row.updated_at),
+            SortKey::PublishedAt => row.published_at.as_ref().map_or(Value::Null, time),
+            SortKey::Field(f) => {
+                let data = match view {
+                    View::Draft => Some(&row.draft_data),
+                    View::Published => row.published_data.as_ref(),
+                };
+                data.and_then(|d| d.get(&f.name))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            }
+        }
+    }
+
+    /// A cursor value as a bound SQL value, checked to be of the right type.
+    fn bind_value(&self, sql: &mut Sql, value: &Value) -> AppResult<()> {
+        match &self.key {
+            SortKey::Field(f) => {
+                let v = normalize(f, value, "after").map_err(|_| bad_cursor())?;
+                sql.bind(sql_value(f, &v));
+            }
+            _ => {
+                let t = value
+                    .as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .ok_or_else(bad_cursor)?;
+                sql.bind(t.with_timezone(&Utc));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a cursor holds.
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    /// The ordering it belongs to.
+    o: String,
+    /// Sort values of the last row.
+    v: Vec<Value>,
+    /// Id of the last row.
+    id: String,
+}
+
+fn bad_cursor() -> AppError {
+    AppError::bad_field(
+        "after",
+        "after is not a cursor of this query (cursors are only valid with the same modelKey and orderBy)",
+    )
+}
+
+fn encode_cursor(c: &Cursor) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).unwrap_or_default())
+}
+
+fn decode_cursor(s: &str) -> AppResult<Cursor> {
+    let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad_cursor())?;
+    serde_json::from_slice(&bytes).map_err(|_| bad_cursor())
+}
+
+/// The statements behind one `records` call.
+struct Prepared {
+    model: ContentModel,
+    sorts: Vec<Sort>,
+    fingerprint: String,
+    page: Sql,
+    count: Sql,
+}
+
+async fn prepare<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    req: &ListRecords,
+) -> AppResult<Prepared> {
+    if !LIMITS.contains(&req.limit) {
+        return Err(AppError::bad_field(
+            "limit",
+            format!(
+                "limit must be between {} and {}",
+                LIMITS.start(),
+                LIMITS.end()
+            ),
+        ));
+    }
+    let backend = db.get_database_backend();
+    let model = require_model(db, project_id, &req.model_key).await?;
+    let sorts = sorts(backend, &model, req.view, &req.order)?;
+    let fingerprint = fingerprint(&model, &sorts);
+
+    // The records the query is about: this model, in this view, matching
+    // the filter. Both the page and the count start here. The model was
+    // found within the caller's project and a record's project is its
+    // model's, so the model id alone isolates projects, and every index
+    // (leading with model_id) covers the condition.
+    let mut base = Sql::new(backend);
+    base.push(" FROM records r WHERE r.model_id = ");
+    base.bind(model.row.id.clone());
+    if req.view == View::Published {
+        base.push(" AND r.published_at IS NOT NULL");
+    }
+    if let Some(filter) = &req.filter {
+        push_filter(&mut base, &model, req.view, filter)?;
+    }
+
+    let mut count = Sql::new(backend);
+    count.push("SELECT COUNT(*) AS n");
+    count.append(&base);
+
+    let mut page = Sql::new(backend);
+    page.push("SELECT r.*");
+    page.append(&base);
+    if let Some(after) = &req.after {
+        let cursor = decode_cursor(after)?;
+        if cursor.o != fingerprint || cursor.v.len() != sorts.len() {
+            return Err(bad_cursor());
+        }
+        push_seek(&mut page, &sorts, &cursor)?;
+    }
+    push_order(&mut page, &sorts);
+    page.push(&format!(" LIMIT {}", req.limit + 1));
+    Ok(Prepared {
+        model,
+        sorts,
+        fingerprint,
+        page,
+        count,
+    })
+}
+
+/// The database's plan for the page query of `req` (`EXPLAIN QUERY PLAN` on
+/// SQLite, `EXPLAIN` on PostgreSQL), one line per row: for operators and
+/// benchmarks checking that indexes are used.
+pub async fn explain<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    req: &ListRecords,
+) -> AppResult<Vec<String>> {
+    let backend = db.get_database_backend();
+    let prepared = prepare(db, project_id, req).await?;
+    let mut sql = Sql::new(backend);
+    sql.push(match backend {
+        DbBackend::Postgres => "EXPLAIN ",
+        _ => "EXPLAIN QUERY PLAN ",
+    });
+    sql.append(&prepared.page);
+    let rows = db.query_all(sql.into_statement()).await?;
+    rows.iter()
+        .map(|row| match backend {
+            DbBackend::Postgres => row.try_get::<String>("", "QUERY PLAN"),
+            _ => row.try_get::<String>("", "detail"),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(AppError::from)
+}
+
+/// Lists one page of a model's records in `view`.
+pub async fn list_records<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    req: ListRecords,
+) -> AppResult<RecordPage> {
+    let Prepared {
+        model,
+        sorts,
+        fingerprint,
+        page,
+        count,
+    } = prepare(db, project_id, &req).await?;
+    let mut rows = records::Entity::find()
+        .from_raw_sql(page.into_statement())
+        .all(db)
+        .await?;
+    let has_next_page = rows.len() as i64 > req.limit;
+    rows.truncate(req.limit as usize);
+    let end_cursor = rows.last().map(|row| {
+        encode_cursor(&Cursor {
+            o: fingerprint.clone(),
+            v: sorts.iter().map(|s| s.value_of(row, req.view)).collect(),
+            id: row.id.clone(),
+        })
+    });
+    Ok(RecordPage {
+        items: rows
+            .into_iter()
+            .map(|row| RecordOut {
+                row,
+                model_key: model.row.key.clone(),
+                view: req.view,
+            })
+            .collect(),
+        has_next_page,
+        end_cursor,
+        count: CountQuery(count),
+    })
+}
+
+/// Resolves `orderBy` (default: `createdAt` ascending).
+fn sorts(
+    backend: DbBackend,
+    model: &ContentModel,
+    view: View,
+    order: &[OrderTerm],
+) -> AppResult<Vec<Sort>> {
+    if order.len() > MAX_ORDER_TERMS {
+        return Err(AppError::bad_field(
+            "orderBy",
+            format!("orderBy takes at most {MAX_ORDER_TERMS} terms"),
+        ));
+    }
+    let default = [OrderTerm {
+        field: "createdAt".into(),
+        descending: false,
+    }];
+    let order = if order.is_empty() {
+        &default[..]
+    } else {
+        order
+    };
+    order
+        .iter()
+        .map(|term| {
+            let (key, expr, nullable) = match term.field.as_str() {
+                "createdAt" => (SortKey::CreatedAt, "r.created_at".to_owned(), false),
+                "updatedAt" => (SortKey::UpdatedAt, "r.updated_at".to_owned(), false),
+                "publishedAt" => (
+                    SortKey::PublishedAt,
+                    "r.published_at".to_owned(),
+                    view == View::Draft,
+                ),
+                name => {
+                    let field = model.field(name).ok_or_else(|| {
+                        AppError::bad_field(
+                            "orderBy",
+                            format!(
+                                "cannot order by \"{name}\": model \"{}\" has no such field \
+                                 (nor is it createdAt, updatedAt or publishedAt)",
+                                model.key()
+                            ),
+                        )
+                    })?;
+                    if !field.field_type.is_ordered() {
+                        return Err(AppError::bad_field(
+                            "orderBy",
+                            format!(
+                                "cannot order by \"{name}\": {} fields have no order",
+                                field.field_type.as_str()
+                            ),
+                        ));
+                    }
+                    let expr = data_expr(backend, DataColumn::of(view), field)?;
+                    (SortKey::Field(field.clone()), expr, true)
+                }
+            };
+            Ok(Sort {
+                key,
+                descending: term.descending,
+                expr,
+                nullable,
+            })
+        })
+        .collect()
+}
+
+/// Identifies the ordering a cursor belongs to.
+fn fingerprint(model: &ContentModel, sorts: &[Sort]) -> String {
+    let terms: Vec<String> = sorts
+        .iter()
+        .map(|s| {
+            let name = match &s.key {
+                SortKey::CreatedAt => "createdAt",
+                SortKey::UpdatedAt => "updatedAt",
+                SortKey::PublishedAt => "publishedAt",
+                SortKey::Field(f) => f.name.as_str(),
+            };
+            format!("{name}:{}", if s.descending { "d" } else { "a" })
+        })
+        .collect();
+    format!("{}|{}", model.key(), terms.join(","))
+}
+
+fn ties_descending(sorts: &[Sort]) -> bool {
+    sorts.last().is_some_and(|s| s.descending)
+}
+
+fn push_order(sql: &mut Sql, sorts: &[Sort]) {
+    let mut terms: Vec<String> = sorts
+        .iter()
+        .map(|s| {
+            let dir = if s.descending { "DESC" } else { "ASC" };
+            // Only nullable terms say where nulls go: a NULLS clause on a
+            // NOT NULL column would keep PostgreSQL from using its index.
+            match (s.nullable, s.descending) {
+                (false, _) => format!("{} {dir}", s.expr),
+                (true, false) => format!("{} ASC NULLS LAST", s.expr),
+                (true, true) => format!("{} DESC NULLS FIRST", s.expr),
+            }
+        })
+        .collect();
+    terms.push(format!(
+        "r.id {}",
+        if ties_descending(sorts) {
+            "DESC"
+        } else {
+            "ASC"
+        }
+    ));
+    sql.push(" ORDER BY ");
+    sql.push(&terms.join(", "));
+}
+
+/// Rows strictly after the cursor in the ordering: for terms t1…tn and id,
+/// `(t1 after c1) OR (t1 = c1 AND t2 after c2) OR … OR (all equal AND id
+/// after cid)`, where null is the largest value. A leading bound on the
+/// first term (when it is never null) lets the database seek its index.
+fn push_seek(sql: &mut Sql, sorts: &[Sort], cursor: &Cursor) -> AppResult<()> {
+    if let (Some(first), Some(value)) = (sorts.first(), cursor.v.first()) {
+        if !first.nullable && !value.is_null() {
+            sql.push(&format!(
+                " AND {} {} ",
+                first.expr,
+                if first.descending { "<=" } else { ">=" }
+            ));
+            first.bind_value(sql, value)?;
+        }
+    }
+    sql.push(" AND (");
+    let mut disjuncts = 0;
+    for k in 0..=sorts.len() {
+        let mut conj = Sql::new(sql.backend);
+        let mut parts = 0;
+        // Terms before k equal the cursor's values.
+        for (s, v) in sorts.iter().zip(&cursor.v).take(k) {
+            if parts > 0 {
+                conj.push(" AND ");
+            }
+            if v.is_null() {
+                conj.push(&format!("{} IS NULL", s.expr));
+            } else {
+                conj.push(&format!("{} = ", s.expr));
+                s.bind_value(&mut conj, v)?;
+            }
+            parts += 1;
+        }
+        if parts > 0 {
+            conj.push(" AND ");
+        }
+        // Term k comes after the cursor's value.
+        match (sorts.get(k), cursor.v.get(k)) {
+            (Some(s), Some(v)) => match (s.descending, v.is_null()) {
+                // Nothing is after null ascending but other nulls (by id).
+                (false, true) => continue,
+                (false, false) if s.nullable => {
+                    conj.push(&format!("({} > ", s.expr));
+                    s.bind_value(&mut conj, v)?;
+                    conj.push(&format!(" OR {} IS NULL)", s.expr));
+                }
+                (false, false) => {
+                    conj.push(&format!("{} > ", s.expr));
+                    s.bind_value(&mut conj, v)?;
+                }
+                (true, true) => conj.push(&format!("{} IS NOT NULL", s.expr)),
+                (true, false) => {
+                    conj.push(&format!("{} < ", s.expr));
+                    s.bind_value(&mut conj, v)?;
+                }
+            },
+            _ => {
+                let op = if ties_descending(sorts) { "<" } else { ">" };
+                conj.push(&format!("r.id {op} "));
+                conj.bind(cursor.id.clone());
+            }
+        }
+        if disjuncts > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(");
+        sql.append(&conj);
+        sql.push(")");
+        disjuncts += 1;
+    }
+    sql.push(")");
+    Ok(())
+}
+
+/// Appends `AND …` for each condition of a `where` object.
+fn push_filter(sql: &mut Sql, model: &ContentModel, view: View, filter: &Value) -> AppResult<()> {
+    let Value::Object(conditions) = filter else {
+        return Err(AppError::bad_field(
+            "where",
+            "where must be an object mapping field names to values or operators",
+        ));
+    };
+    for (name, condition) in conditions {
+        let field = model.field(name).ok_or_else(|| {
+            AppError::bad_field(
+                "where",
+                format!(
+                    "unknown field \"{name}\" in where: model \"{}\" has no such field",
+                    model.key()
+                ),
+            )
+        })?;
+        let expr = data_expr(sql.backend, DataColumn::of(view), field)?;
+        match condition {
+            Value::Object(ops) => {
+                for (op, operand) in ops {
+                    push_condition(sql, model, field, &expr, op, operand)?;
+                }
+            }
+            other => push_condition(sql, model, field, &expr, "eq", other)?,
+        }
+    }
+    Ok(())
+}
+
+fn push_condition(
+    sql: &mut Sql,
+    model: &ContentModel,
+    field: &FieldDef,
+    expr: &str,
+    op: &str,
+    operand: &Value,
+) -> AppResult<()> {
+    let name = &field.name;
+    let type_name = field.field_type.as_str();
+    let refuse = |why: String| Err(AppError::bad_field("where", format!("where.{name}: {why}")));
+    let value = |v: &Value| -> AppResult<sea_orm::Value> {
+        let v = normalize(field, v, "where")?;
+        Ok(sql_value(field, &v))
+    };
+    match (op, operand) {
+        ("eq", Value::Null) => sql.push(&format!(" AND {expr} IS NULL")),
+        ("ne", Value::Null) => sql.push(&format!(" AND {expr} IS NOT NULL")),
+        ("eq" | "ne" | "in", _) if !field.field_type.is_comparable() => {
+            return refuse(format!(
+                "a {type_name} field can only be compared with null"
+            ))
+        }
+        ("eq", v) => {
+            let bound = value(v)?;
+            push_unique_probe(sql, model, field, std::slice::from_ref(v))?;
+            sql.push(&format!(" AND {expr} = "));
+            sql.bind(bound);
+        }
+        ("ne", v) => {
+            let bound = value(v)?;
+            sql.push(&format!(" AND {expr} <> "));
+            sql.bind(bound);
+        }
+        ("gt" | "gte" | "lt" | "lte", Value::Null) => {
+            return refuse(format!("{op} needs a value, not null"))
+        }
+        ("gt" | "gte" | "lt" | "lte", v) => {
+            if !field.field_type.is_ordered() {
+                return refuse(format!("{op} does not apply to a {type_name} field"));
+            }
+            let bound = value(v)?;
+            let sym = match op {
+                "gt" => ">",
+                "gte" => ">=",
+                "lt" => "<",
+                _ => "<=",
+            };
+            sql.push(&format!(" AND {expr} {sym} "));
+            sql.bind(bound);
+        }
+        ("in", Value::Array(items)) => {
+            let (nulls, values): (Vec<&Value>, Vec<&Value>) =
+                items.iter().partition(|v| v.is_null());
+            let bound = values
+                .iter()
+                .map(|v| value(v))
+                .collect::<AppResult<Vec<_>>>()?;
+            if nulls.is_empty() {
+                let owned: Vec<Value> = values.iter().map(|v| (*v).clone()).collect();
+                push_unique_probe(sql, model, field, &owned)?;
+            }
+            sql.push(" AND (");
+            if bound.is_empty() {
+                sql.push("1 = 0");
+            } else {
+                sql.push(&format!("{expr} IN ("));
+                for (i, b) in bound.into_iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.bind(b);
+                }
+                sql.push(")");
+            }
+            if !nulls.is_empty() {
+                sql.push(&format!(" OR {expr} IS NULL"));
+            }
+            sql.push(")");
+        }
+        ("in", _) => return refuse("in needs an array".into()),
+        ("contains", Value::String(s)) => {
+            if !field.field_type.is_textual() {
+                return refuse(format!(
+                    "contains applies to STRING and TEXT fields, not {type_name}"
+                ));
+            }
+            let function = match sql.backend {
+                DbBackend::Postgres => "strpos",
+                _ => "instr",
+            };
+            sql.push(&format!(" AND {function}({expr}, "));
+            sql.bind(s.clone());
+            sql.push(") > 0");
+        }
+        ("contains", _) => {
+            if !field.field_type.is_textual() {
+                return refuse(format!(
+                    "contains applies to STRING and TEXT fields, not {type_name}"
+                ));
+            }
+            return refuse("contains needs a string".into());
+        }
+        (other, _) => {
+            return refuse(format!(
+                "unknown operator \"{other}\" (use eq, ne, gt, gte, lt, lte, in, contains)"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// For a unique field, narrows the rows to those holding one of `values`
+/// through the unique side table's primary key: an index probe per value
+/// instead of a scan. The JSON condition still decides (the side table
+/// holds draft and published values alike).
+fn push_unique_probe(
+    sql: &mut Sql,
+    model: &ContentModel,
+    field: &FieldDef,
+    values: &[Value],
+) -> AppResult<()> {
+    if !field.unique || values.is_empty() {
+        return Ok(());
+    }
+    let mut texts = Vec::with_capacity(values.len());
+    for v in values {
+        let v = normalize(field, v, "where")?;
+        if let Some(text) = unique_text(field.field_type, &v) {
+            texts.push(text);
+        }
+    }
+    sql.push(" AND r.id IN (SELECT u.record_id FROM record_unique_values u WHERE u.model_id = ");
+    sql.bind(model.row.id.clone());
+    sql.push(" AND u.field = ");
+    sql.bind(field.name.clone());
+    sql.push(" AND u.value_text IN (");
+    for (i, text) in texts.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(text);
+    }
+    sql.push("))");
+    Ok(())
+}

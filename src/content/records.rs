@@ -1,0 +1,421 @@
+//! Record writes: validation against the model, unique values kept by the
+//! database, versions, publishing; and reading one record in a view.
+//!
+//! A record keeps its latest draft (`draft_data`) and, once published, a
+//! snapshot (`published_data`). Each value of a unique field that a record
+//! holds, in either, has a row in `record_unique_values`, rewritten in the
+//! same transaction as the record, so two records can never hold the same
+//! value, whatever the timing.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use entity::{record_unique_values, records};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    SqlErr, TransactionTrait,
+};
+use serde_json::{Map, Value};
+
+use super::fields::{normalize, unique_text, FieldDef, FieldType};
+use super::models::{lock_model, model_by_id, require_model, ContentModel};
+use super::{RecordStatus, View};
+use crate::db::new_id;
+use crate::error::{AppError, AppResult};
+
+/// A record as one view shows it, with its model's key.
+#[derive(Clone, Debug)]
+pub struct RecordOut {
+    pub row: records::Model,
+    pub model_key: String,
+    pub view: View,
+}
+
+impl RecordOut {
+    /// The data this view shows.
+    pub fn data(&self) -> &Value {
+        match self.view {
+            View::Draft => &self.row.draft_data,
+            View::Published => self.row.published_data.as_ref().unwrap_or(&Value::Null),
+        }
+    }
+
+    /// The record's status.
+    pub fn status(&self) -> RecordStatus {
+        RecordStatus::parse(&self.row.status)
+    }
+}
+
+fn not_found(id: &str) -> AppError {
+    AppError::NotFound(format!("no record with id \"{id}\""))
+}
+
+/// One record of the project as `view` shows it; `None` when it does not
+/// exist, belongs to another project, or (published view) is not published:
+/// the three cases look the same.
+pub async fn get_record<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    id: &str,
+    view: View,
+) -> AppResult<Option<RecordOut>> {
+    let mut q = records::Entity::find_by_id(id.to_owned())
+        .filter(records::Column::ProjectId.eq(project_id));
+    if view == View::Published {
+        q = q.filter(records::Column::PublishedAt.is_not_null());
+    }
+    let Some(row) = q.one(db).await? else {
+        return Ok(None);
+    };
+    let model = model_by_id(db, project_id, &row.model_id)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("record {id} has no model")))?;
+    Ok(Some(RecordOut {
+        row,
+        model_key: model.row.key,
+        view,
+    }))
+}
+
+/// Creates a draft record of `model_key`.
+pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    project_id: &str,
+    model_key: &str,
+    data: Value,
+    now: DateTime<Utc>,
+) -> AppResult<RecordOut> {
+    let txn = super::begin_write(db).await?;
+    let model = lock_model(&txn, project_id, model_key, false).await?;
+    let data = validate_data(&txn, project_id, &model, data).await?;
+    let row = records::ActiveModel {
+        id: Set(new_id()),
+        project_id: Set(project_id.to_owned()),
+        model_id: Set(model.row.id.clone()),
+        draft_data: Set(data),
+        published_data: Set(None),
+        status: Set(RecordStatus::Draft.as_str().to_owned()),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        published_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    sync_unique_values(&txn, &model, &row).await?;
+    txn.commit().await?;
+    Ok(draft_out(row, &model))
+}
+
+/// Replaces a record's draft data whole; `expected_version`, when given,
+/// must be the current version (else `CONFLICT`).
+pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    project_id: &str,
+    id: &str,
+    data: Value,
+    expected_version: Option<i64>,
+    now: DateTime<Utc>,
+) -> AppResult<RecordOut> {
+    let txn = super::begin_write(db).await?;
+    let (current, model) = load_for_write(&txn, project_id, id).await?;
+    if let Some(expected) = expected_version {
+        if expected != current.version {
+            return Err(AppError::Conflict(format!(
+                "record \"{id}\" is at version {}, not {expected}",
+                current.version
+            )));
+        }
+    }
+    let data = validate_data(&txn, project_id, &model, data).await?;
+    let status = match RecordStatus::parse(&current.status) {
+        RecordStatus::Draft => RecordStatus::Draft,
+        RecordStatus::Published | RecordStatus::Changed => RecordStatus::Changed,
+    };
+    let mut next = current.clone();
+    next.draft_data = data;
+    next.status = status.as_str().to_owned();
+    let row = save(&txn, &current, next, now).await?;
+    sync_unique_values(&txn, &model, &row).await?;
+    txn.commit().await?;
+    Ok(draft_out(row, &model))
+}
+
+/// Publishes a record's draft: the published view shows it from now on.
+/// Publishing a record that has no unpublished edits changes nothing.
+pub async fn publish_record<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    project_id: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<RecordOut> {
+    let txn = super::begin_write(db).await?;
+    let (current, model) = load_for_write(&txn, project_id, id).await?;
+    if RecordStatus::parse(&current.status) == RecordStatus::Published {
+        return Ok(draft_out(current, &model));
+    }
+    let mut next = current.clone();
+    next.published_data = Some(current.draft_data.clone());
+    next.published_at = Some(now);
+    next.status = RecordStatus::Published.as_str().to_owned();
+    let row = save(&txn, &current, next, now).await?;
+    sync_unique_values(&txn, &model, &row).await?;
+    txn.commit().await?;
+    Ok(draft_out(row, &model))
+}
+
+/// Takes a record out of the published view; its draft stays. Unpublishing
+/// a draft changes nothing.
+pub async fn unpublish_record<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    project_id: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<RecordOut> {
+    let txn = super::begin_write(db).await?;
+    let (current, model) = load_for_write(&txn, project_id, id).await?;
+    if RecordStatus::parse(&current.status) == RecordStatus::Draft {
+        return Ok(draft_out(current, &model));
+    }
+    let mut next = current.clone();
+    next.published_data = None;
+    next.published_at = None;
+    next.status = RecordStatus::Draft.as_str().to_owned();
+    let row = save(&txn, &current, next, now).await?;
+    sync_unique_values(&txn, &model, &row).await?;
+    txn.commit().await?;
+    Ok(draft_out(row, &model))
+}
+
+/// Deletes a record from every view (for good). References to it are left
+/// dangling.
+pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    project_id: &str,
+    id: &str,
+) -> AppResult<()> {
+    let txn = super::begin_write(db).await?;
+    let (current, _) = load_for_write(&txn, project_id, id).await?;
+    record_unique_values::Entity::delete_many()
+        .filter(record_unique_values::Column::RecordId.eq(&current.id))
+        .exec(&txn)
+        .await?;
+    records::Entity::delete_by_id(current.id.clone())
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+fn draft_out(row: records::Model, model: &ContentModel) -> RecordOut {
+    RecordOut {
+        row,
+        model_key: model.row.key.clone(),
+        view: View::Draft,
+    }
+}
+
+/// The record (of this project) and its model, the model locked shared.
+async fn load_for_write<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    id: &str,
+) -> AppResult<(records::Model, ContentModel)> {
+    let record = records::Entity::find_by_id(id.to_owned())
+        .filter(records::Column::ProjectId.eq(project_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let key = model_by_id(db, project_id, &record.model_id)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("record {id} has no model")))?
+        .row
+        .key;
+    let model = lock_model(db, project_id, &key, false).await?;
+    Ok((record, model))
+}
+
+/// Writes `next` over `current` with the version bumped, only if nobody
+/// changed the record meanwhile (else `CONFLICT`).
+async fn save<C: ConnectionTrait>(
+    db: &C,
+    current: &records::Model,
+    mut next: records::Model,
+    now: DateTime<Utc>,
+) -> AppResult<records::Model> {
+    next.version = current.version + 1;
+    next.updated_at = now;
+    let result = records::Entity::update_many()
+        .col_expr(
+            records::Column::DraftData,
+            Expr::value(next.draft_data.clone()),
+        )
+        .col_expr(
+            records::Column::PublishedData,
+            Expr::value(next.published_data.clone()),
+        )
+        .col_expr(records::Column::Status, Expr::value(next.status.clone()))
+        .col_expr(records::Column::Version, Expr::value(next.version))
+        .col_expr(records::Column::UpdatedAt, Expr::value(next.updated_at))
+        .col_expr(records::Column::PublishedAt, Expr::value(next.published_at))
+        .filter(records::Column::Id.eq(&current.id))
+        .filter(records::Column::Version.eq(current.version))
+        .exec(db)
+        .await?;
+    if result.rows_affected == 0 {
+        return Err(AppError::Conflict(format!(
+            "record \"{}\" was changed by another request; read it again",
+            current.id
+        )));
+    }
+    Ok(next)
+}
+
+/// Checks `data` against the model: an object, no unknown field, every
+/// required field set, each value of its field's type, references to
+/// existing records of the right model. Returns the data in canonical form.
+/// Errors name the field, in the message and in `extensions.field`.
+pub async fn validate_data<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    model: &ContentModel,
+    data: Value,
+) -> AppResult<Value> {
+    let Value::Object(input) = data else {
+        return Err(AppError::bad_field("data", "data must be a JSON object"));
+    };
+    if let Some(unknown) = input.keys().find(|k| model.field(k).is_none()) {
+        return Err(AppError::bad_field(
+            unknown.clone(),
+            format!(
+                "unknown field \"{unknown}\": model \"{}\" has no such field",
+                model.key()
+            ),
+        ));
+    }
+    let mut out = Map::new();
+    for field in &model.fields {
+        match input.get(&field.name) {
+            None | Some(Value::Null) if field.required => {
+                return Err(AppError::bad_field(
+                    field.name.clone(),
+                    format!("field \"{}\" is required", field.name),
+                ));
+            }
+            None => {}
+            Some(Value::Null) => {
+                out.insert(field.name.clone(), Value::Null);
+            }
+            Some(value) => {
+                let value = normalize(field, value, &field.name)?;
+                if field.field_type == FieldType::Reference {
+                    check_reference(db, project_id, field, &value).await?;
+                }
+                out.insert(field.name.clone(), value);
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+async fn check_reference<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    field: &FieldDef,
+    value: &Value,
+) -> AppResult<()> {
+    let id = value.as_str().unwrap_or_default();
+    let target_key = field.reference_model_key.as_deref().unwrap_or_default();
+    let target = records::Entity::find_by_id(id.to_owned())
+        .filter(records::Column::ProjectId.eq(project_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| {
+            AppError::bad_field(
+                field.name.clone(),
+                format!(
+                    "field \"{}\" references record \"{id}\", which does not exist",
+                    field.name
+                ),
+            )
+        })?;
+    let target_model = require_model(db, project_id, target_key).await?;
+    if target.model_id != target_model.row.id {
+        return Err(AppError::bad_field(
+            field.name.clone(),
+            format!(
+                "field \"{}\" must reference a \"{target_key}\" record; record \"{id}\" is not one",
+                field.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The `(field, canonical value)` pairs of unique `fields` that a record
+/// holds in its draft or its published data, each once.
+pub fn unique_entries(
+    fields: &[FieldDef],
+    draft: &Value,
+    published: Option<&Value>,
+) -> BTreeSet<(String, String)> {
+    let mut entries = BTreeSet::new();
+    for field in fields.iter().filter(|f| f.unique) {
+        for data in std::iter::once(draft).chain(published) {
+            if let Some(text) = data
+                .get(&field.name)
+                .and_then(|v| unique_text(field.field_type, v))
+            {
+                entries.insert((field.name.clone(), text));
+            }
+        }
+    }
+    entries
+}
+
+/// Rewrites the record's rows in the unique side table; the first value
+/// another record holds is `BAD_USER_INPUT` naming its field.
+async fn sync_unique_values<C: ConnectionTrait>(
+    db: &C,
+    model: &ContentModel,
+    row: &records::Model,
+) -> AppResult<()> {
+    if !model.fields.iter().any(|f| f.unique) {
+        return Ok(());
+    }
+    record_unique_values::Entity::delete_many()
+        .filter(record_unique_values::Column::RecordId.eq(&row.id))
+        .exec(db)
+        .await?;
+    let entries = unique_entries(&model.fields, &row.draft_data, row.published_data.as_ref());
+    // Insert in the model's field order, so the error names the first field.
+    for field in model.fields.iter().filter(|f| f.unique) {
+        for (_, value_text) in entries.iter().filter(|(name, _)| *name == field.name) {
+            let inserted =
+                record_unique_values::Entity::insert(record_unique_values::ActiveModel {
+                    model_id: Set(model.row.id.clone()),
+                    field: Set(field.name.clone()),
+                    value_text: Set(value_text.clone()),
+                    record_id: Set(row.id.clone()),
+                })
+                .exec_without_returning(db)
+                .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    return Err(AppError::bad_field(
+                        field.name.clone(),
+                        format!(
+                            "field \"{}\" is unique and another \"{}\" record already holds this value",
+                            field.name,
+                            model.key()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,451 @@
+//! Content fields: models and records. The rules live in `crate::content`.
+
+use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::types::PageInfo;
+use super::{app, principal};
+use crate::auth::guard::RequireScope;
+use crate::auth::scopes::Scope;
+use crate::content::fields::{FieldDef, FieldType};
+use crate::content::models::{self, ModelChange, NewModel};
+use crate::content::query::{self, CountQuery, ListRecords, OrderTerm};
+use crate::content::records::{self, RecordOut};
+use crate::content::{ContentModel, RecordStatus, View};
+
+#[derive(Default)]
+pub struct ContentQuery;
+
+#[derive(Default)]
+pub struct ContentMutation;
+
+/// The type of a model field.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "FieldType")]
+pub enum GqlFieldType {
+    String,
+    Text,
+    Integer,
+    Number,
+    Boolean,
+    Datetime,
+    Json,
+    Reference,
+}
+
+impl From<GqlFieldType> for FieldType {
+    fn from(t: GqlFieldType) -> Self {
+        match t {
+            GqlFieldType::String => FieldType::String,
+            GqlFieldType::Text => FieldType::Text,
+            GqlFieldType::Integer => FieldType::Integer,
+            GqlFieldType::Number => FieldType::Number,
+            GqlFieldType::Boolean => FieldType::Boolean,
+            GqlFieldType::Datetime => FieldType::Datetime,
+            GqlFieldType::Json => FieldType::Json,
+            GqlFieldType::Reference => FieldType::Reference,
+        }
+    }
+}
+
+impl From<FieldType> for GqlFieldType {
+    fn from(t: FieldType) -> Self {
+        match t {
+            FieldType::String => GqlFieldType::String,
+            FieldType::Text => GqlFieldType::Text,
+            FieldType::Integer => GqlFieldType::Integer,
+            FieldType::Number => GqlFieldType::Number,
+            FieldType::Boolean => GqlFieldType::Boolean,
+            FieldType::Datetime => GqlFieldType::Datetime,
+            FieldType::Json => GqlFieldType::Json,
+            FieldType::Reference => GqlFieldType::Reference,
+        }
+    }
+}
+
+/// Where a record stands: `CHANGED` is published, with newer draft edits.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "RecordStatus")]
+pub enum GqlRecordStatus {
+    Draft,
+    Published,
+    Changed,
+}
+
+/// `ASC` or `DESC`.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortDirection {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// One ordering term: `createdAt`, `updatedAt`, `publishedAt` or a field
+/// name. Ties are broken by id.
+#[derive(InputObject)]
+pub struct RecordOrder {
+    pub field: String,
+    #[graphql(default)]
+    pub direction: SortDirection,
+}
+
+/// One field of a new or changed model.
+#[derive(InputObject)]
+pub struct FieldInput {
+    /// `[a-z][a-zA-Z0-9_]*`, at most 64 characters.
+    pub name: String,
+    #[graphql(name = "type")]
+    pub field_type: GqlFieldType,
+    #[graphql(default = false)]
+    pub required: bool,
+    /// Enforced by the database; STRING, INTEGER, NUMBER, DATETIME and
+    /// REFERENCE fields can be unique.
+    #[graphql(default = false)]
+    pub unique: bool,
+    /// The model a REFERENCE field points to (required for that type).
+    pub reference_model_key: Option<String>,
+}
+
+impl From<FieldInput> for FieldDef {
+    fn from(f: FieldInput) -> Self {
+        FieldDef {
+            name: f.name,
+            field_type: f.field_type.into(),
+            required: f.required,
+            unique: f.unique,
+            reference_model_key: f.reference_model_key,
+        }
+    }
+}
+
+/// What a new model should be.
+#[derive(InputObject)]
+pub struct ModelInput {
+    /// Stable identifier: `[a-z][a-zA-Z0-9_]*`, at most 64 characters.
+    pub key: String,
+    pub name: String,
+    pub fields: Vec<FieldInput>,
+}
+
+/// A change to a model; omitted parts stay as they are.
+#[derive(InputObject)]
+pub struct UpdateModelInput {
+    pub name: Option<String>,
+    /// The complete new field list: every current field (same name, type and
+    /// referenceModelKey; `required` and `unique` may change) plus new ones.
+    pub fields: Option<Vec<FieldInput>>,
+}
+
+/// A content model.
+pub struct Model(ContentModel);
+
+#[Object]
+impl Model {
+    async fn key(&self) -> &str {
+        &self.0.row.key
+    }
+    async fn name(&self) -> &str {
+        &self.0.row.name
+    }
+    async fn fields(&self) -> Vec<Field> {
+        self.0.fields.iter().cloned().map(Field).collect()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.row.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.row.updated_at
+    }
+}
+
+/// One field of a model.
+pub struct Field(FieldDef);
+
+#[Object]
+impl Field {
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    #[graphql(name = "type")]
+    async fn field_type(&self) -> GqlFieldType {
+        self.0.field_type.into()
+    }
+    async fn required(&self) -> bool {
+        self.0.required
+    }
+    async fn unique(&self) -> bool {
+        self.0.unique
+    }
+    async fn reference_model_key(&self) -> Option<&str> {
+        self.0.reference_model_key.as_deref()
+    }
+}
+
+/// A record, as the view it was read in shows it.
+pub struct Record(RecordOut);
+
+#[Object]
+impl Record {
+    async fn id(&self) -> ID {
+        ID(self.0.row.id.clone())
+    }
+    async fn model_key(&self) -> &str {
+        &self.0.model_key
+    }
+    /// The draft data in the draft view, the published data otherwise.
+    async fn data(&self) -> Json<Value> {
+        Json(self.0.data().clone())
+    }
+    async fn status(&self) -> GqlRecordStatus {
+        match self.0.status() {
+            RecordStatus::Draft => GqlRecordStatus::Draft,
+            RecordStatus::Published => GqlRecordStatus::Published,
+            RecordStatus::Changed => GqlRecordStatus::Changed,
+        }
+    }
+    /// Bumped by every change.
+    async fn version(&self) -> i64 {
+        self.0.row.version
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.row.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.row.updated_at
+    }
+    /// When the record was last published; `null` while it is not.
+    async fn published_at(&self) -> Option<DateTime<Utc>> {
+        self.0.row.published_at
+    }
+}
+
+/// One page of records.
+pub struct RecordPage {
+    items: Vec<RecordOut>,
+    page_info: PageInfo,
+    count: CountQuery,
+}
+
+#[Object]
+impl RecordPage {
+    async fn items(&self) -> Vec<Record> {
+        self.items.iter().cloned().map(Record).collect()
+    }
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+    /// How many records match, over all pages (counted only when asked for).
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(self.count.run(&app(ctx)?.db.conn).await?)
+    }
+}
+
+#[Object]
+impl ContentQuery {
+    /// One page of a model's records. The published view unless `preview`
+    /// (secret TEST keys holding `drafts:read` only).
+    #[graphql(guard = "RequireScope(Scope::RecordsRead)")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per GraphQL argument of SPEC §5"
+    )]
+    async fn records(
+        &self,
+        ctx: &Context<'_>,
+        model_key: String,
+        #[graphql(default_with = "Some(query::DEFAULT_LIMIT)")] limit: Option<i64>,
+        after: Option<String>,
+        #[graphql(default_with = "Some(false)")] preview: Option<bool>,
+        #[graphql(name = "where")] filter: Option<Json<Value>>,
+        order_by: Option<Vec<RecordOrder>>,
+    ) -> async_graphql::Result<RecordPage> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let view = View::for_request(p, preview.unwrap_or(false))?;
+        let req = ListRecords {
+            model_key,
+            view,
+            limit: limit.unwrap_or(query::DEFAULT_LIMIT),
+            after,
+            filter: filter.map(|Json(v)| v),
+            order: order_by
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| OrderTerm {
+                    field: o.field,
+                    descending: o.direction == SortDirection::Desc,
+                })
+                .collect(),
+        };
+        let page = query::list_records(&app.db.conn, &p.project_id, req).await?;
+        Ok(RecordPage {
+            items: page.items,
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                end_cursor: page.end_cursor,
+            },
+            count: page.count,
+        })
+    }
+
+    /// One record; `null` when it does not exist or the view does not show it.
+    #[graphql(guard = "RequireScope(Scope::RecordsRead)")]
+    async fn record(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default_with = "Some(false)")] preview: Option<bool>,
+    ) -> async_graphql::Result<Option<Record>> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let view = View::for_request(p, preview.unwrap_or(false))?;
+        let record = records::get_record(&app.db.conn, &p.project_id, &id, view).await?;
+        Ok(record.map(Record))
+    }
+
+    /// The project's models.
+    #[graphql(guard = "RequireScope(Scope::SchemasRead)")]
+    async fn models(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Model>> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let list = models::list_models(&app.db.conn, &p.project_id).await?;
+        Ok(list.into_iter().map(Model).collect())
+    }
+
+    /// One model by key; `null` when the project has none of that key.
+    #[graphql(guard = "RequireScope(Scope::SchemasRead)")]
+    async fn model(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<Option<Model>> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let model = models::find_model(&app.db.conn, &p.project_id, &key).await?;
+        Ok(model.map(Model))
+    }
+}
+
+#[Object]
+impl ContentMutation {
+    /// Creates a model; a key that exists already is `CONFLICT`.
+    #[graphql(guard = "RequireScope(Scope::SchemasWrite)")]
+    async fn create_model(
+        &self,
+        ctx: &Context<'_>,
+        input: ModelInput,
+    ) -> async_graphql::Result<Model> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let new = NewModel {
+            key: input.key,
+            name: input.name,
+            fields: input.fields.into_iter().map(FieldDef::from).collect(),
+        };
+        let model = models::create_model(&app.db.conn, &p.project_id, new, app.clock.now()).await?;
+        Ok(Model(model))
+    }
+
+    /// Renames a model or changes its fields: adds fields, loosens or (when
+    /// the data allows) tightens `required` and `unique`.
+    #[graphql(guard = "RequireScope(Scope::SchemasWrite)")]
+    async fn update_model(
+        &self,
+        ctx: &Context<'_>,
+        key: String,
+        input: UpdateModelInput,
+    ) -> async_graphql::Result<Model> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let change = ModelChange {
+            name: input.name,
+            fields: input
+                .fields
+                .map(|fields| fields.into_iter().map(FieldDef::from).collect()),
+        };
+        let model =
+            models::update_model(&app.db.conn, &p.project_id, &key, change, app.clock.now())
+                .await?;
+        Ok(Model(model))
+    }
+
+    /// Deletes a model that has no records and that no model references.
+    #[graphql(guard = "RequireScope(Scope::SchemasWrite)")]
+    async fn delete_model(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<bool> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        models::delete_model(&app.db.conn, &p.project_id, &key).await?;
+        Ok(true)
+    }
+
+    /// Creates a draft record, validated against the model.
+    #[graphql(guard = "RequireScope(Scope::RecordsWrite)")]
+    async fn create_record(
+        &self,
+        ctx: &Context<'_>,
+        model_key: String,
+        data: Json<Value>,
+    ) -> async_graphql::Result<Record> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let record = records::create_record(
+            &app.db.conn,
+            &p.project_id,
+            &model_key,
+            data.0,
+            app.clock.now(),
+        )
+        .await?;
+        Ok(Record(record))
+    }
+
+    /// Replaces a record's draft data whole; `expectedVersion` that does not
+    /// match is `CONFLICT`.
+    #[graphql(guard = "RequireScope(Scope::RecordsWrite)")]
+    async fn update_record(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        data: Json<Value>,
+        expected_version: Option<i64>,
+    ) -> async_graphql::Result<Record> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let record = records::update_record(
+            &app.db.conn,
+            &p.project_id,
+            &id,
+            data.0,
+            expected_version,
+            app.clock.now(),
+        )
+        .await?;
+        Ok(Record(record))
+    }
+
+    /// Publishes the record's draft.
+    #[graphql(guard = "RequireScope(Scope::RecordsPublish)")]
+    async fn publish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let record =
+            records::publish_record(&app.db.conn, &p.project_id, &id, app.clock.now()).await?;
+        Ok(Record(record))
+    }
+
+    /// Takes the record out of the published view; its draft stays.
+    #[graphql(guard = "RequireScope(Scope::RecordsPublish)")]
+    async fn unpublish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        let record =
+            records::unpublish_record(&app.db.conn, &p.project_id, &id, app.clock.now()).await?;
+        Ok(Record(record))
+    }
+
+    /// Deletes the record from every view.
+    #[graphql(guard = "RequireScope(Scope::RecordsDelete)")]
+    async fn delete_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let app = app(ctx)?;
+        let p = principal(ctx)?;
+        records::delete_record(&app.db.conn, &p.project_id, &id).await?;
+        Ok(true)
+    }
+}
