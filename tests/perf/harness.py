@@ -66,7 +66,7 @@ def proc_status(pid, field):
     return 0
 
 
-def seed(url, root, records, keys, log):
+def seed(url, root, live, records, keys, log):
     t0 = time.time()
     gql(url, root, """mutation { createModel(input: {key: "page", name: "Page", fields: [
         {name: "slug", type: STRING, required: true, unique: true},
@@ -92,7 +92,7 @@ def seed(url, root, records, keys, log):
     for start in range(0, keys, batch):
         ops = [{"query": "mutation($n: String!) { createApiKey(input: {name: $n, type: PUBLIC, mode: LIVE, scopes: [\"records:read\"], rateLimitPerHour: 10000000}) { key } }",
                 "variables": {"n": f"bench-{i}"}} for i in range(start, min(start + batch, keys))]
-        public.extend(c["createApiKey"]["key"] for c in gql_batch(url, root, ops))
+        public.extend(c["createApiKey"]["key"] for c in gql_batch(url, live, ops))
     secret = gql(url, root, "mutation { createApiKey(input: {name: \"bench-secret\", type: SECRET, mode: TEST, scopes: [\"*\"], rateLimitPerHour: 10000000}) { key } }")["createApiKey"]["key"]
     log(f"seeded {keys} keys in {time.time() - t0:.1f} s")
     return ids, public, secret
@@ -185,7 +185,13 @@ def main():
                     raise SystemExit("quire did not become healthy")
                 time.sleep(0.05)
         idle_rss = proc_status(server.pid, "VmRSS")
-        ids, public, secret = seed(url, root, records, keys, log)
+        # TEST keys manage TEST keys only: the live key that mints the
+        # pk_live_ keys comes from the operator command, as for a user.
+        live = json.loads(subprocess.run(
+            [os.path.abspath(args.bin), "admin", "keys", "create", "--project", "default", "--name", "bench-live",
+             "--type", "secret", "--mode", "live", "--scopes", "*", "--rate-limit", "10000000", "--json"],
+            env=env, cwd=work, capture_output=True, text=True, check=True).stdout)["key"]
+        ids, public, secret = seed(url, root, live, records, keys, log)
         rng = random.Random(7)
         lua = os.path.join(work, "mix.lua")
         with open(lua, "w") as f:
