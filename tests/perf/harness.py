@@ -67,8 +67,10 @@ def proc_status(pid, field):
 
 
 def seed(url, root, live, records, keys, log):
+    """Seeds through the API with the live key (its budget is 10,000,000/h);
+    the bootstrap key only mints the sk_test_ key used for previews."""
     t0 = time.time()
-    gql(url, root, """mutation { createModel(input: {key: "page", name: "Page", fields: [
+    gql(url, live, """mutation { createModel(input: {key: "page", name: "Page", fields: [
         {name: "slug", type: STRING, required: true, unique: true},
         {name: "title", type: STRING, required: true},
         {name: "body", type: TEXT},
@@ -81,10 +83,10 @@ def seed(url, root, live, records, keys, log):
         for i in range(start, min(start + batch, records)):
             ops.append({"query": "mutation($d: JSON!) { createRecord(modelKey: \"page\", data: $d) { id } }",
                         "variables": {"d": {"slug": f"page-{i}", "title": f"Page {i}", "body": body[:200], "rank": i}}})
-        created = gql_batch(url, root, ops)
+        created = gql_batch(url, live, ops)
         new_ids = [c["createRecord"]["id"] for c in created]
         pubs = [{"query": "mutation($id: ID!) { publishRecord(id: $id) { id } }", "variables": {"id": i}} for i in new_ids]
-        gql_batch(url, root, pubs)
+        gql_batch(url, live, pubs)
         ids.extend(new_ids)
     log(f"seeded {records} published records in {time.time() - t0:.1f} s")
     t0 = time.time()
