@@ -136,10 +136,7 @@ pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
     let mut next = current.clone();
     next.draft_data = data;
     next.status = status.as_str().to_owned();
-    let row = save(&txn, &current, next, now).await?;
-    sync_unique_values(&txn, &model, &row).await?;
-    txn.commit().await?;
-    Ok(draft_out(row, &model))
+    commit_change(txn, &model, &current, next, now).await
 }
 
 /// Publishes a record's draft: the published view shows it from now on.
@@ -159,10 +156,7 @@ pub async fn publish_record<C: ConnectionTrait + TransactionTrait>(
     next.published_data = Some(current.draft_data.clone());
     next.published_at = Some(now);
     next.status = RecordStatus::Published.as_str().to_owned();
-    let row = save(&txn, &current, next, now).await?;
-    sync_unique_values(&txn, &model, &row).await?;
-    txn.commit().await?;
-    Ok(draft_out(row, &model))
+    commit_change(txn, &model, &current, next, now).await
 }
 
 /// Takes a record out of the published view; its draft stays. Unpublishing
@@ -182,10 +176,7 @@ pub async fn unpublish_record<C: ConnectionTrait + TransactionTrait>(
     next.published_data = None;
     next.published_at = None;
     next.status = RecordStatus::Draft.as_str().to_owned();
-    let row = save(&txn, &current, next, now).await?;
-    sync_unique_values(&txn, &model, &row).await?;
-    txn.commit().await?;
-    Ok(draft_out(row, &model))
+    commit_change(txn, &model, &current, next, now).await
 }
 
 /// Deletes a record from every view (for good). References to it are left
@@ -206,6 +197,21 @@ pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
         .await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// The common end of every record change: save with a version bump, keep
+/// the unique index in step, commit, and answer with the draft view.
+async fn commit_change(
+    txn: sea_orm::DatabaseTransaction,
+    model: &ContentModel,
+    current: &records::Model,
+    next: records::Model,
+    now: DateTime<Utc>,
+) -> AppResult<RecordOut> {
+    let row = save(&txn, current, next, now).await?;
+    sync_unique_values(&txn, model, &row).await?;
+    txn.commit().await?;
+    Ok(draft_out(row, model))
 }
 
 fn draft_out(row: records::Model, model: &ContentModel) -> RecordOut {
