@@ -18,6 +18,7 @@ use crate::graphql::{self, QuireSchema};
 use crate::keys::broadcast::Broadcast;
 use crate::keys::usage::UsageRecorder;
 use crate::ratelimit::Limiter;
+use crate::readcache::ReadCache;
 
 /// Everything a request may need.
 pub struct App {
@@ -42,6 +43,9 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Per-key hourly budgets.
     pub limiter: Limiter,
+    /// Cached published-view responses and the content generations that
+    /// keep them exact.
+    pub read_cache: ReadCache,
 }
 
 /// Shared handle to the application.
@@ -73,8 +77,10 @@ impl App {
         if restored > 0 {
             tracing::info!(keys = restored, "restored rate-limit windows");
         }
+        let read_cache = ReadCache::new(&config, db.backend()).map_err(AppError::bad_input)?;
         Ok(Arc::new(App {
             limiter,
+            read_cache,
             schema: graphql::build_schema(&config, false),
             public_schema: graphql::build_schema(&config, true),
             config,

@@ -69,6 +69,10 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub default_rate_limit_per_hour: u32,
+    /// Memory for cached published-view responses, in MiB; 0 turns the read
+    /// cache off (it is also off on PostgreSQL without Redis).
+    #[arg(long, env = "QUIRE_READ_CACHE_MB", default_value_t = 32)]
+    pub read_cache_mb: u64,
 }
 
 impl Config {
@@ -89,6 +93,7 @@ impl Config {
             max_aliases: 50,
             public_introspection: false,
             default_rate_limit_per_hour: 10_000,
+            read_cache_mb: 32,
         }
     }
 }
@@ -125,6 +130,7 @@ impl fmt::Debug for Config {
                 "default_rate_limit_per_hour",
                 &self.default_rate_limit_per_hour,
             )
+            .field("read_cache_mb", &self.read_cache_mb)
             .finish()
     }
 }

@@ -16,6 +16,8 @@
 //! | [`keys`] | key lifecycle service: rules, rotate/update/revoke, audit log, change feed, export/import, `lastUsedAt` batching |
 //! | [`content`] | content service: models, records, drafts and publishing, views, queries |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (moka) and Redis stores |
+//! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations |
+//! | [`redis_link`] | a lazily made Redis connection that backs off after failures (limiter, read cache) |
 //! | [`graphql`] | schema assembly, limits, thin resolvers per domain |
 
 pub mod app;
@@ -30,6 +32,8 @@ pub mod graphql;
 pub mod http;
 pub mod keys;
 pub mod ratelimit;
+pub mod readcache;
+pub mod redis_link;
 
 pub use app::{App, AppState};
 pub use http::build_router;

@@ -340,6 +340,7 @@ impl ContentMutation {
             fields: input.fields.into_iter().map(FieldDef::from).collect(),
         };
         let model = models::create_model(&app.db.conn, &p.project_id, new, app.clock.now()).await?;
+        app.read_cache.invalidate(&p.project_id).await;
         Ok(Model(model))
     }
 
@@ -363,6 +364,7 @@ impl ContentMutation {
         let model =
             models::update_model(&app.db.conn, &p.project_id, &key, change, app.clock.now())
                 .await?;
+        app.read_cache.invalidate(&p.project_id).await;
         Ok(Model(model))
     }
 
@@ -372,6 +374,7 @@ impl ContentMutation {
         let app = app(ctx)?;
         let p = principal(ctx)?;
         models::delete_model(&app.db.conn, &p.project_id, &key).await?;
+        app.read_cache.invalidate(&p.project_id).await;
         Ok(true)
     }
 
@@ -385,6 +388,7 @@ impl ContentMutation {
     ) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
+        // A new draft is not in the published view: cached reads stay valid.
         let record = records::create_record(
             &app.db.conn,
             &p.project_id,
@@ -417,6 +421,11 @@ impl ContentMutation {
             app.clock.now(),
         )
         .await?;
+        // The published view shows a published record's version, status and
+        // updatedAt; a draft that was never published is not in it.
+        if record.row.published_at.is_some() {
+            app.read_cache.invalidate(&p.project_id).await;
+        }
         Ok(Record(record))
     }
 
@@ -427,6 +436,7 @@ impl ContentMutation {
         let p = principal(ctx)?;
         let record =
             records::publish_record(&app.db.conn, &p.project_id, &id, app.clock.now()).await?;
+        app.read_cache.invalidate(&p.project_id).await;
         Ok(Record(record))
     }
 
@@ -437,6 +447,7 @@ impl ContentMutation {
         let p = principal(ctx)?;
         let record =
             records::unpublish_record(&app.db.conn, &p.project_id, &id, app.clock.now()).await?;
+        app.read_cache.invalidate(&p.project_id).await;
         Ok(Record(record))
     }
 
@@ -446,6 +457,7 @@ impl ContentMutation {
         let app = app(ctx)?;
         let p = principal(ctx)?;
         records::delete_record(&app.db.conn, &p.project_id, &id).await?;
+        app.read_cache.invalidate(&p.project_id).await;
         Ok(true)
     }
 }

@@ -2,8 +2,9 @@
 //! 200, reads unbounded bodies and runs mutations over GET.
 //!
 //! Order of a request: accept negotiation (406) → GraphiQL for browsers →
-//! authentication (401) → body and parameters (415, 413, 400) → document
-//! checks (parse, aliases, 405 for mutations over GET) → rate limit (429) →
+//! authentication (401) → body and parameters (415, 413, 400) → the read
+//! cache (a hit is rate limited and answered at once) → document checks
+//! (parse, aliases, 405 for mutations over GET) → rate limit (429) →
 //! execution → status by the negotiated media type, rate-limit headers on
 //! every response to a valid key.
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{ServerError, Variables};
-use axum::body::{to_bytes, Body};
+use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
@@ -23,6 +24,7 @@ use crate::auth::{self, principal::Principal};
 use crate::error::AppError;
 use crate::graphql::limits::document_stats;
 use crate::ratelimit::Decision;
+use crate::readcache::{self, EntryKey};
 
 /// The response media type chosen from `Accept`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,10 +99,8 @@ pub async fn get(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> R
         Ok(p) => p,
         Err(e) => return app_error_response(media, &e),
     };
-    let prepared = params_from_query(uri.query().unwrap_or(""))
-        .and_then(|params| prepare(&app, &principal, params, true))
-        .map(|op| vec![op]);
-    respond(&app, media, &principal, prepared, false).await
+    let params = params_from_query(uri.query().unwrap_or(""));
+    single(&app, media, &principal, params, true).await
 }
 
 /// `POST /graphql`: one operation or a batch (a JSON array).
@@ -112,30 +112,125 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: Body) -
         Ok(p) => p,
         Err(e) => return app_error_response(media, &e),
     };
-    let (prepared, batch) = match read_json_body(&app, &headers, body).await {
-        Err(r) => (Err(r), false),
-        Ok(Value::Array(items)) => (prepare_batch(&app, &principal, items), true),
-        Ok(other) => (
-            params_from_json(other)
-                .and_then(|params| prepare(&app, &principal, params, false))
-                .map(|op| vec![op]),
-            false,
-        ),
+    match read_json_body(&app, &headers, body).await {
+        Err(r) => respond(&app, media, &principal, Err(r), false, None).await,
+        Ok(Value::Array(items)) => {
+            let prepared = prepare_batch(&app, &principal, items);
+            respond(&app, media, &principal, prepared, true, None).await
+        }
+        Ok(other) => single(&app, media, &principal, params_from_json(other), false).await,
+    }
+}
+
+/// One operation: answered from the read cache when it holds the answer at
+/// the project's current generation, executed otherwise (and stored when the
+/// document is cacheable).
+async fn single(
+    app: &AppState,
+    media: Media,
+    principal: &Arc<Principal>,
+    params: Result<Params, Reject>,
+    over_get: bool,
+) -> Response {
+    let params = match params {
+        Ok(params) => params,
+        Err(reject) => return respond(app, media, principal, Err(reject), false, None).await,
     };
-    respond(&app, media, &principal, prepared, batch).await
+    let cache = &app.read_cache;
+    let mut store = None;
+    if let Some(key) = cache.key_for(
+        principal,
+        &params.query,
+        params.operation_name.as_deref(),
+        params.variables.as_ref(),
+    ) {
+        if let Some(generation) = cache.generation(&principal.project_id).await {
+            if let Some(body) = cache.get(&key, generation) {
+                return answer_cached(app, media, principal, body).await;
+            }
+            store = Some((key, generation));
+        }
+    }
+    let prepared = prepare(app, principal, params, over_get);
+    let store = store.filter(|_| {
+        matches!(
+            prepared,
+            Ok(Prepared::Run {
+                cacheable: true,
+                ..
+            })
+        )
+    });
+    respond(
+        app,
+        media,
+        principal,
+        prepared.map(|op| vec![op]),
+        false,
+        store,
+    )
+    .await
+}
+
+/// A cache hit: rate limited like any request, then the stored body.
+async fn answer_cached(
+    app: &AppState,
+    media: Media,
+    principal: &Principal,
+    body: Bytes,
+) -> Response {
+    let decision = match admit(app, media, principal, 1).await {
+        Ok(decision) => decision,
+        Err(refusal) => return refusal,
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, media.content_type());
+    response.extensions_mut().insert(OperationLabel("query"));
+    with_rate_headers(response, &decision)
+}
+
+/// Counts `cost` against the key's budget: the decision, or the 429.
+async fn admit(
+    app: &App,
+    media: Media,
+    principal: &Principal,
+    cost: u64,
+) -> Result<Decision, Response> {
+    let limit = u64::try_from(principal.rate_limit_per_hour).unwrap_or(0);
+    let decision = app
+        .limiter
+        .check(&principal.key_id, limit, cost, app.clock.now())
+        .await;
+    if decision.allowed {
+        return Ok(decision);
+    }
+    let refusal = AppError::RateLimited {
+        retry_after: decision.retry_after.unwrap_or(1),
+    };
+    Err(with_rate_headers(
+        app_error_response(media, &refusal),
+        &decision,
+    ))
 }
 
 /// One operation, checked and ready to run (or already answered with a
 /// parse or validation error, which still counts against the budget).
 enum Prepared {
-    Run(Box<async_graphql::Request>, &'static str),
+    Run {
+        request: Box<async_graphql::Request>,
+        label: &'static str,
+        /// Whether its answer may go to the read cache.
+        cacheable: bool,
+    },
     Answered(Box<async_graphql::Response>, &'static str),
 }
 
 impl Prepared {
     fn label(&self) -> &'static str {
         match self {
-            Prepared::Run(_, l) | Prepared::Answered(_, l) => l,
+            Prepared::Run { label, .. } | Prepared::Answered(_, label) => label,
         }
     }
 }
@@ -162,33 +257,31 @@ fn prepare_batch(
 
 /// Rate limit, execute, and answer. A request refused at the HTTP level
 /// (`Err`) costs nothing but still carries the rate-limit headers; every
-/// prepared operation costs 1, a batch all or nothing.
+/// prepared operation costs 1, a batch all or nothing. `store` says where an
+/// error-free answer of a single cacheable operation goes in the read cache.
 async fn respond(
     app: &AppState,
     media: Media,
     principal: &Arc<Principal>,
     prepared: Result<Vec<Prepared>, Reject>,
     batch: bool,
+    store: Option<(EntryKey, u64)>,
 ) -> Response {
-    let limit = u64::try_from(principal.rate_limit_per_hour).unwrap_or(0);
-    let now = app.clock.now();
     let ops = match prepared {
         Ok(ops) => ops,
         Err(reject) => {
-            let decision = app.limiter.peek(&principal.key_id, limit, now).await;
+            let limit = u64::try_from(principal.rate_limit_per_hour).unwrap_or(0);
+            let decision = app
+                .limiter
+                .peek(&principal.key_id, limit, app.clock.now())
+                .await;
             return with_rate_headers(reject.into_response(media), &decision);
         }
     };
-    let decision = app
-        .limiter
-        .check(&principal.key_id, limit, ops.len() as u64, now)
-        .await;
-    if !decision.allowed {
-        let refusal = AppError::RateLimited {
-            retry_after: decision.retry_after.unwrap_or(1),
-        };
-        return with_rate_headers(app_error_response(media, &refusal), &decision);
-    }
+    let decision = match admit(app, media, principal, ops.len() as u64).await {
+        Ok(decision) => decision,
+        Err(refusal) => return refusal,
+    };
     let label = if batch {
         "batch"
     } else {
@@ -203,7 +296,7 @@ async fn respond(
     for op in ops {
         responses.push(match op {
             Prepared::Answered(resp, _) => *resp,
-            Prepared::Run(request, _) => {
+            Prepared::Run { request, .. } => {
                 let request = request
                     .data(Arc::clone(principal))
                     .data(Arc::clone(app))
@@ -230,7 +323,15 @@ async fn respond(
         )
     } else {
         match responses.pop() {
-            Some(resp) => graphql_response(media, resp),
+            Some(resp) => {
+                let (status, body) = graphql_body(media, resp);
+                if let (Some((key, generation)), StatusCode::OK, true) =
+                    (store, status, body.error_free)
+                {
+                    app.read_cache.put(key, generation, body.bytes.clone());
+                }
+                bytes_response(status, media, body.bytes)
+            }
             None => Reject::bad_request("no operation").into_response(media),
         }
     };
@@ -276,6 +377,7 @@ fn prepare(
         }
     };
     let kind = operation_kind(doc, operation_name.as_deref());
+    let cacheable = readcache::is_cacheable(doc, operation_name.as_deref());
     let label = match kind {
         Some(OperationType::Query) => "query",
         Some(OperationType::Mutation) => "mutation",
@@ -314,7 +416,11 @@ fn prepare(
             label,
         ));
     }
-    Ok(Prepared::Run(Box::new(request), label))
+    Ok(Prepared::Run {
+        request: Box::new(request),
+        label,
+        cacheable,
+    })
 }
 
 fn operation_kind(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
@@ -350,7 +456,14 @@ fn classify(resp: &mut async_graphql::Response) -> bool {
     request_error
 }
 
-fn graphql_response(media: Media, mut resp: async_graphql::Response) -> Response {
+/// A serialized single-operation answer.
+struct Answer {
+    bytes: Bytes,
+    /// Whether it holds no errors (only such answers are cached).
+    error_free: bool,
+}
+
+fn graphql_body(media: Media, mut resp: async_graphql::Response) -> (StatusCode, Answer) {
     let request_error = classify(&mut resp);
     let status = if has_code(&resp, "SERVICE_UNAVAILABLE") {
         StatusCode::SERVICE_UNAVAILABLE
@@ -359,14 +472,21 @@ fn graphql_response(media: Media, mut resp: async_graphql::Response) -> Response
     } else {
         StatusCode::OK
     };
-    let mut body = serde_json::to_value(&resp).unwrap_or(Value::Null);
-    if request_error {
+    let bytes = if request_error {
         // A request error never carries `data` (GraphQL over HTTP).
+        let mut body = serde_json::to_value(&resp).unwrap_or(Value::Null);
         if let Some(obj) = body.as_object_mut() {
             obj.remove("data");
         }
-    }
-    body_response(status, media, &body)
+        serde_json::to_vec(&body)
+    } else {
+        serde_json::to_vec(&resp)
+    };
+    let body = Answer {
+        bytes: Bytes::from(bytes.unwrap_or_default()),
+        error_free: resp.errors.is_empty(),
+    };
+    (status, body)
 }
 
 fn set_code(e: &mut ServerError, code: &str) {
@@ -397,6 +517,10 @@ pub fn app_error_response(media: Media, e: &AppError) -> Response {
 
 fn body_response(status: StatusCode, media: Media, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
+    bytes_response(status, media, Bytes::from(bytes))
+}
+
+fn bytes_response(status: StatusCode, media: Media, bytes: Bytes) -> Response {
     let mut response = (status, bytes).into_response();
     response
         .headers_mut()

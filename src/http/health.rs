@@ -20,6 +20,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Response {
+    app.read_cache.publish_metrics();
     (
         [(
             header::CONTENT_TYPE,

@@ -6,19 +6,12 @@
 //! latency), warns at most once a minute, and reports itself in `/metrics`
 //! (`quire_ratelimit_redis_up`, `quire_ratelimit_redis_fallback_total`).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use redis::aio::ConnectionManager;
 use redis::Script;
-use tokio::sync::Mutex;
 
 use super::window::Decision;
-
-/// How long one Redis call may take before the local store answers instead.
-const CALL_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long to leave Redis alone after a failure.
-const BACKOFF: Duration = Duration::from_secs(1);
+use crate::redis_link::{RedisLink, Unanswered};
 
 /// Same arithmetic as `window.rs`: 61 one-minute buckets, the oldest counted
 /// in full. Returns {allowed, remaining, reset_at, retry_after}.
@@ -78,18 +71,10 @@ if remaining < 0 then remaining = 0 end
 return {allowed, remaining, reset, retry}
 "#;
 
-/// A connection to Redis that is made lazily and given up on quickly.
+/// The shared store, on a [`RedisLink`].
 pub struct RedisStore {
-    client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
+    link: RedisLink,
     script: Script,
-    started: Instant,
-    /// Milliseconds since `started` before which Redis is not tried again.
-    retry_at_ms: AtomicI64,
-    /// Milliseconds since `started` of the last warning (-1: never).
-    warned_at_ms: AtomicI64,
-    /// Whether the last call reached Redis.
-    up: AtomicBool,
     /// Decisions made locally because Redis did not answer.
     fallbacks: AtomicU64,
 }
@@ -97,107 +82,52 @@ pub struct RedisStore {
 impl RedisStore {
     /// Prepares a store; connects on first use.
     pub fn new(url: &str) -> Result<Self, String> {
-        let client =
-            redis::Client::open(url).map_err(|e| format!("invalid QUIRE_REDIS_URL: {e}"))?;
+        let link = RedisLink::new(url, "rate limits fall back to this instance's local store")?;
         metrics::gauge!("quire_ratelimit_redis_up").set(1.0);
         Ok(Self {
-            client,
-            conn: Mutex::new(None),
+            link,
             script: Script::new(DECIDE),
-            started: Instant::now(),
-            retry_at_ms: AtomicI64::new(0),
-            warned_at_ms: AtomicI64::new(-1),
-            up: AtomicBool::new(true),
             fallbacks: AtomicU64::new(0),
         })
-    }
-
-    fn elapsed_ms(&self) -> i64 {
-        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Decides through Redis, or `None` when Redis cannot answer now (the
     /// caller then uses the local store).
     pub async fn decide(&self, key_id: &str, limit: u64, cost: u64, now: i64) -> Option<Decision> {
-        if self.elapsed_ms() < self.retry_at_ms.load(Ordering::Relaxed) {
-            self.fallbacks.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("quire_ratelimit_redis_fallback_total").increment(1);
-            return None;
-        }
-        match tokio::time::timeout(CALL_TIMEOUT, self.call(key_id, limit, cost, now)).await {
-            Ok(Ok(d)) => {
-                self.up.store(true, Ordering::Relaxed);
+        let mut invocation = self.script.key(format!("quire:rl:{key_id}"));
+        invocation.arg(now).arg(limit).arg(cost);
+        let answer = self
+            .link
+            .run(|mut conn| async move {
+                invocation
+                    .invoke_async::<(i64, i64, i64, i64)>(&mut conn)
+                    .await
+            })
+            .await;
+        match answer {
+            Ok((allowed, remaining, reset_at, retry)) => {
                 metrics::gauge!("quire_ratelimit_redis_up").set(1.0);
-                Some(d)
+                Some(Decision {
+                    allowed: allowed == 1,
+                    limit,
+                    remaining: u64::try_from(remaining).unwrap_or(0),
+                    reset_at,
+                    retry_after: (allowed != 1).then(|| u64::try_from(retry).unwrap_or(1).max(1)),
+                })
             }
-            Ok(Err(e)) => {
-                self.failed(&e.to_string()).await;
-                None
-            }
-            Err(_) => {
-                self.failed("timed out").await;
+            Err(why) => {
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("quire_ratelimit_redis_fallback_total").increment(1);
+                if why == Unanswered::Failed {
+                    metrics::gauge!("quire_ratelimit_redis_up").set(0.0);
+                }
                 None
             }
         }
-    }
-
-    async fn call(
-        &self,
-        key_id: &str,
-        limit: u64,
-        cost: u64,
-        now: i64,
-    ) -> redis::RedisResult<Decision> {
-        let mut conn = {
-            let mut guard = self.conn.lock().await;
-            match guard.as_ref() {
-                Some(c) => c.clone(),
-                None => {
-                    let c = ConnectionManager::new(self.client.clone()).await?;
-                    *guard = Some(c.clone());
-                    c
-                }
-            }
-        };
-        let (allowed, remaining, reset_at, retry): (i64, i64, i64, i64) = self
-            .script
-            .key(format!("quire:rl:{key_id}"))
-            .arg(now)
-            .arg(limit)
-            .arg(cost)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(Decision {
-            allowed: allowed == 1,
-            limit,
-            remaining: u64::try_from(remaining).unwrap_or(0),
-            reset_at,
-            retry_after: (allowed != 1).then(|| u64::try_from(retry).unwrap_or(1).max(1)),
-        })
     }
 
     /// Whether Redis answered last time, and how many decisions fell back.
     pub fn health(&self) -> (bool, u64) {
-        (
-            self.up.load(Ordering::Relaxed),
-            self.fallbacks.load(Ordering::Relaxed),
-        )
-    }
-
-    async fn failed(&self, cause: &str) {
-        self.up.store(false, Ordering::Relaxed);
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!("quire_ratelimit_redis_up").set(0.0);
-        metrics::counter!("quire_ratelimit_redis_fallback_total").increment(1);
-        let now = self.elapsed_ms();
-        self.retry_at_ms
-            .store(now + BACKOFF.as_millis() as i64, Ordering::Relaxed);
-        // Drop the connection so the next try reconnects from scratch.
-        *self.conn.lock().await = None;
-        let last = self.warned_at_ms.load(Ordering::Relaxed);
-        if last < 0 || now - last >= 60_000 {
-            self.warned_at_ms.store(now, Ordering::Relaxed);
-            tracing::warn!(%cause, "Redis is unreachable: rate limits fall back to this instance's local store");
-        }
+        (self.link.is_up(), self.fallbacks.load(Ordering::Relaxed))
     }
 }

@@ -10,16 +10,16 @@ use serde_json::{json, Value};
 use crate::both_dbs;
 use crate::support::{ClockExt, Reply, TestApp};
 
-const CREATE_MODEL: &str =
+pub(crate) const CREATE_MODEL: &str =
     "mutation($i: ModelInput!) { createModel(input: $i) { key name fields { name type required unique referenceModelKey } } }";
-const CREATE: &str =
+pub(crate) const CREATE: &str =
     "mutation($m: String!, $d: JSON!) { createRecord(modelKey: $m, data: $d) { id modelKey data status version publishedAt } }";
-const UPDATE: &str = "mutation($id: ID!, $d: JSON!, $v: Int) { updateRecord(id: $id, data: $d, expectedVersion: $v) { id data status version } }";
-const PUBLISH: &str =
+pub(crate) const UPDATE: &str = "mutation($id: ID!, $d: JSON!, $v: Int) { updateRecord(id: $id, data: $d, expectedVersion: $v) { id data status version } }";
+pub(crate) const PUBLISH: &str =
     "mutation($id: ID!) { publishRecord(id: $id) { id status version publishedAt } }";
-const UNPUBLISH: &str =
+pub(crate) const UNPUBLISH: &str =
     "mutation($id: ID!) { unpublishRecord(id: $id) { id status version publishedAt } }";
-const DELETE: &str = "mutation($id: ID!) { deleteRecord(id: $id) }";
+pub(crate) const DELETE: &str = "mutation($id: ID!) { deleteRecord(id: $id) }";
 const RECORD: &str = "query($id: ID!, $p: Boolean) { record(id: $id, preview: $p) { id modelKey data status version publishedAt } }";
 const RECORDS: &str =
     "query($m: String!, $l: Int, $a: String, $p: Boolean, $w: JSON, $o: [RecordOrder!]) {
@@ -1048,7 +1048,7 @@ both_dbs!(projects_are_isolated, |app: TestApp| async move {
     assert_eq!(seen["record"]["data"]["title"], "Mine");
 });
 
-const UPDATE_MODEL: &str =
+pub(crate) const UPDATE_MODEL: &str =
     "mutation($k: String!, $i: UpdateModelInput!) { updateModel(key: $k, input: $i) { key name fields { name required unique } } }";
 
 both_dbs!(models_lifecycle, |app: TestApp| async move {
@@ -1314,3 +1314,39 @@ both_dbs!(concurrent_writes_all_succeed, |app: TestApp| async move {
     futures::future::join_all(writes).await;
     assert_eq!(total(&app, &k.live, json!({})).await, 24);
 });
+
+/// `where` on a unique field finds rows through primary keys, not by walking
+/// the model's ordering index (which made it cost a scan of the model).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn where_on_a_unique_field_reads_through_primary_keys() {
+    use quire::content::query::{explain, ListRecords};
+    use quire::content::View;
+
+    let app = TestApp::spawn(crate::support::Backend::Sqlite).await;
+    let k = keys(&app).await;
+    blog_models(&app, &k.root).await;
+    let project = quire::keys::project_by_name(&app.state.db.conn, "default")
+        .await
+        .unwrap()
+        .unwrap();
+    let plan = explain(
+        &app.state.db.conn,
+        &project.id,
+        &ListRecords {
+            model_key: "page".into(),
+            view: View::Published,
+            limit: 20,
+            after: None,
+            filter: Some(json!({ "slug": "hello" })),
+            order: Vec::new(),
+        },
+    )
+    .await
+    .unwrap()
+    .join("\n");
+    assert!(
+        plan.contains("SEARCH r USING INDEX sqlite_autoindex_records_1 (id=?)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("idx_records_model_created"), "{plan}");
+}

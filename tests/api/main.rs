@@ -14,4 +14,5 @@ mod import;
 mod keys;
 mod propagation;
 mod ratelimit;
+mod readcache;
 mod schema;

@@ -406,13 +406,13 @@ async fn terminate(mut server: Server) {
 }
 
 /// Our own redis-server on a free port, killed and restarted mid-run.
-struct OwnRedis {
-    child: tokio::process::Child,
-    port: u16,
+pub(crate) struct OwnRedis {
+    pub child: tokio::process::Child,
+    pub port: u16,
 }
 
 impl OwnRedis {
-    async fn start(port: u16) -> Option<Self> {
+    pub async fn start(port: u16) -> Option<Self> {
         let child = tokio::process::Command::new("redis-server")
             .args([
                 "--port",

@@ -118,6 +118,16 @@ impl TestApp {
         let mut config = Config::for_database(database_url.clone());
         configure(&mut config);
         let clock = Arc::new(ManualClock::new(Utc::now()));
+        Some(Self::start(config, clock, database_url, pg_admin, dir).await)
+    }
+
+    async fn start(
+        config: Config,
+        clock: Arc<ManualClock>,
+        database_url: String,
+        pg_admin: Option<(String, String)>,
+        dir: Arc<tempfile::TempDir>,
+    ) -> Self {
         let state = App::with_clock(config, clock.clone())
             .await
             .expect("app starts");
@@ -130,7 +140,7 @@ impl TestApp {
             let _ = quire::http::serve(listener, server_state, std::future::pending()).await;
         });
         state.spawn_change_watcher();
-        Some(Self {
+        Self {
             addr,
             state,
             clock,
@@ -138,7 +148,22 @@ impl TestApp {
             database_url,
             pg_admin,
             _dir: dir,
-        })
+        }
+    }
+
+    /// A second instance on the same database (as behind a load balancer),
+    /// configured by `configure`; the first one drops the database.
+    pub async fn sibling(&self, configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::for_database(self.database_url.clone());
+        configure(&mut config);
+        Self::start(
+            config,
+            self.clock.clone(),
+            self.database_url.clone(),
+            None,
+            self._dir.clone(),
+        )
+        .await
     }
 
     /// Drops the PostgreSQL test database.

@@ -153,11 +153,15 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated mixes to run (baselines always run)")
+    ap.add_argument("--soak", type=int, help="seconds of the memory soak at saturation (0: none)")
+    ap.add_argument("--warmup", type=int, help="seconds of load before the soak's first RSS reading")
     args = ap.parse_args()
     records = args.records or (300 if args.short else 100_000)
     keys = args.keys or (20 if args.short else 10_000)
     rounds = args.rounds or (1 if args.short else 5)
     seconds = args.seconds or (2 if args.short else 10)
+    soak = args.soak if args.soak is not None else (3 if args.short else 300)
+    warmup = args.warmup if args.warmup is not None else (1 if args.short else 30)
     log = lambda m: print(f"# {m}", file=sys.stderr, flush=True)
 
     work = tempfile.mkdtemp(prefix="quire-perf-")
@@ -226,6 +230,11 @@ def main():
             [(19, k, list_q) for k in public[:50]]
             + [(1, secret, {"query": "mutation($d: JSON!) { createRecord(modelKey: \"note\", data: $d) { id } }",
                             "variables": {"d": {"title": "mixed", "body": "y" * 200}}})] * 50)
+        # The soak: every read kind and both write kinds at once, so the read
+        # cache fills and is invalidated while records keep being added.
+        soak_mix = ([(40, k, list_q) for k in public[:20]] + mixes["record(id)"] * 2 + mixes["records where unique"]
+                    + [(5, secret, b) for _, _, b in mixes["createRecord"]]
+                    + [(1, k, b) for _, k, b in mixes["updateRecord + publishRecord"][:20]])
         if args.only:
             keep = set(args.only.split(","))
             mixes = {k: v for k, v in mixes.items() if k in keep or k.startswith("graphql floor")}
@@ -255,6 +264,28 @@ def main():
                 peak = max(peak, proc_status(server.pid, "VmHWM"))
                 log(f"round {r + 1} {name}: {m['rps']:.0f} req/s, non-2xx {m['non2xx']}, errors {m['errors']}")
 
+        soak_rows = []
+        if soak > 0:
+            path = os.path.join(work, "mix.txt")
+            write_mix(path, soak_mix)
+            total = warmup + soak
+            cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{total}s",
+                   "-s", lua, url + "/graphql", "--", path]
+            log(f"soak: {warmup} s warm-up, then {soak} s at saturation")
+            wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            t0 = time.time()
+            time.sleep(warmup)
+            after_warmup = proc_status(server.pid, "VmRSS")
+            step = max(1, soak // 10)
+            while time.time() - t0 < total - 0.5:
+                time.sleep(min(step, max(0.1, total - (time.time() - t0) - 0.5)))
+                soak_rows.append((time.time() - t0, proc_status(server.pid, "VmRSS")))
+            out, _ = wrk.communicate(timeout=120)
+            line = next((l for l in out.splitlines() if l.startswith("JSON ")), None)
+            soak_summary = json.loads(line[5:]) if line else {}
+            end_rss = soak_rows[-1][1] if soak_rows else after_warmup
+            peak = max(peak, proc_status(server.pid, "VmHWM"))
+
         med = {n: {k: statistics.median(x[k] for x in runs) for k in ("rps", "p50", "p99", "cpu_us", "non2xx", "errors")}
                for n, runs in results.items()}
         http = med["http floor: GET /healthz"]["rps"]
@@ -266,6 +297,18 @@ def main():
             print(f"{name:34} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {m['cpu_us']:10.1f} {m['non2xx']:8.0f} "
                   f"{m['rps'] / floor:17.2f} {m['rps'] / http:14.2f}")
         print(f"server RSS: idle after start {idle_rss / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
+        if soak > 0:
+            rps = soak_summary.get("requests", 0) / max(1e-9, soak_summary.get("seconds", 1))
+            print(f"soak: {soak} s after {warmup} s warm-up at {rps:.0f} req/s "
+                  f"(non-2xx {soak_summary.get('non2xx', '?')}, errors {soak_summary.get('errors', '?')}); "
+                  f"RSS after warm-up {after_warmup / 1024:.1f} MiB, at the end {end_rss / 1024:.1f} MiB "
+                  f"({(end_rss / max(1, after_warmup) - 1) * 100:+.1f} %), "
+                  f"max during soak {max(r for _, r in soak_rows) / 1024 if soak_rows else 0:.1f} MiB")
+        metrics = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+        cache = {l.split()[0]: l.split()[1] for l in metrics.splitlines()
+                 if l.startswith("quire_read_cache") and not l.startswith("#")}
+        if cache:
+            print("read cache: " + ", ".join(f"{k} {v}" for k, v in sorted(cache.items())))
         bad = [n for n, m in med.items() if m["errors"] > 0 or m["non2xx"] > 0]
         if bad:
             print(f"mixes with errors or non-2xx responses: {', '.join(bad)}")

@@ -3,8 +3,9 @@
 # quire on loopback and drives each mix with wrk, alternating A/B/A/B rounds,
 # then prints one table of medians with ratios to the in-run baselines.
 #
-#   bash tests/perf/run.sh            # full: 100,000 records, 10,000 keys, 5 rounds x 10 s
+#   bash tests/perf/run.sh            # full: 100,000 records, 10,000 keys, 5 rounds x 10 s, 5-minute memory soak
 #   bash tests/perf/run.sh --records 20000 --keys 2000 --rounds 3 --seconds 5   # quicker
+#   bash tests/perf/run.sh --soak 0   # skip the memory soak
 #   bash tests/perf/run.sh --short    # CI: proves the harness works (no thresholds)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

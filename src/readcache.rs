@@ -1,0 +1,416 @@
+//! The read cache: whole GraphQL responses of published-view reads, so the
+//! pages a frontend asks for again and again cost no parsing, no execution
+//! and no database round trip.
+//!
+//! What is cached: a single query operation whose root fields are only
+//! `records`, `record` and `__typename`, none asking for `preview`, answered
+//! without errors. Entries are keyed by the project, what the key may do
+//! (type, mode, scopes), the query text, the operation name and the
+//! variables; a request is looked up only when its key holds `records:read`.
+//! Drafts never enter the cache, so no published-view request can see them.
+//!
+//! Invalidation is exact, by a per-project content generation read before
+//! execution and stored with the entry; an entry answers only while its
+//! generation is the project's current one. Every write that can change what
+//! the published view shows (publish, unpublish, delete, an update of a
+//! published record, any model change) moves the generation before the
+//! mutation returns. With Redis, the generation lives there (a random token,
+//! so a Redis that lost its data never brings an old entry back), every
+//! instance reads it per cached request, and a change on one instance is
+//! seen by the next request on any other. Without Redis it lives in this
+//! process, which is exact for the embedded SQLite database; with PostgreSQL
+//! and no Redis, other instances' writes could not reach it, so the cache is
+//! off. While Redis does not answer, requests bypass the cache.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::Value as GqlValue;
+use axum::body::Bytes;
+use redis::Script;
+use sea_orm::DbBackend;
+use serde_json::{Map, Value};
+
+use crate::auth::key::{KeyMode, KeyType};
+use crate::auth::principal::Principal;
+use crate::auth::scopes::{Scope, ScopeSet};
+use crate::config::Config;
+use crate::redis_link::RedisLink;
+
+/// How long an entry may live at most, whatever the generation says: the
+/// bound on staleness if an instance could not tell Redis about a change.
+pub const ENTRY_TTL: Duration = Duration::from_secs(300);
+
+/// Root fields that read content: a cacheable operation selects at least one.
+const CONTENT_ROOT_FIELDS: [&str; 2] = ["records", "record"];
+
+/// Reads the project's generation, creating a random one when Redis has none.
+const READ_GENERATION: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1])
+  v = ARGV[1]
+end
+return v
+"#;
+
+/// What a cached answer is stored under.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EntryKey {
+    project_id: String,
+    key_type: KeyType,
+    mode: KeyMode,
+    scopes: ScopeSet,
+    query: String,
+    operation_name: Option<String>,
+    /// The variables as JSON text (object keys sorted).
+    variables: String,
+}
+
+impl EntryKey {
+    fn weight(&self, body: &Bytes) -> u32 {
+        let size = self.project_id.len()
+            + self.query.len()
+            + self.operation_name.as_ref().map_or(0, String::len)
+            + self.variables.len()
+            + body.len()
+            + 160;
+        u32::try_from(size).unwrap_or(u32::MAX)
+    }
+}
+
+struct Entry {
+    generation: u64,
+    body: Bytes,
+}
+
+/// Where each project's generation lives.
+enum Generations {
+    /// In this process (embedded SQLite: one instance).
+    Local(RwLock<HashMap<String, u64>>),
+    /// In Redis, shared by every instance.
+    Shared { link: RedisLink, read: Script },
+}
+
+/// The read cache of one instance.
+pub struct ReadCache {
+    /// `None` when the cache is off.
+    entries: Option<moka::sync::Cache<EntryKey, Arc<Entry>>>,
+    generations: Generations,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl ReadCache {
+    /// The cache `config` asks for on `backend`: off when
+    /// `QUIRE_READ_CACHE_MB` is 0, or on PostgreSQL without Redis.
+    pub fn new(config: &Config, backend: DbBackend) -> Result<Self, String> {
+        let generations = match &config.redis_url {
+            Some(url) => Generations::Shared {
+                link: RedisLink::new(url, "the read cache is bypassed until it answers")?,
+                read: Script::new(READ_GENERATION),
+            },
+            None => Generations::Local(RwLock::new(HashMap::new())),
+        };
+        let shared_db_without_redis = backend == DbBackend::Postgres && config.redis_url.is_none();
+        let entries = if config.read_cache_mb == 0 || shared_db_without_redis {
+            if shared_db_without_redis && config.read_cache_mb > 0 {
+                tracing::info!(
+                    "read cache off: with PostgreSQL, set QUIRE_REDIS_URL so that every instance sees every change"
+                );
+            }
+            None
+        } else {
+            Some(
+                moka::sync::Cache::builder()
+                    .max_capacity(config.read_cache_mb.saturating_mul(1024 * 1024))
+                    .weigher(|k: &EntryKey, e: &Arc<Entry>| k.weight(&e.body))
+                    .time_to_live(ENTRY_TTL)
+                    .build(),
+            )
+        };
+        Ok(Self {
+            entries,
+            generations,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether responses are cached at all.
+    pub fn is_enabled(&self) -> bool {
+        self.entries.is_some()
+    }
+
+    /// The key a request would be cached under, when the cache is on and the
+    /// caller may read records. Whether the document itself is cacheable is
+    /// decided once it is parsed ([`is_cacheable`]).
+    pub fn key_for(
+        &self,
+        principal: &Principal,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: Option<&Map<String, Value>>,
+    ) -> Option<EntryKey> {
+        if self.entries.is_none() || !principal.has(Scope::RecordsRead) {
+            return None;
+        }
+        Some(EntryKey {
+            project_id: principal.project_id.clone(),
+            key_type: principal.key_type,
+            mode: principal.mode,
+            scopes: principal.scopes,
+            query: query.to_owned(),
+            operation_name: operation_name.map(str::to_owned),
+            variables: variables.map_or_else(String::new, |v| {
+                serde_json::to_string(v).unwrap_or_default()
+            }),
+        })
+    }
+
+    /// The project's current generation; `None` when it cannot be known now
+    /// (Redis does not answer), and the request must bypass the cache.
+    pub async fn generation(&self, project_id: &str) -> Option<u64> {
+        let current = match &self.generations {
+            Generations::Local(map) => Some(
+                map.read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(project_id)
+                    .copied()
+                    .unwrap_or(0),
+            ),
+            Generations::Shared { link, read } => {
+                let mut invocation = read.key(generation_key(project_id));
+                invocation.arg(rand::random::<u64>());
+                link.run(|mut conn| async move { invocation.invoke_async::<u64>(&mut conn).await })
+                    .await
+                    .ok()
+            }
+        };
+        if current.is_none() {
+            metrics::counter!("quire_read_cache_requests_total", "result" => "bypass").increment(1);
+        }
+        current
+    }
+
+    /// The cached answer for `key`, if it was stored at `generation`.
+    pub fn get(&self, key: &EntryKey, generation: u64) -> Option<Bytes> {
+        let entries = self.entries.as_ref()?;
+        let found = entries
+            .get(key)
+            .filter(|e| e.generation == generation)
+            .map(|e| e.body.clone());
+        let result = if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            "hit"
+        } else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            "miss"
+        };
+        metrics::counter!("quire_read_cache_requests_total", "result" => result).increment(1);
+        found
+    }
+
+    /// Stores an answer computed after reading `generation`.
+    pub fn put(&self, key: EntryKey, generation: u64, body: Bytes) {
+        if let Some(entries) = &self.entries {
+            entries.insert(key, Arc::new(Entry { generation, body }));
+        }
+    }
+
+    /// Moves the project's generation: no answer cached before this call is
+    /// served again. Called after every write that changes the published
+    /// view, before the mutation returns.
+    pub async fn invalidate(&self, project_id: &str) {
+        match &self.generations {
+            Generations::Local(map) => {
+                *map.write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(project_id.to_owned())
+                    .or_insert(0) += 1;
+            }
+            Generations::Shared { link, .. } => {
+                let key = generation_key(project_id);
+                let token = rand::random::<u64>();
+                let set = link
+                    .run(|mut conn| async move {
+                        redis::cmd("SET")
+                            .arg(key)
+                            .arg(token)
+                            .query_async::<()>(&mut conn)
+                            .await
+                    })
+                    .await;
+                if set.is_err() {
+                    metrics::counter!("quire_read_cache_invalidation_failures_total").increment(1);
+                    tracing::warn!(
+                        "could not announce a content change through Redis: other instances may serve cached reads for up to {} s",
+                        ENTRY_TTL.as_secs()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Hits and misses since start.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Sets the size and hit-ratio gauges (called when `/metrics` renders).
+    pub fn publish_metrics(&self) {
+        let Some(entries) = &self.entries else {
+            return;
+        };
+        entries.run_pending_tasks();
+        metrics::gauge!("quire_read_cache_entries").set(entries.entry_count() as f64);
+        metrics::gauge!("quire_read_cache_bytes").set(entries.weighted_size() as f64);
+        let (hits, misses) = self.stats();
+        let ratio = if hits + misses == 0 {
+            0.0
+        } else {
+            hits as f64 / (hits + misses) as f64
+        };
+        metrics::gauge!("quire_read_cache_hit_ratio").set(ratio);
+    }
+}
+
+fn generation_key(project_id: &str) -> String {
+    format!("quire:content-gen:{project_id}")
+}
+
+/// Whether the operation `operation_name` selects in `doc` may be cached: a
+/// query whose root fields are `records` or `record` (at least one; none
+/// with a `preview` argument other than a literal `false`) and
+/// `__typename`. (`{ __typename }` alone is the GraphQL floor the load
+/// harness measures; it is never cached.)
+pub fn is_cacheable(doc: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    let mut operations = doc.operations.iter();
+    let operation = match operation_name {
+        Some(name) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+        None => match (operations.next(), operations.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        },
+    };
+    let Some((_, operation)) = operation else {
+        return false;
+    };
+    let mut content = false;
+    operation.node.ty == OperationType::Query
+        && root_is_cacheable(doc, &operation.node.selection_set.node, 0, &mut content)
+        && content
+}
+
+/// Whether every root field (through fragments) is a published-view
+/// content read or `__typename`; sets `content` when one reads content.
+fn root_is_cacheable(
+    doc: &ExecutableDocument,
+    set: &SelectionSet,
+    depth: usize,
+    content: &mut bool,
+) -> bool {
+    // Fragments that spread each other are a validation error; stop early.
+    if depth > 8 {
+        return false;
+    }
+    set.items.iter().all(|item| match &item.node {
+        Selection::Field(field) => {
+            let field = &field.node;
+            let name = field.name.node.as_str();
+            if name == "__typename" {
+                return true;
+            }
+            let published = field.arguments.iter().all(|(arg, value)| {
+                arg.node.as_str() != "preview"
+                    || value.node.clone().into_const() == Some(GqlValue::Boolean(false))
+            });
+            *content |= CONTENT_ROOT_FIELDS.contains(&name);
+            CONTENT_ROOT_FIELDS.contains(&name) && published
+        }
+        Selection::FragmentSpread(spread) => doc
+            .fragments
+            .get(&spread.node.fragment_name.node)
+            .is_some_and(|f| {
+                root_is_cacheable(doc, &f.node.selection_set.node, depth + 1, content)
+            }),
+        Selection::InlineFragment(inline) => {
+            root_is_cacheable(doc, &inline.node.selection_set.node, depth + 1, content)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cacheable(query: &str, operation: Option<&str>) -> bool {
+        let Ok(doc) = async_graphql::parser::parse_query(query) else {
+            panic!("{query} does not parse");
+        };
+        is_cacheable(&doc, operation)
+    }
+
+    #[test]
+    fn caches_published_reads_only() {
+        assert!(cacheable(
+            "{ records(modelKey: \"page\") { items { id } } }",
+            None
+        ));
+        assert!(cacheable(
+            "query Q($id: ID!) { record(id: $id) { id } __typename }",
+            Some("Q")
+        ));
+        assert!(cacheable(
+            "{ a: record(id: \"1\", preview: false) { id } }",
+            None
+        ));
+        assert!(cacheable(
+            "{ ...F } fragment F on Query { records(modelKey: \"p\") { totalCount } }",
+            None
+        ));
+        assert!(cacheable(
+            "{ ... on Query { record(id: \"1\") { id } } }",
+            None
+        ));
+
+        assert!(!cacheable(
+            "{ records(modelKey: \"p\", preview: true) { items { id } } }",
+            None
+        ));
+        assert!(!cacheable(
+            "query($p: Boolean) { record(id: \"1\", preview: $p) { id } }",
+            None
+        ));
+        assert!(!cacheable(
+            "{ record(id: \"1\") { id } viewer { rateLimit { remaining } } }",
+            None
+        ));
+        assert!(!cacheable(
+            "{ ...F } fragment F on Query { viewer { key { id } } }",
+            None
+        ));
+        assert!(!cacheable("{ ... on Query { models { key } } }", None));
+        assert!(!cacheable("mutation { deleteRecord(id: \"1\") }", None));
+        assert!(!cacheable("{ __schema { types { name } } }", None));
+        assert!(!cacheable("{ __typename }", None));
+        assert!(!cacheable(
+            "query A { record(id: \"1\") { id } } query B { viewer { key { id } } }",
+            Some("B")
+        ));
+        assert!(!cacheable(
+            "query A { record(id: \"1\") { id } } query B { record(id: \"2\") { id } }",
+            None
+        ));
+        assert!(!cacheable(
+            "{ ...F } fragment F on Query { ...G } fragment G on Query { ...F }",
+            None
+        ));
+    }
+}

@@ -1,0 +1,503 @@
+//! The read cache: no stale read after any change the published view shows,
+//! on one instance and across instances sharing Redis (and after Redis loses
+//! its data); no draft in a published answer; a cached answer only for a key
+//! that may have it; rate limits on hits; the figures in `/metrics`.
+
+use std::time::Duration;
+
+use quire::auth::key::{KeyMode, KeyType};
+use serde_json::json;
+
+use crate::bootstrap::free_port;
+use crate::content::{CREATE, CREATE_MODEL, DELETE, PUBLISH, UNPUBLISH, UPDATE, UPDATE_MODEL};
+use crate::ratelimit::OwnRedis;
+use crate::support::{Backend, ClockExt, TestApp};
+
+const LIST: &str = "{ records(modelKey: \"page\") { items { id data status version updatedAt publishedAt } totalCount } }";
+const ONE: &str = "query($id: ID!) { record(id: $id) { id data status version } }";
+const BY_SLUG: &str =
+    "query($w: JSON) { records(modelKey: \"page\", where: $w) { items { id data } } }";
+const TMP: &str = "{ records(modelKey: \"tmp\") { items { id } } }";
+
+fn redis_url() -> Option<String> {
+    let url = std::env::var("QUIRE_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        eprintln!("skipped: QUIRE_TEST_REDIS_URL is not set (Redis variant)");
+    }
+    url
+}
+
+/// `(root, live)`: an `sk_test_` key with every scope and a `pk_live_` key
+/// reading records; the `page` model.
+async fn setup(app: &TestApp) -> (String, String) {
+    let root = app.root_key().await;
+    let live = app
+        .key(KeyType::Public, KeyMode::Live, &["records:read"])
+        .await
+        .0;
+    app.data(
+        &root,
+        CREATE_MODEL,
+        json!({ "i": { "key": "page", "name": "Page", "fields": [
+            { "name": "slug", "type": "STRING", "required": true, "unique": true },
+            { "name": "title", "type": "STRING" }
+        ] } }),
+    )
+    .await;
+    (root, live)
+}
+
+/// What the published view should show of the one record: `None` when it
+/// shows nothing, else `(title, status, version)`.
+type Shown = Option<(&'static str, &'static str, i64)>;
+
+/// Reads the three queries twice each on `reader`; every answer must be
+/// `expected`, and the second read of each must be a cache hit.
+async fn reads_show(reader: &TestApp, key: &str, id: &str, expected: Shown, step: &str) {
+    let (hits_before, _) = reader.state.read_cache.stats();
+    for _ in 0..2 {
+        let list = reader.data(key, LIST, json!({})).await;
+        let one = reader.data(key, ONE, json!({ "id": id })).await;
+        let by_slug = reader
+            .data(key, BY_SLUG, json!({ "w": { "slug": "a" } }))
+            .await;
+        let items = list["records"]["items"].as_array().unwrap();
+        match expected {
+            None => {
+                assert!(items.is_empty(), "{step}: list shows {list}");
+                assert_eq!(list["records"]["totalCount"], 0, "{step}");
+                assert!(one["record"].is_null(), "{step}: record shows {one}");
+                assert_eq!(by_slug["records"]["items"], json!([]), "{step}");
+            }
+            Some((title, status, version)) => {
+                assert_eq!(items.len(), 1, "{step}: {list}");
+                let seen = (
+                    items[0]["data"]["title"].as_str().unwrap(),
+                    items[0]["status"].as_str().unwrap(),
+                    items[0]["version"].as_i64().unwrap(),
+                );
+                assert_eq!(seen, (title, status, version), "{step}: list");
+                assert_eq!(one["record"]["data"]["title"], title, "{step}: record");
+                assert_eq!(one["record"]["status"], status, "{step}: record");
+                assert_eq!(one["record"]["version"], version, "{step}: record");
+                assert_eq!(
+                    by_slug["records"]["items"][0]["data"]["title"], title,
+                    "{step}: where"
+                );
+            }
+        }
+    }
+    let (hits_after, _) = reader.state.read_cache.stats();
+    assert!(
+        hits_after >= hits_before + 3,
+        "{step}: the second reads were not served from the cache"
+    );
+}
+
+/// Every kind of change, made through `writer`, then read through `reader`.
+async fn no_stale_reads(writer: &TestApp, reader: &TestApp, root: &str, live: &str) {
+    let created = writer
+        .data(
+            root,
+            CREATE,
+            json!({ "m": "page", "d": { "slug": "a", "title": "v1" } }),
+        )
+        .await;
+    let id = created["createRecord"]["id"].as_str().unwrap().to_owned();
+    reads_show(reader, live, &id, None, "draft only").await;
+
+    writer.data(root, PUBLISH, json!({ "id": id })).await;
+    reads_show(reader, live, &id, Some(("v1", "PUBLISHED", 2)), "published").await;
+
+    writer
+        .data(
+            root,
+            UPDATE,
+            json!({ "id": id, "d": { "slug": "a", "title": "v2" } }),
+        )
+        .await;
+    reads_show(
+        reader,
+        live,
+        &id,
+        Some(("v1", "CHANGED", 3)),
+        "draft edit of a published record",
+    )
+    .await;
+
+    writer.data(root, PUBLISH, json!({ "id": id })).await;
+    reads_show(
+        reader,
+        live,
+        &id,
+        Some(("v2", "PUBLISHED", 4)),
+        "republished",
+    )
+    .await;
+
+    writer.data(root, UNPUBLISH, json!({ "id": id })).await;
+    reads_show(reader, live, &id, None, "unpublished").await;
+
+    writer.data(root, PUBLISH, json!({ "id": id })).await;
+    reads_show(
+        reader,
+        live,
+        &id,
+        Some(("v2", "PUBLISHED", 6)),
+        "published again",
+    )
+    .await;
+
+    // A model change moves the generation: the next read is not a hit.
+    writer
+        .data(
+            root,
+            UPDATE_MODEL,
+            json!({ "k": "page", "i": { "fields": [
+                { "name": "slug", "type": "STRING", "required": true, "unique": true },
+                { "name": "title", "type": "STRING" },
+                { "name": "rank", "type": "INTEGER" }
+            ] } }),
+        )
+        .await;
+    let (_, misses) = reader.state.read_cache.stats();
+    reader.data(live, LIST, json!({})).await;
+    assert_eq!(reader.state.read_cache.stats().1, misses + 1, "updateModel");
+    reads_show(
+        reader,
+        live,
+        &id,
+        Some(("v2", "PUBLISHED", 6)),
+        "model changed",
+    )
+    .await;
+
+    // A deleted model's records are an error, not a cached empty page.
+    writer
+        .data(
+            root,
+            CREATE_MODEL,
+            json!({ "i": { "key": "tmp", "name": "Tmp", "fields": [{ "name": "x", "type": "STRING" }] } }),
+        )
+        .await;
+    for _ in 0..2 {
+        let empty = reader.data(live, TMP, json!({})).await;
+        assert_eq!(empty["records"]["items"], json!([]));
+    }
+    writer
+        .data(root, "mutation { deleteModel(key: \"tmp\") }", json!({}))
+        .await;
+    let gone = reader.gql(live, TMP, json!({})).await;
+    assert!(
+        gone.code().is_some(),
+        "deleted model still answered: {}",
+        gone.body
+    );
+
+    writer.data(root, DELETE, json!({ "id": id })).await;
+    reads_show(reader, live, &id, None, "deleted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_stale_reads_on_one_sqlite_instance() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (root, live) = setup(&app).await;
+    no_stale_reads(&app, &app, &root, &live).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_stale_reads_on_one_postgres_instance_with_redis() {
+    let Some(url) = redis_url() else { return };
+    let Some(app) = TestApp::try_spawn_with(Backend::Postgres, |c| c.redis_url = Some(url)).await
+    else {
+        return;
+    };
+    let (root, live) = setup(&app).await;
+    no_stale_reads(&app, &app, &root, &live).await;
+    app.cleanup().await;
+}
+
+/// Two instances behind a load balancer: writes on one, reads on the other.
+async fn across_instances(backend: Backend) {
+    let Some(url) = redis_url() else { return };
+    let shared = url.clone();
+    let Some(writer) = TestApp::try_spawn_with(backend, |c| c.redis_url = Some(shared)).await
+    else {
+        return;
+    };
+    let reader = writer.sibling(|c| c.redis_url = Some(url)).await;
+    let (root, live) = setup(&writer).await;
+    no_stale_reads(&writer, &reader, &root, &live).await;
+    writer.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_stale_reads_across_postgres_instances_sharing_redis() {
+    across_instances(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_stale_reads_across_sqlite_instances_sharing_redis() {
+    across_instances(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_without_redis_does_not_cache() {
+    let Some(app) = TestApp::try_spawn(Backend::Postgres).await else {
+        return;
+    };
+    assert!(!app.state.read_cache.is_enabled());
+    let (root, live) = setup(&app).await;
+    let id = app
+        .data(
+            &root,
+            CREATE,
+            json!({ "m": "page", "d": { "slug": "a", "title": "v1" } }),
+        )
+        .await["createRecord"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    for _ in 0..2 {
+        app.data(&live, LIST, json!({})).await;
+    }
+    assert_eq!(app.state.read_cache.stats(), (0, 0));
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drafts_never_reach_the_published_view() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (root, live) = setup(&app).await;
+    let id = app
+        .data(
+            &root,
+            CREATE,
+            json!({ "m": "page", "d": { "slug": "a", "title": "public" } }),
+        )
+        .await["createRecord"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    app.data(
+        &root,
+        UPDATE,
+        json!({ "id": id, "d": { "slug": "a", "title": "draft" } }),
+    )
+    .await;
+
+    // The draft view, asked for literally and through a variable, by the
+    // key allowed to see it, twice: never stored, never a hit.
+    let literal = "{ records(modelKey: \"page\", preview: true) { items { data } } }";
+    let variable =
+        "query($p: Boolean) { records(modelKey: \"page\", preview: $p) { items { data } } }";
+    let (hits, _) = app.state.read_cache.stats();
+    for _ in 0..2 {
+        let seen = app.data(&root, literal, json!({})).await;
+        assert_eq!(seen["records"]["items"][0]["data"]["title"], "draft");
+        let seen = app.data(&root, variable, json!({ "p": true })).await;
+        assert_eq!(seen["records"]["items"][0]["data"]["title"], "draft");
+    }
+    assert_eq!(
+        app.state.read_cache.stats().0,
+        hits,
+        "a draft answer was cached"
+    );
+
+    // The same texts with the published view answer from the published data.
+    for _ in 0..2 {
+        let seen = app.data(&root, variable, json!({ "p": false })).await;
+        assert_eq!(seen["records"]["items"][0]["data"]["title"], "public");
+        let seen = app.data(&live, LIST, json!({})).await;
+        assert_eq!(seen["records"]["items"][0]["data"]["title"], "public");
+    }
+    // A public key asking for the draft view is refused, cache or not.
+    let refused = app.gql(&live, literal, json!({})).await;
+    assert_eq!(refused.code(), Some("FORBIDDEN"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_answers_only_reach_keys_that_may_read_them() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (root, live) = setup(&app).await;
+    let id = app
+        .data(
+            &root,
+            CREATE,
+            json!({ "m": "page", "d": { "slug": "a", "title": "mine" } }),
+        )
+        .await["createRecord"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    for _ in 0..2 {
+        app.data(&live, LIST, json!({})).await;
+        app.data(&live, ONE, json!({ "id": id })).await;
+    }
+
+    // Same project, no records:read: FORBIDDEN, not the cached page.
+    let (schemas_only, _) = app
+        .key(KeyType::Secret, KeyMode::Test, &["schemas:read"])
+        .await;
+    for query in [LIST, ONE] {
+        let reply = app.gql(&schemas_only, query, json!({ "id": id })).await;
+        assert_eq!(reply.code(), Some("FORBIDDEN"), "{}", reply.body);
+        assert!(!reply.body.to_string().contains("mine"));
+    }
+
+    // Another project, same query texts: its own (empty) content.
+    quire::db::Database::ensure_project(&app.state.db, "other", app.clock.now_utc())
+        .await
+        .unwrap();
+    let (other_root, _) = app
+        .key_in("other", KeyType::Secret, KeyMode::Test, &["*"])
+        .await;
+    let (other_live, _) = app
+        .key_in("other", KeyType::Public, KeyMode::Live, &["records:read"])
+        .await;
+    let missing = app.gql(&other_live, LIST, json!({})).await;
+    assert!(missing.code().is_some(), "{}", missing.body);
+    setup_model_only(&app, &other_root).await;
+    for _ in 0..2 {
+        let theirs = app.data(&other_live, LIST, json!({})).await;
+        assert_eq!(theirs["records"]["items"], json!([]));
+        let theirs = app.data(&other_live, ONE, json!({ "id": id })).await;
+        assert!(theirs["record"].is_null());
+    }
+}
+
+async fn setup_model_only(app: &TestApp, root: &str) {
+    app.data(
+        root,
+        CREATE_MODEL,
+        json!({ "i": { "key": "page", "name": "Page", "fields": [
+            { "name": "slug", "type": "STRING", "required": true, "unique": true },
+            { "name": "title", "type": "STRING" }
+        ] } }),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cache_hits_count_against_the_budget() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (root, _) = setup(&app).await;
+    let created = app
+        .data(
+            &root,
+            "mutation { createApiKey(input: {name: \"tight\", type: PUBLIC, mode: TEST, scopes: [\"records:read\"], rateLimitPerHour: 3}) { key } }",
+            json!({}),
+        )
+        .await;
+    let tight = created["createApiKey"]["key"].as_str().unwrap();
+    for remaining in ["2", "1", "0"] {
+        let reply = app.gql(tight, LIST, json!({})).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("x-ratelimit-limit"), Some("3"));
+        assert_eq!(reply.header("x-ratelimit-remaining"), Some(remaining));
+        assert!(reply.header("x-ratelimit-reset").is_some());
+    }
+    assert!(
+        app.state.read_cache.stats().0 >= 2,
+        "the repeats were not hits"
+    );
+    let refused = app.gql(tight, LIST, json!({})).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.code(), Some("RATE_LIMITED"));
+    assert!(refused.header("retry-after").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_show_hit_rate_and_size() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_, live) = setup(&app).await;
+    for _ in 0..3 {
+        app.data(&live, LIST, json!({})).await;
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "quire_read_cache_requests_total{result=\"hit\"}",
+        "quire_read_cache_requests_total{result=\"miss\"}",
+        "quire_read_cache_entries",
+        "quire_read_cache_bytes",
+        "quire_read_cache_hit_ratio",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}");
+    }
+}
+
+/// Redis stops: reads bypass the cache and stay right; Redis comes back
+/// empty: its new generation matches no old entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_and_data_loss_serve_nothing_stale() {
+    let port = free_port();
+    let Some(mut redis) = OwnRedis::start(port).await else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url))
+        .await
+        .unwrap();
+    let (root, live) = setup(&app).await;
+    let id = app
+        .data(
+            &root,
+            CREATE,
+            json!({ "m": "page", "d": { "slug": "a", "title": "v1" } }),
+        )
+        .await["createRecord"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    reads_show(
+        &app,
+        &live,
+        &id,
+        Some(("v1", "PUBLISHED", 2)),
+        "before the outage",
+    )
+    .await;
+
+    redis.child.kill().await.unwrap();
+    let _ = redis.child.wait().await;
+    // Published while Redis is down: no instance can be told.
+    app.data(
+        &root,
+        UPDATE,
+        json!({ "id": id, "d": { "slug": "a", "title": "v2" } }),
+    )
+    .await;
+    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    let during = app.data(&live, ONE, json!({ "id": id })).await;
+    assert_eq!(
+        during["record"]["data"]["title"], "v2",
+        "stale during the outage"
+    );
+
+    let Some(_restarted) = OwnRedis::start(port).await else {
+        panic!("redis-server did not restart");
+    };
+    // Past the one-second backoff, Redis answers again, empty.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    reads_show(
+        &app,
+        &live,
+        &id,
+        Some(("v2", "PUBLISHED", 4)),
+        "after Redis lost its data",
+    )
+    .await;
+}
