@@ -8,6 +8,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use quire::ratelimit::local::LocalStore;
+use quire::ratelimit::window::Window;
 use quire::ratelimit::Limiter;
 
 fn rss_kib() -> u64 {
@@ -59,6 +61,17 @@ fn bench(c: &mut Criterion) {
     c.bench_function("local decision", |b| {
         b.to_async(&rt)
             .iter(|| async { local.check(black_box(key), 1_000_000_000, 1, now).await })
+    });
+    // The parts of a local decision: the window arithmetic alone, and the
+    // store (shard lock + map lookup + arithmetic) without the async facade.
+    let mut window = Window::new();
+    let t = now.timestamp();
+    c.bench_function("window arithmetic", |b| {
+        b.iter(|| window.decide(black_box(t), 1_000_000_000, 1))
+    });
+    let store = LocalStore::new();
+    c.bench_function("local store decision (sync)", |b| {
+        b.iter(|| store.decide(black_box(key), 1_000_000_000, 1, t))
     });
     if let Ok(url) = std::env::var("QUIRE_TEST_REDIS_URL") {
         let redis = Limiter::new(Some(&url)).unwrap();

@@ -15,7 +15,7 @@
 //! | [`auth`] | key format, scopes, principal, key cache, request authentication, guards |
 //! | [`keys`] | key lifecycle service: rules, rotate/update/revoke, audit log, change feed, export/import, `lastUsedAt` batching |
 //! | [`content`] | content service: models, records, drafts and publishing, views, queries |
-//! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (moka) and Redis stores |
+//! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations |
 //! | [`redis_link`] | a lazily made Redis connection that backs off after failures (limiter, read cache) |
 //! | [`graphql`] | schema assembly, limits, thin resolvers per domain |

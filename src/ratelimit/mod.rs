@@ -1,5 +1,5 @@
 //! Per-key sliding hourly budgets (SPEC §4) behind one facade, with two
-//! stores: local (moka, per instance) and Redis (shared, one Lua script per
+//! stores: local (a sharded map, per instance) and Redis (shared, one Lua script per
 //! decision). See [`window`] for the design and its error bound.
 //!
 //! State is keyed by key id, so a rotated key keeps its window; the limit is
