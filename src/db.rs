@@ -31,6 +31,12 @@ const MIGRATION_LOCK_ID: i64 = 0x7175_6972_6500;
 pub struct Database {
     /// The sea-orm connection every service uses.
     pub conn: DatabaseConnection,
+    /// Where content writes go. On SQLite, one connection: SQLite admits one
+    /// writer at a time anyway, and writers queueing for this connection
+    /// (first come, first served) beat writers sleeping in SQLite's busy
+    /// handler by far under concurrency. On PostgreSQL, the same pool as
+    /// `conn`.
+    pub writer: DatabaseConnection,
     pg: Option<sqlx::PgPool>,
 }
 
@@ -47,8 +53,10 @@ impl Database {
                 .connect_with(opts)
                 .await
                 .map_err(unavailable)?;
+            let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
             Ok(Self {
-                conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
+                writer: conn.clone(),
+                conn,
                 pg: Some(pool),
             })
         } else if url.starts_with("sqlite:") {
@@ -61,11 +69,25 @@ impl Database {
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await
                 .map_err(unavailable)?;
+            let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+            // An in-memory database exists per connection: one pool only.
+            let writer = if url.contains(":memory:") || url.contains("mode=memory") {
+                conn.clone()
+            } else {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await
+                    .map_err(unavailable)?;
+                SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+            };
             Ok(Self {
-                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                conn,
+                writer,
                 pg: None,
             })
         } else {

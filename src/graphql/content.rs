@@ -339,7 +339,8 @@ impl ContentMutation {
             name: input.name,
             fields: input.fields.into_iter().map(FieldDef::from).collect(),
         };
-        let model = models::create_model(&app.db.conn, &p.project_id, new, app.clock.now()).await?;
+        let model =
+            models::create_model(&app.db.writer, &p.project_id, new, app.clock.now()).await?;
         app.read_cache.invalidate(&p.project_id).await;
         Ok(Model(model))
     }
@@ -362,7 +363,7 @@ impl ContentMutation {
                 .map(|fields| fields.into_iter().map(FieldDef::from).collect()),
         };
         let model =
-            models::update_model(&app.db.conn, &p.project_id, &key, change, app.clock.now())
+            models::update_model(&app.db.writer, &p.project_id, &key, change, app.clock.now())
                 .await?;
         app.read_cache.invalidate(&p.project_id).await;
         Ok(Model(model))
@@ -373,7 +374,7 @@ impl ContentMutation {
     async fn delete_model(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<bool> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        models::delete_model(&app.db.conn, &p.project_id, &key).await?;
+        models::delete_model(&app.db.writer, &p.project_id, &key).await?;
         app.read_cache.invalidate(&p.project_id).await;
         Ok(true)
     }
@@ -390,7 +391,7 @@ impl ContentMutation {
         let p = principal(ctx)?;
         // A new draft is not in the published view: cached reads stay valid.
         let record = records::create_record(
-            &app.db.conn,
+            &app.db.writer,
             &p.project_id,
             &model_key,
             data.0,
@@ -413,7 +414,7 @@ impl ContentMutation {
         let app = app(ctx)?;
         let p = principal(ctx)?;
         let record = records::update_record(
-            &app.db.conn,
+            &app.db.writer,
             &p.project_id,
             &id,
             data.0,
@@ -435,7 +436,7 @@ impl ContentMutation {
         let app = app(ctx)?;
         let p = principal(ctx)?;
         let record =
-            records::publish_record(&app.db.conn, &p.project_id, &id, app.clock.now()).await?;
+            records::publish_record(&app.db.writer, &p.project_id, &id, app.clock.now()).await?;
         app.read_cache.invalidate(&p.project_id).await;
         Ok(Record(record))
     }
@@ -446,7 +447,7 @@ impl ContentMutation {
         let app = app(ctx)?;
         let p = principal(ctx)?;
         let record =
-            records::unpublish_record(&app.db.conn, &p.project_id, &id, app.clock.now()).await?;
+            records::unpublish_record(&app.db.writer, &p.project_id, &id, app.clock.now()).await?;
         app.read_cache.invalidate(&p.project_id).await;
         Ok(Record(record))
     }
@@ -456,7 +457,7 @@ impl ContentMutation {
     async fn delete_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        records::delete_record(&app.db.conn, &p.project_id, &id).await?;
+        records::delete_record(&app.db.writer, &p.project_id, &id).await?;
         app.read_cache.invalidate(&p.project_id).await;
         Ok(true)
     }

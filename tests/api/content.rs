@@ -1298,7 +1298,7 @@ both_dbs!(records_list_command, |app: TestApp| async move {
 both_dbs!(concurrent_writes_all_succeed, |app: TestApp| async move {
     let k = keys(&app).await;
     blog_models(&app, &k.root).await;
-    let writes = (0..24).map(|i| {
+    let writes = (0..32).map(|i| {
         let app = app.clone();
         let key = k.root.clone();
         async move {
@@ -1312,7 +1312,7 @@ both_dbs!(concurrent_writes_all_succeed, |app: TestApp| async move {
         }
     });
     futures::future::join_all(writes).await;
-    assert_eq!(total(&app, &k.live, json!({})).await, 24);
+    assert_eq!(total(&app, &k.live, json!({})).await, 32);
 });
 
 /// `where` on a unique field finds rows through primary keys, not by walking
