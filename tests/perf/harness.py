@@ -276,10 +276,13 @@ def main():
             t0 = time.time()
             time.sleep(warmup)
             after_warmup = proc_status(server.pid, "VmRSS")
+            anon_after_warmup = proc_status(server.pid, "RssAnon")
             step = max(1, soak // 10)
             while time.time() - t0 < total - 0.5:
                 time.sleep(min(step, max(0.1, total - (time.time() - t0) - 0.5)))
-                soak_rows.append((time.time() - t0, proc_status(server.pid, "VmRSS")))
+                soak_rows.append((time.time() - t0, proc_status(server.pid, "VmRSS"),
+                                  proc_status(server.pid, "RssAnon"), proc_status(server.pid, "RssFile"),
+                                  proc_status(server.pid, "RssShmem")))
             out, _ = wrk.communicate(timeout=120)
             line = next((l for l in out.splitlines() if l.startswith("JSON ")), None)
             soak_summary = json.loads(line[5:]) if line else {}
@@ -303,7 +306,14 @@ def main():
                   f"(non-2xx {soak_summary.get('non2xx', '?')}, errors {soak_summary.get('errors', '?')}); "
                   f"RSS after warm-up {after_warmup / 1024:.1f} MiB, at the end {end_rss / 1024:.1f} MiB "
                   f"({(end_rss / max(1, after_warmup) - 1) * 100:+.1f} %), "
-                  f"max during soak {max(r for _, r in soak_rows) / 1024 if soak_rows else 0:.1f} MiB")
+                  f"max during soak {max(r[1] for r in soak_rows) / 1024 if soak_rows else 0:.1f} MiB")
+            if soak_rows:
+                anon_end = soak_rows[-1][2]
+                print(f"soak, heap only (RssAnon): after warm-up {anon_after_warmup / 1024:.1f} MiB, at the end "
+                      f"{anon_end / 1024:.1f} MiB ({(anon_end / max(1, anon_after_warmup) - 1) * 100:+.1f} %); "
+                      "the rest is mapped files: the binary and SQLite's shared memory")
+                print("soak RSS series (s: total/anon/file/shmem MiB): " + "; ".join(
+                    f"{t:.0f}: {r / 1024:.0f}/{a / 1024:.0f}/{f / 1024:.0f}/{sh / 1024:.0f}" for t, r, a, f, sh in soak_rows))
         metrics = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
         cache = {l.split()[0]: l.split()[1] for l in metrics.splitlines()
                  if l.startswith("quire_read_cache") and not l.startswith("#")}
