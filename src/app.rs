@@ -111,10 +111,20 @@ impl App {
     }
 
     /// Watches the key change feed (and Redis, when configured) and forgets
-    /// changed keys, until the process ends. Catches up from the feed's
+    /// changed keys, and retries unannounced content changes, until the
+    /// process ends. Catches up from the feed's
     /// current end.
     pub fn spawn_change_watcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         self.spawn_redis_listener();
+        // Content changes that could not be announced through Redis.
+        let announcer = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(crate::readcache::ANNOUNCE_RETRY);
+            loop {
+                ticker.tick().await;
+                announcer.read_cache.retry_announcements().await;
+            }
+        });
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let mut seen = BTreeSet::new();

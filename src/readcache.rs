@@ -22,7 +22,7 @@
 //! and no Redis, other instances' writes could not reach it, so the cache is
 //! off. While Redis does not answer, requests bypass the cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -102,7 +102,13 @@ pub struct ReadCache {
     generations: Generations,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Projects whose change could not be announced through Redis yet: this
+    /// instance bypasses the cache for them until the announcement lands.
+    unannounced: std::sync::Mutex<HashSet<String>>,
 }
+
+/// How often a change that could not be announced through Redis is retried.
+pub const ANNOUNCE_RETRY: Duration = Duration::from_millis(500);
 
 impl ReadCache {
     /// The cache `config` asks for on `backend`: off when
@@ -137,6 +143,7 @@ impl ReadCache {
             generations,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            unannounced: std::sync::Mutex::default(),
         })
     }
 
@@ -182,6 +189,7 @@ impl ReadCache {
                     .copied()
                     .unwrap_or(0),
             ),
+            Generations::Shared { .. } if self.is_unannounced(project_id) => None,
             Generations::Shared { link, read } => {
                 let mut invocation = read.key(generation_key(project_id));
                 invocation.arg(rand::random::<u64>());
@@ -191,6 +199,9 @@ impl ReadCache {
             }
         };
         if current.is_none() {
+            // Entries from before an outage may predate changes made during
+            // it: none of them is served afterwards.
+            self.drop_entries();
             metrics::counter!("quire_read_cache_requests_total", "result" => "bypass").increment(1);
         }
         current
@@ -233,25 +244,56 @@ impl ReadCache {
                     .or_insert(0) += 1;
             }
             Generations::Shared { link, .. } => {
-                let key = generation_key(project_id);
-                let token = rand::random::<u64>();
-                let set = link
-                    .run(|mut conn| async move {
-                        redis::cmd("SET")
-                            .arg(key)
-                            .arg(token)
-                            .query_async::<()>(&mut conn)
-                            .await
-                    })
-                    .await;
-                if set.is_err() {
-                    metrics::counter!("quire_read_cache_invalidation_failures_total").increment(1);
-                    tracing::warn!(
-                        "could not announce a content change through Redis: other instances may serve cached reads for up to {} s",
-                        ENTRY_TTL.as_secs()
-                    );
+                if announce(link, project_id).await {
+                    return;
                 }
+                metrics::counter!("quire_read_cache_invalidation_failures_total").increment(1);
+                tracing::warn!(
+                    "could not announce a content change through Redis: this instance bypasses its cache for the project until it can; other instances may serve cached reads for up to {} s",
+                    ENTRY_TTL.as_secs()
+                );
+                self.drop_entries();
+                self.unannounced
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(project_id.to_owned());
             }
+        }
+    }
+
+    /// Retries the changes that could not be announced, until each lands
+    /// (the change watcher calls it every [`ANNOUNCE_RETRY`]).
+    pub async fn retry_announcements(&self) {
+        let Generations::Shared { link, .. } = &self.generations else {
+            return;
+        };
+        let pending: Vec<String> = self
+            .unannounced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        for project_id in pending {
+            if announce(link, &project_id).await {
+                self.unannounced
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&project_id);
+            }
+        }
+    }
+
+    fn is_unannounced(&self, project_id: &str) -> bool {
+        self.unannounced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(project_id)
+    }
+
+    fn drop_entries(&self) {
+        if let Some(entries) = &self.entries {
+            entries.invalidate_all();
         }
     }
 
@@ -279,6 +321,21 @@ impl ReadCache {
         };
         metrics::gauge!("quire_read_cache_hit_ratio").set(ratio);
     }
+}
+
+/// Sets a new random generation for the project in Redis; whether it landed.
+async fn announce(link: &RedisLink, project_id: &str) -> bool {
+    let key = generation_key(project_id);
+    let token = rand::random::<u64>();
+    link.run(|mut conn| async move {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .query_async::<()>(&mut conn)
+            .await
+    })
+    .await
+    .is_ok()
 }
 
 fn generation_key(project_id: &str) -> String {

@@ -4,8 +4,11 @@ use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::types::PageInfo;
 use super::{app, principal};
+use crate::app::AppState;
 use crate::auth::guard::RequireScope;
 use crate::auth::scopes::Scope;
 use crate::content::fields::{FieldDef, FieldType};
@@ -16,6 +19,52 @@ use crate::content::{ContentModel, RecordStatus, View};
 
 #[derive(Default)]
 pub struct ContentQuery;
+
+/// A pending move of the project's content generation, armed before a write
+/// that may change the published view. If the request is dropped midway
+/// (the client went away while the commit was in flight), dropping this
+/// still moves the generation, from a task of its own: moving it after a
+/// write that failed costs a few cache misses; not moving it after one that
+/// committed would serve stale reads.
+struct Invalidation {
+    app: AppState,
+    project_id: String,
+    done: bool,
+}
+
+impl Invalidation {
+    fn arm(app: &AppState, project_id: &str) -> Self {
+        Self {
+            app: Arc::clone(app),
+            project_id: project_id.to_owned(),
+            done: false,
+        }
+    }
+
+    /// Moves the generation now, before the mutation returns.
+    async fn now(mut self) {
+        self.app.read_cache.invalidate(&self.project_id).await;
+        self.done = true;
+    }
+
+    /// The write left the published view as it was.
+    fn not_needed(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Invalidation {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let app = Arc::clone(&self.app);
+        let project_id = std::mem::take(&mut self.project_id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { app.read_cache.invalidate(&project_id).await });
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct ContentMutation;
@@ -334,6 +383,7 @@ impl ContentMutation {
     ) -> async_graphql::Result<Model> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
+        let pending = Invalidation::arm(app, &p.project_id);
         let new = NewModel {
             key: input.key,
             name: input.name,
@@ -341,7 +391,7 @@ impl ContentMutation {
         };
         let model =
             models::create_model(&app.db.writer, &p.project_id, new, app.clock.now()).await?;
-        app.read_cache.invalidate(&p.project_id).await;
+        pending.now().await;
         Ok(Model(model))
     }
 
@@ -356,6 +406,7 @@ impl ContentMutation {
     ) -> async_graphql::Result<Model> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
+        let pending = Invalidation::arm(app, &p.project_id);
         let change = ModelChange {
             name: input.name,
             fields: input
@@ -365,7 +416,7 @@ impl ContentMutation {
         let model =
             models::update_model(&app.db.writer, &p.project_id, &key, change, app.clock.now())
                 .await?;
-        app.read_cache.invalidate(&p.project_id).await;
+        pending.now().await;
         Ok(Model(model))
     }
 
@@ -374,8 +425,9 @@ impl ContentMutation {
     async fn delete_model(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<bool> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
+        let pending = Invalidation::arm(app, &p.project_id);
         models::delete_model(&app.db.writer, &p.project_id, &key).await?;
-        app.read_cache.invalidate(&p.project_id).await;
+        pending.now().await;
         Ok(true)
     }
 
@@ -413,6 +465,7 @@ impl ContentMutation {
     ) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
+        let pending = Invalidation::arm(app, &p.project_id);
         let record = records::update_record(
             &app.db.writer,
             &p.project_id,
@@ -425,7 +478,9 @@ impl ContentMutation {
         // The published view shows a published record's version, status and
         // updatedAt; a draft that was never published is not in it.
         if record.row.published_at.is_some() {
-            app.read_cache.invalidate(&p.project_id).await;
+            pending.now().await;
+        } else {
+            pending.not_needed();
         }
         Ok(Record(record))
     }
@@ -435,9 +490,10 @@ impl ContentMutation {
     async fn publish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
+        let pending = Invalidation::arm(app, &p.project_id);
         let record =
             records::publish_record(&app.db.writer, &p.project_id, &id, app.clock.now()).await?;
-        app.read_cache.invalidate(&p.project_id).await;
+        pending.now().await;
         Ok(Record(record))
     }
 
@@ -446,9 +502,10 @@ impl ContentMutation {
     async fn unpublish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
+        let pending = Invalidation::arm(app, &p.project_id);
         let record =
             records::unpublish_record(&app.db.writer, &p.project_id, &id, app.clock.now()).await?;
-        app.read_cache.invalidate(&p.project_id).await;
+        pending.now().await;
         Ok(Record(record))
     }
 
@@ -457,8 +514,9 @@ impl ContentMutation {
     async fn delete_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
+        let pending = Invalidation::arm(app, &p.project_id);
         records::delete_record(&app.db.writer, &p.project_id, &id).await?;
-        app.read_cache.invalidate(&p.project_id).await;
+        pending.now().await;
         Ok(true)
     }
 }

@@ -490,14 +490,88 @@ async fn redis_outage_and_data_loss_serve_nothing_stale() {
     let Some(_restarted) = OwnRedis::start(port).await else {
         panic!("redis-server did not restart");
     };
-    // Past the one-second backoff, Redis answers again, empty.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // Past the one-second backoff and the next retry of the change made
+    // during the outage, Redis answers again, empty.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     reads_show(
         &app,
         &live,
         &id,
         Some(("v2", "PUBLISHED", 4)),
         "after Redis lost its data",
+    )
+    .await;
+}
+
+/// Redis stalls (keeping its data) while a change is made: the change cannot
+/// be announced in time, yet once Redis answers again no read returns the
+/// answer from before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_redis_missed_is_announced_later() {
+    let port = free_port();
+    let Some(_redis) = OwnRedis::start(port).await else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url.clone()))
+        .await
+        .unwrap();
+    let (root, live) = setup(&app).await;
+    let id = app
+        .data(
+            &root,
+            CREATE,
+            json!({ "m": "page", "d": { "slug": "a", "title": "v1" } }),
+        )
+        .await["createRecord"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    reads_show(
+        &app,
+        &live,
+        &id,
+        Some(("v1", "PUBLISHED", 2)),
+        "before the stall",
+    )
+    .await;
+
+    // Every client's commands wait 2.5 s: the announcement times out (1 s).
+    let mut admin = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2_500)
+        .arg("ALL")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    app.data(
+        &root,
+        UPDATE,
+        json!({ "id": id, "d": { "slug": "a", "title": "v2" } }),
+    )
+    .await;
+    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    let during = app.data(&live, ONE, json!({ "id": id })).await;
+    assert_eq!(
+        during["record"]["data"]["title"], "v2",
+        "stale during the stall"
+    );
+
+    // Redis answers again with its data intact; the change gets announced.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    reads_show(
+        &app,
+        &live,
+        &id,
+        Some(("v2", "PUBLISHED", 4)),
+        "after the stall",
     )
     .await;
 }
