@@ -207,14 +207,15 @@ impl ReadCache {
         current
     }
 
-    /// The cached answer for `key`, if it was stored at `generation`.
-    pub fn get(&self, key: &EntryKey, generation: u64) -> Option<Bytes> {
-        let entries = self.entries.as_ref()?;
-        let found = entries
-            .get(key)
-            .filter(|e| e.generation == generation)
-            .map(|e| e.body.clone());
-        let result = if found.is_some() {
+    /// The answer stored for `key` and the generation it was computed at.
+    pub fn stored(&self, key: &EntryKey) -> Option<(u64, Bytes)> {
+        let entry = self.entries.as_ref()?.get(key)?;
+        Some((entry.generation, entry.body.clone()))
+    }
+
+    /// Counts a cacheable request as a hit or a miss.
+    pub fn count(&self, hit: bool) {
+        let result = if hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
             "hit"
         } else {
@@ -222,7 +223,6 @@ impl ReadCache {
             "miss"
         };
         metrics::counter!("quire_read_cache_requests_total", "result" => result).increment(1);
-        found
     }
 
     /// Stores an answer computed after reading `generation`.

@@ -136,31 +136,42 @@ async fn single(
         Ok(params) => params,
         Err(reject) => return respond(app, media, principal, Err(reject), false, None).await,
     };
+    // The project's generation costs a Redis round trip when shared, so it
+    // is read only for a request that has a stored answer or that turns out
+    // cacheable; either way before execution.
     let cache = &app.read_cache;
-    let mut store = None;
-    if let Some(key) = cache.key_for(
+    let key = cache.key_for(
         principal,
         &params.query,
         params.operation_name.as_deref(),
         params.variables.as_ref(),
-    ) {
-        if let Some(generation) = cache.generation(&principal.project_id).await {
-            if let Some(body) = cache.get(&key, generation) {
-                return answer_cached(app, media, principal, body).await;
-            }
-            store = Some((key, generation));
+    );
+    let mut generation = None;
+    if let Some((stored, body)) = key.as_ref().and_then(|k| cache.stored(k)) {
+        generation = cache.generation(&principal.project_id).await;
+        if generation == Some(stored) {
+            cache.count(true);
+            return answer_cached(app, media, principal, body).await;
         }
     }
     let prepared = prepare(app, principal, params, over_get);
-    let store = store.filter(|_| {
-        matches!(
-            prepared,
-            Ok(Prepared::Run {
-                cacheable: true,
-                ..
-            })
-        )
-    });
+    let cacheable = matches!(
+        prepared,
+        Ok(Prepared::Run {
+            cacheable: true,
+            ..
+        })
+    );
+    let mut store = None;
+    if let Some(key) = key.filter(|_| cacheable) {
+        if generation.is_none() {
+            generation = cache.generation(&principal.project_id).await;
+        }
+        if let Some(generation) = generation {
+            cache.count(false);
+            store = Some((key, generation));
+        }
+    }
     respond(
         app,
         media,
