@@ -437,81 +437,14 @@ async fn metrics_show_hit_rate_and_size() {
     }
 }
 
-/// Redis stops: reads bypass the cache and stay right; Redis comes back
-/// empty: its new generation matches no old entry.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_outage_and_data_loss_serve_nothing_stale() {
+/// Our own Redis and an instance on it, with one published record (`v1`)
+/// whose reads are cached; `None` (saying so) without `redis-server`.
+async fn published_v1_on_own_redis() -> Option<(OwnRedis, String, TestApp, String, String, String)>
+{
     let port = free_port();
-    let Some(mut redis) = OwnRedis::start(port).await else {
+    let Some(redis) = OwnRedis::start(port).await else {
         eprintln!("skipped: redis-server is not installed");
-        return;
-    };
-    let url = format!("redis://127.0.0.1:{port}");
-    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url))
-        .await
-        .unwrap();
-    let (root, live) = setup(&app).await;
-    let id = app
-        .data(
-            &root,
-            CREATE,
-            json!({ "m": "page", "d": { "slug": "a", "title": "v1" } }),
-        )
-        .await["createRecord"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.data(&root, PUBLISH, json!({ "id": id })).await;
-    reads_show(
-        &app,
-        &live,
-        &id,
-        Some(("v1", "PUBLISHED", 2)),
-        "before the outage",
-    )
-    .await;
-
-    redis.child.kill().await.unwrap();
-    let _ = redis.child.wait().await;
-    // Published while Redis is down: no instance can be told.
-    app.data(
-        &root,
-        UPDATE,
-        json!({ "id": id, "d": { "slug": "a", "title": "v2" } }),
-    )
-    .await;
-    app.data(&root, PUBLISH, json!({ "id": id })).await;
-    let during = app.data(&live, ONE, json!({ "id": id })).await;
-    assert_eq!(
-        during["record"]["data"]["title"], "v2",
-        "stale during the outage"
-    );
-
-    let Some(_restarted) = OwnRedis::start(port).await else {
-        panic!("redis-server did not restart");
-    };
-    // Past the one-second backoff and the next retry of the change made
-    // during the outage, Redis answers again, empty.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    reads_show(
-        &app,
-        &live,
-        &id,
-        Some(("v2", "PUBLISHED", 4)),
-        "after Redis lost its data",
-    )
-    .await;
-}
-
-/// Redis stalls (keeping its data) while a change is made: the change cannot
-/// be announced in time, yet once Redis answers again no read returns the
-/// answer from before it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_change_redis_missed_is_announced_later() {
-    let port = free_port();
-    let Some(_redis) = OwnRedis::start(port).await else {
-        eprintln!("skipped: redis-server is not installed");
-        return;
+        return None;
     };
     let url = format!("redis://127.0.0.1:{port}");
     let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url.clone()))
@@ -534,9 +467,60 @@ async fn a_change_redis_missed_is_announced_later() {
         &live,
         &id,
         Some(("v1", "PUBLISHED", 2)),
-        "before the stall",
+        "before trouble",
     )
     .await;
+    Some((redis, url, app, root, live, id))
+}
+
+/// Redis stops: reads bypass the cache and stay right; Redis comes back
+/// empty: its new generation matches no old entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_and_data_loss_serve_nothing_stale() {
+    let Some((mut redis, _url, app, root, live, id)) = published_v1_on_own_redis().await else {
+        return;
+    };
+
+    redis.child.kill().await.unwrap();
+    let _ = redis.child.wait().await;
+    // Published while Redis is down: no instance can be told.
+    app.data(
+        &root,
+        UPDATE,
+        json!({ "id": id, "d": { "slug": "a", "title": "v2" } }),
+    )
+    .await;
+    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    let during = app.data(&live, ONE, json!({ "id": id })).await;
+    assert_eq!(
+        during["record"]["data"]["title"], "v2",
+        "stale during the outage"
+    );
+
+    let Some(_restarted) = OwnRedis::start(redis.port).await else {
+        panic!("redis-server did not restart");
+    };
+    // Past the one-second backoff and the next retry of the change made
+    // during the outage, Redis answers again, empty.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    reads_show(
+        &app,
+        &live,
+        &id,
+        Some(("v2", "PUBLISHED", 4)),
+        "after Redis lost its data",
+    )
+    .await;
+}
+
+/// Redis stalls (keeping its data) while a change is made: the change cannot
+/// be announced in time, yet once Redis answers again no read returns the
+/// answer from before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_redis_missed_is_announced_later() {
+    let Some((_redis, url, app, root, live, id)) = published_v1_on_own_redis().await else {
+        return;
+    };
 
     // Every client's commands wait 2.5 s: the announcement times out (1 s).
     let mut admin = redis::Client::open(url.as_str())
