@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use quire::auth::key::{ApiKeySecret, KeyMode, KeyType};
 use quire::auth::scopes::ScopeSet;
 use quire::config::Config;
-use quire::keys::{self, Actor, NewKey};
+use quire::keys::{Actor, NewKey};
 use quire::App;
 
 fn bench(c: &mut Criterion) {
@@ -25,10 +25,7 @@ fn bench(c: &mut Criterion) {
     );
     let (app, key) = rt.block_on(async {
         let app = App::new(Config::for_database(url)).await.unwrap();
-        let project = keys::project_by_name(&app.db.conn, "default")
-            .await
-            .unwrap()
-            .unwrap();
+        let project = app.keys.project_by_name("default").await.unwrap().unwrap();
         let new = NewKey {
             name: "bench".into(),
             key_type: KeyType::Public,
@@ -38,20 +35,16 @@ fn bench(c: &mut Criterion) {
             rate_limit_per_hour: 10_000,
             expires_at: None,
         };
-        let (secret, _) = keys::create_key(
-            &app.db.conn,
-            &project.id,
-            new,
-            &Actor::Admin,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+        let (secret, _) = app
+            .keys
+            .create(&Actor::Admin, &project.id, new)
+            .await
+            .unwrap();
         (app, secret.expose().to_owned())
     });
     let mut headers = HeaderMap::new();
     headers.insert("x-api-key", HeaderValue::from_str(&key).unwrap());
-    rt.block_on(quire::auth::authenticate(&app, &headers))
+    rt.block_on(app.authenticator.authenticate(&headers))
         .unwrap();
 
     c.bench_function("parse + checksum", |b| {
@@ -61,7 +54,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("sha256", |b| b.iter(|| black_box(&parsed).hash()));
     c.bench_function("authenticate (cache hit)", |b| {
         b.to_async(&rt).iter(|| async {
-            quire::auth::authenticate(&app, black_box(&headers))
+            app.authenticator
+                .authenticate(black_box(&headers))
                 .await
                 .unwrap()
         })

@@ -1,25 +1,27 @@
-//! Opening the database, applying migrations safely, and first-start setup.
+//! Opening the database, applying migrations safely, the setup lock, the
+//! write-transaction idiom, and projects (the tenants everything else hangs
+//! from).
 //!
 //! SQLite gets its pragmas set explicitly (WAL, foreign keys, busy timeout,
-//! synchronous=NORMAL); PostgreSQL instances serialize migrations and the
-//! bootstrap with an advisory lock.
+//! synchronous=NORMAL); PostgreSQL instances serialize migrations and
+//! first-start setup with an advisory lock.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use entity::projects;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
-    SqlxPostgresConnector, SqlxSqliteConnector, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, EntityTrait, QueryFilter, SqlxPostgresConnector, SqlxSqliteConnector,
+    TransactionTrait,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::auth::key::{ApiKeySecret, KeyMode, KeyType};
-use crate::auth::scopes::ScopeSet;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, StartError};
 
 /// Name of the project that migrations create.
 pub const DEFAULT_PROJECT: &str = "default";
@@ -42,9 +44,8 @@ pub struct Database {
 
 impl Database {
     /// Opens `url` (`sqlite://…` or `postgres://…`).
-    pub async fn connect(url: &str) -> AppResult<Self> {
-        let unavailable =
-            |e: sqlx::Error| AppError::Unavailable(format!("cannot open database: {e}"));
+    pub async fn connect(url: &str) -> Result<Self, StartError> {
+        let unavailable = |e: sqlx::Error| StartError::Database(e.to_string());
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url).map_err(unavailable)?;
             let pool = PgPoolOptions::new()
@@ -91,8 +92,8 @@ impl Database {
                 pg: None,
             })
         } else {
-            Err(AppError::bad_input(
-                "database URL must start with sqlite:// or postgres://",
+            Err(StartError::Config(
+                "the database URL must start with sqlite:// or postgres://".into(),
             ))
         }
     }
@@ -104,7 +105,7 @@ impl Database {
 
     /// Applies pending migrations and makes sure the `default` project
     /// exists; safe when several instances start at once.
-    pub async fn migrate(&self, now: DateTime<Utc>) -> AppResult<()> {
+    pub async fn migrate(&self, now: DateTime<Utc>) -> Result<(), StartError> {
         self.with_setup_lock(|| async {
             // Without an advisory lock (SQLite), a racing instance may fail one
             // step; the statements are idempotent, so retrying converges.
@@ -120,88 +121,16 @@ impl Database {
                     Err(e) => return Err(AppError::from(e)),
                 }
             }
-            self.ensure_project(DEFAULT_PROJECT, now).await?;
+            ensure_project(&self.conn, DEFAULT_PROJECT, now).await?;
             Ok(())
         })
         .await
-    }
-
-    /// Creates a project unless one of that name exists; returns it.
-    pub async fn ensure_project(
-        &self,
-        name: &str,
-        now: DateTime<Utc>,
-    ) -> AppResult<entity::projects::Model> {
-        use entity::projects;
-        let row = projects::ActiveModel {
-            id: Set(new_id()),
-            name: Set(name.to_owned()),
-            created_at: Set(now),
-        };
-        projects::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(projects::Column::Name)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.conn)
-            .await?;
-        crate::keys::project_by_name(&self.conn, name)
-            .await?
-            .ok_or_else(|| AppError::Internal(format!("project {name} vanished")))
-    }
-
-    /// First start: when the database holds no API key at all, creates the
-    /// `bootstrap` secret test key with every scope and returns it (once:
-    /// a marker row makes sure no other start, concurrent or later, does).
-    pub async fn bootstrap(
-        &self,
-        now: DateTime<Utc>,
-        rate_limit: u32,
-    ) -> AppResult<Option<ApiKeySecret>> {
-        use entity::{api_keys, markers};
-        self.with_setup_lock(|| async {
-            if api_keys::Entity::find().count(&self.conn).await? > 0 {
-                return Ok(None);
-            }
-            let txn = self.conn.begin().await?;
-            let claimed = markers::Entity::insert(markers::ActiveModel {
-                name: Set("bootstrap".into()),
-                created_at: Set(now),
-            })
-            .on_conflict(
-                OnConflict::column(markers::Column::Name)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-            if claimed == 0 {
-                return Ok(None);
-            }
-            let project = crate::keys::project_by_name(&txn, DEFAULT_PROJECT)
-                .await?
-                .ok_or_else(|| AppError::Internal("default project missing".into()))?;
-            let new = crate::keys::NewKey {
-                name: "bootstrap".into(),
-                key_type: KeyType::Secret,
-                mode: KeyMode::Test,
-                scopes: ScopeSet::all(),
-                rate_limit_per_hour: rate_limit.into(),
-                expires_at: None,
-            };
-            let (secret, _) =
-                crate::keys::insert_key(&txn, &project.id, new, &crate::keys::Actor::Admin, now)
-                    .await?;
-            txn.commit().await?;
-            Ok(Some(secret))
-        })
-        .await
+        .map_err(StartError::from)
     }
 
     /// Runs `f` holding the PostgreSQL advisory lock (no lock on SQLite,
     /// whose writers are serialized by the database itself).
-    async fn with_setup_lock<F, Fut, T>(&self, f: F) -> AppResult<T>
+    pub async fn with_setup_lock<F, Fut, T>(&self, f: F) -> AppResult<T>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = AppResult<T>>,
@@ -209,7 +138,7 @@ impl Database {
         let Some(pool) = &self.pg else {
             return f().await;
         };
-        let unavailable = |e: sqlx::Error| AppError::Unavailable(e.to_string());
+        let unavailable = AppError::unavailable;
         let mut lock_conn = pool.acquire().await.map_err(unavailable)?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(MIGRATION_LOCK_ID)
@@ -231,14 +160,68 @@ impl Database {
 
     /// Cheap round trip for `/readyz`.
     pub async fn ping(&self) -> AppResult<()> {
-        self.conn
-            .ping()
-            .await
-            .map_err(|e| AppError::Unavailable(e.to_string()))
+        self.conn.ping().await.map_err(AppError::unavailable)
     }
 }
 
 /// A fresh random identifier for rows.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock
+/// at once (waiting its turn): a deferred transaction that read first would
+/// fail outright with `SQLITE_BUSY` when another writer committed in
+/// between. On PostgreSQL it is a plain transaction; callers lock the rows
+/// they serialize on.
+pub async fn begin_write<C: TransactionTrait>(db: &C) -> AppResult<DatabaseTransaction> {
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("UPDATE projects SET name = name WHERE 0")
+            .await?;
+    }
+    Ok(txn)
+}
+
+/// Finds a project by name.
+pub async fn project_by_name<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+) -> AppResult<Option<projects::Model>> {
+    Ok(projects::Entity::find()
+        .filter(projects::Column::Name.eq(name))
+        .one(db)
+        .await?)
+}
+
+/// Finds a project by id.
+pub async fn project_by_id<C: ConnectionTrait>(
+    db: &C,
+    id: &str,
+) -> AppResult<Option<projects::Model>> {
+    Ok(projects::Entity::find_by_id(id.to_owned()).one(db).await?)
+}
+
+/// Creates a project unless one of that name exists; returns it.
+pub async fn ensure_project<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+    now: DateTime<Utc>,
+) -> AppResult<projects::Model> {
+    let row = projects::ActiveModel {
+        id: Set(new_id()),
+        name: Set(name.to_owned()),
+        created_at: Set(now),
+    };
+    projects::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(projects::Column::Name)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    project_by_name(db, name)
+        .await?
+        .ok_or_else(|| AppError::internal(format!("project {name} vanished")))
 }

@@ -1,14 +1,111 @@
-//! One error type and one code table: each variant maps once to an HTTP
-//! status and a GraphQL `extensions.code`.
+//! One error type and one code table.
 //!
-//! Internal causes are logged where they are turned into a response and reach
-//! the client only as an opaque message.
+//! Every refusal quire makes — of a whole HTTP request or of one GraphQL
+//! field — is an [`AppError`]; each error has a [`Code`], and [`Code::spec`]
+//! is the one table that maps a code to its `extensions.code` and its HTTP
+//! status. Bodies are always GraphQL-shaped and always carry the code.
+//!
+//! Internal causes keep their source chain; they are logged where they are
+//! turned into a response and reach the client only as an opaque message.
+
+use std::fmt;
+use std::sync::Arc;
 
 use async_graphql::ErrorExtensions;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 /// The message every authentication failure shares, so keys cannot be probed.
 pub const UNAUTHENTICATED_MESSAGE: &str = "invalid or missing API key";
+
+/// An internal cause with its source chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What kind of refusal an error is: the row of the code table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Code {
+    Unauthenticated,
+    RateLimited,
+    Forbidden,
+    BadUserInput,
+    NotFound,
+    Conflict,
+    ServiceUnavailable,
+    Internal,
+    BadRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    HeadersTooLarge,
+    GraphqlParseFailed,
+    GraphqlValidationFailed,
+}
+
+impl Code {
+    /// The code table: `extensions.code` and the HTTP status of a response
+    /// this error decides alone (a refused request, a REST endpoint).
+    ///
+    /// Inside a GraphQL response, field errors answer 200 with `data` for
+    /// what was allowed; only [`Code::decides_graphql_status`] codes set the
+    /// status of the whole answer.
+    pub const fn spec(self) -> (&'static str, StatusCode) {
+        match self {
+            Code::Unauthenticated => ("UNAUTHENTICATED", StatusCode::UNAUTHORIZED),
+            Code::RateLimited => ("RATE_LIMITED", StatusCode::TOO_MANY_REQUESTS),
+            Code::Forbidden => ("FORBIDDEN", StatusCode::FORBIDDEN),
+            Code::BadUserInput => ("BAD_USER_INPUT", StatusCode::BAD_REQUEST),
+            Code::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
+            Code::Conflict => ("CONFLICT", StatusCode::CONFLICT),
+            Code::ServiceUnavailable => ("SERVICE_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
+            Code::Internal => ("INTERNAL_SERVER_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
+            Code::BadRequest => ("BAD_REQUEST", StatusCode::BAD_REQUEST),
+            Code::MethodNotAllowed => ("METHOD_NOT_ALLOWED", StatusCode::METHOD_NOT_ALLOWED),
+            Code::NotAcceptable => ("NOT_ACCEPTABLE", StatusCode::NOT_ACCEPTABLE),
+            Code::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
+            Code::UnsupportedMediaType => {
+                ("UNSUPPORTED_MEDIA_TYPE", StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
+            Code::HeadersTooLarge => (
+                "REQUEST_HEADER_FIELDS_TOO_LARGE",
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ),
+            Code::GraphqlParseFailed => ("GRAPHQL_PARSE_FAILED", StatusCode::BAD_REQUEST),
+            Code::GraphqlValidationFailed => ("GRAPHQL_VALIDATION_FAILED", StatusCode::BAD_REQUEST),
+        }
+    }
+
+    /// The `extensions.code` string.
+    pub const fn as_str(self) -> &'static str {
+        self.spec().0
+    }
+
+    /// The HTTP status of a response this error decides alone.
+    pub const fn status(self) -> StatusCode {
+        self.spec().1
+    }
+
+    /// Whether a field error of this code decides the status of the whole
+    /// GraphQL answer (the database is gone: 503, so clients retry).
+    pub const fn decides_graphql_status(self) -> bool {
+        matches!(self, Code::ServiceUnavailable)
+    }
+
+    /// Sets this code on a GraphQL error (as `extensions.code`, and as the
+    /// error's typed source, which the HTTP layer reads back without
+    /// re-parsing anything).
+    pub fn mark(self, e: &mut async_graphql::ServerError) {
+        e.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", self.as_str());
+        e.source = Some(Arc::new(self));
+    }
+
+    /// The code of a GraphQL error marked by quire, if any.
+    pub fn of(e: &async_graphql::ServerError) -> Option<Code> {
+        e.source::<Code>().copied()
+    }
+}
 
 /// Everything that can go wrong in quire, from the client's point of view.
 ///
@@ -16,25 +113,38 @@ pub const UNAUTHENTICATED_MESSAGE: &str = "invalid or missing API key";
 /// a code-less error, so `?` in a resolver must go through the `From` below.
 #[derive(Debug)]
 pub enum AppError {
-    /// 401: no key, malformed, bad checksum, unknown, revoked or expired.
+    /// No key, malformed, bad checksum, unknown, revoked or expired.
     Unauthenticated,
-    /// 429: the key's hourly budget is spent.
+    /// The key's hourly budget is spent.
     RateLimited { retry_after: u64 },
-    /// 200 + `FORBIDDEN`: a missing scope or a view the key may not have.
+    /// A missing scope or a view the key may not have.
     Forbidden(String),
-    /// 200 + `BAD_USER_INPUT`; `field` names the offending input field.
+    /// Invalid input; `field` names the offending input field.
     BadUserInput {
         message: String,
         field: Option<String>,
     },
-    /// 200 + `NOT_FOUND`.
+    /// A missing thing, where an error is due.
     NotFound(String),
-    /// 200 + `CONFLICT`: a version or name conflict.
+    /// A version or name conflict.
     Conflict(String),
-    /// 503: the database cannot be reached.
-    Unavailable(String),
-    /// 500: a bug or an unexpected failure; the cause is logged, not shown.
-    Internal(String),
+    /// The database cannot be reached; the cause is logged, not shown.
+    Unavailable(BoxError),
+    /// A bug or an unexpected failure; the cause is logged, not shown.
+    Internal(BoxError),
+    /// A request that cannot be read (bad JSON, bad parameters, a batch
+    /// over the limit).
+    BadRequest(String),
+    /// A mutation over GET.
+    MethodNotAllowed(String),
+    /// Nothing acceptable in `Accept`.
+    NotAcceptable,
+    /// A body over the size limit.
+    PayloadTooLarge(String),
+    /// A `Content-Type` quire does not read.
+    UnsupportedMediaType(String),
+    /// Request headers over the size limit.
+    HeadersTooLarge,
 }
 
 impl AppError {
@@ -54,6 +164,41 @@ impl AppError {
         }
     }
 
+    /// An internal error with its cause.
+    pub fn internal(cause: impl Into<BoxError>) -> Self {
+        AppError::Internal(cause.into())
+    }
+
+    /// The database (or another dependency) cannot be reached.
+    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+        AppError::Unavailable(cause.into())
+    }
+
+    /// The row of the code table this error belongs to.
+    pub fn code(&self) -> Code {
+        match self {
+            AppError::Unauthenticated => Code::Unauthenticated,
+            AppError::RateLimited { .. } => Code::RateLimited,
+            AppError::Forbidden(_) => Code::Forbidden,
+            AppError::BadUserInput { .. } => Code::BadUserInput,
+            AppError::NotFound(_) => Code::NotFound,
+            AppError::Conflict(_) => Code::Conflict,
+            AppError::Unavailable(_) => Code::ServiceUnavailable,
+            AppError::Internal(_) => Code::Internal,
+            AppError::BadRequest(_) => Code::BadRequest,
+            AppError::MethodNotAllowed(_) => Code::MethodNotAllowed,
+            AppError::NotAcceptable => Code::NotAcceptable,
+            AppError::PayloadTooLarge(_) => Code::PayloadTooLarge,
+            AppError::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
+            AppError::HeadersTooLarge => Code::HeadersTooLarge,
+        }
+    }
+
+    /// The HTTP status when this error decides the whole response.
+    pub fn status(&self) -> StatusCode {
+        self.code().status()
+    }
+
     /// The message the client sees (internal causes are never shown).
     pub fn message(&self) -> String {
         match self {
@@ -61,37 +206,33 @@ impl AppError {
             AppError::RateLimited { retry_after } => {
                 format!("rate limit exceeded: retry in {retry_after} s")
             }
-            AppError::Forbidden(m) | AppError::NotFound(m) | AppError::Conflict(m) => m.clone(),
+            AppError::Forbidden(m)
+            | AppError::NotFound(m)
+            | AppError::Conflict(m)
+            | AppError::BadRequest(m)
+            | AppError::MethodNotAllowed(m)
+            | AppError::PayloadTooLarge(m)
+            | AppError::UnsupportedMediaType(m) => m.clone(),
             AppError::BadUserInput { message, .. } => message.clone(),
             AppError::Unavailable(_) => {
                 "service unavailable: the database cannot be reached".to_owned()
             }
             AppError::Internal(_) => "internal server error".to_owned(),
+            AppError::NotAcceptable => {
+                "accept application/graphql-response+json or application/json (utf-8)".to_owned()
+            }
+            AppError::HeadersTooLarge => "request headers too large".to_owned(),
         }
     }
 
-    /// The code table: `extensions.code` and HTTP status per variant.
-    pub fn code(&self) -> &'static str {
+    /// The full cause, for operators (logs and command-line output); the
+    /// client's message for errors that have no hidden cause.
+    pub fn cause(&self) -> String {
         match self {
-            AppError::Unauthenticated => "UNAUTHENTICATED",
-            AppError::RateLimited { .. } => "RATE_LIMITED",
-            AppError::Forbidden(_) => "FORBIDDEN",
-            AppError::BadUserInput { .. } => "BAD_USER_INPUT",
-            AppError::NotFound(_) => "NOT_FOUND",
-            AppError::Conflict(_) => "CONFLICT",
-            AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
-            AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
-        }
-    }
-
-    /// The HTTP status when this error decides the whole response.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::OK,
+            AppError::Internal(cause) | AppError::Unavailable(cause) => {
+                chain(cause.as_ref()).to_string()
+            }
+            other => other.message(),
         }
     }
 
@@ -99,31 +240,71 @@ impl AppError {
     pub fn to_body(&self) -> serde_json::Value {
         self.log_cause();
         serde_json::json!({
-            "errors": [{ "message": self.message(), "extensions": { "code": self.code() } }]
+            "errors": [{ "message": self.message(), "extensions": { "code": self.code().as_str() } }]
         })
     }
 
     fn log_cause(&self) {
         match self {
-            AppError::Internal(cause) => tracing::error!(%cause, "internal error"),
-            AppError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+            AppError::Internal(cause) => {
+                tracing::error!(cause = %chain(cause.as_ref()), "internal error")
+            }
+            AppError::Unavailable(cause) => {
+                tracing::warn!(cause = %chain(cause.as_ref()), "database unavailable")
+            }
             _ => {}
         }
+    }
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+/// Displays `e` with its whole source chain.
+pub fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Chain<'a> {
+    Chain(e)
+}
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// A GraphQL-shaped JSON body for a response the error decides alone;
+/// the HTTP layer sets the negotiated media type where it knows one.
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::to_vec(&self.to_body()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        response
     }
 }
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
         use sea_orm::DbErr;
-        match &err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => AppError::Unavailable(err.to_string()),
+        let unavailable = match &err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
             DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
-            | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
-                if is_connection_error(e) =>
-            {
-                AppError::Unavailable(err.to_string())
-            }
-            _ => AppError::Internal(err.to_string()),
+            | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) => is_connection_error(e),
+            _ => false,
+        };
+        if unavailable {
+            AppError::Unavailable(Box::new(err))
+        } else {
+            AppError::Internal(Box::new(err))
         }
     }
 }
@@ -147,14 +328,76 @@ impl From<AppError> for async_graphql::Error {
             AppError::BadUserInput { field, .. } => field.clone(),
             _ => None,
         };
-        async_graphql::Error::new(err.message()).extend_with(|_, ext| {
-            ext.set("code", code);
+        let mut e = async_graphql::Error::new(err.message()).extend_with(|_, ext| {
+            ext.set("code", code.as_str());
             if let Some(field) = &field {
                 ext.set("field", field.as_str());
             }
-        })
+        });
+        e.source = Some(Arc::new(code));
+        e
     }
 }
 
 /// Result alias for services.
 pub type AppResult<T> = Result<T, AppError>;
+
+/// Why quire could not start (configuration, database): for the operator,
+/// never a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The database cannot be opened or migrated.
+    #[error("cannot open the database: {0}")]
+    Database(String),
+}
+
+impl From<AppError> for StartError {
+    fn from(e: AppError) -> Self {
+        StartError::Database(e.cause())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_distinct_and_every_refusal_is_an_error_status() {
+        let all = [
+            Code::Unauthenticated,
+            Code::RateLimited,
+            Code::Forbidden,
+            Code::BadUserInput,
+            Code::NotFound,
+            Code::Conflict,
+            Code::ServiceUnavailable,
+            Code::Internal,
+            Code::BadRequest,
+            Code::MethodNotAllowed,
+            Code::NotAcceptable,
+            Code::PayloadTooLarge,
+            Code::UnsupportedMediaType,
+            Code::HeadersTooLarge,
+            Code::GraphqlParseFailed,
+            Code::GraphqlValidationFailed,
+        ];
+        let names: std::collections::HashSet<_> = all.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), all.len());
+        assert!(all
+            .iter()
+            .all(|c| c.status().is_client_error() || c.status().is_server_error()));
+    }
+
+    #[test]
+    fn the_cause_keeps_its_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = AppError::internal(Outer(std::io::Error::other("inner")));
+        assert_eq!(e.cause(), "outer: inner");
+        assert_eq!(e.message(), "internal server error");
+    }
+}

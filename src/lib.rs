@@ -1,27 +1,41 @@
 //! quire: a headless content API. Content and keys live in SQLite or
 //! PostgreSQL; every request carries an API key; GraphQL is the interface.
 //!
-//! Module map (data flows down: HTTP → auth → GraphQL → service → entity):
+//! Module map. Data flows one way, down the layers; a module uses only
+//! modules of the layers below it (`python3 ../shared/tools/modgraph.py src
+//! --files` checks that there is no cycle):
+//!
+//! ```text
+//!  entry      cli ──────────────┐
+//!  HTTP       http ─────────────┤  router, GraphQL-over-HTTP pipeline, health
+//!  GraphQL    graphql ──────────┤  schemas, thin resolvers
+//!  wiring     app ──────────────┤  App: services, caches, limiter, clock
+//!  services   keys   content    │  the one door each; commit, then announce
+//!  shared     auth  readcache  ratelimit  changes  db
+//!  base       error  config  clock  redis_link       (entity, migration crates)
+//! ```
 //!
 //! | module | holds |
 //! |---|---|
 //! | [`cli`] | the `quire` command line: `serve`, `migrate`, `admin`, client commands |
-//! | [`config`] | typed configuration from flags and `QUIRE_*` variables |
-//! | [`app`] | `App`/`AppState`: database, key cache, limiter, clock, schemas, metrics; the key change watcher |
-//! | [`db`] | opening the database (pragmas, pools), migrations under a lock, bootstrap |
-//! | [`error`] | `AppError` and its code table (HTTP status, `extensions.code`) |
-//! | [`clock`] | injectable time |
-//! | [`http`] | router, the GraphQL-over-HTTP handler, health and metrics, layers |
-//! | [`auth`] | key format, scopes, principal, key cache, request authentication, guards |
-//! | [`keys`] | key lifecycle service: rules, rotate/update/revoke, audit log, change feed, export/import, `lastUsedAt` batching |
-//! | [`content`] | content service: models, records, drafts and publishing, views, queries |
+//! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, layers |
+//! | [`graphql`] | schema assembly, thin resolvers per domain calling the services |
+//! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the two services; background watchers |
+//! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
+//! | [`content`] | content service: models, records, drafts and publishing, views, queries, the SQL builder |
+//! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
+//! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
-//! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations |
-//! | [`redis_link`] | a lazily made Redis connection that backs off after failures (limiter, read cache) |
-//! | [`graphql`] | schema assembly, limits, thin resolvers per domain |
+//! | [`changes`] | committed changes and the listeners that follow them |
+//! | [`db`] | opening the database (pragmas, pools), migrations and setup under a lock, the write-transaction idiom, projects |
+//! | [`error`] | `AppError` and the one code table (HTTP status, `extensions.code`); start-up errors |
+//! | [`config`] | typed configuration from flags and `QUIRE_*` variables |
+//! | [`clock`] | injectable time |
+//! | [`redis_link`] | a lazily made Redis connection that backs off after failures (limiter, read cache, key broadcast) |
 
 pub mod app;
 pub mod auth;
+pub mod changes;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -4,7 +4,7 @@
 //!
 //! What is cached: a single query operation whose root fields are only
 //! `records`, `record` and `__typename`, none asking for `preview`, answered
-//! without errors. Entries are keyed by the project, what the key may do
+//! without errors (the GraphQL handler's document stage decides). Entries are keyed by the project, what the key may do
 //! (type, mode, scopes), the query text, the operation name and the
 //! variables; a request is looked up only when its key holds `records:read`.
 //! Drafts never enter the cache, so no published-view request can see them.
@@ -27,9 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::Value as GqlValue;
 use axum::body::Bytes;
+use futures::future::BoxFuture;
 use redis::Script;
 use sea_orm::DbBackend;
 use serde_json::{Map, Value};
@@ -37,15 +36,13 @@ use serde_json::{Map, Value};
 use crate::auth::key::{KeyMode, KeyType};
 use crate::auth::principal::Principal;
 use crate::auth::scopes::{Scope, ScopeSet};
+use crate::changes::{Change, Listener};
 use crate::config::Config;
 use crate::redis_link::RedisLink;
 
 /// How long an entry may live at most, whatever the generation says: the
 /// bound on staleness if an instance could not tell Redis about a change.
 pub const ENTRY_TTL: Duration = Duration::from_secs(300);
-
-/// Root fields that read content: a cacheable operation selects at least one.
-const CONTENT_ROOT_FIELDS: [&str; 2] = ["records", "record"];
 
 /// Reads the project's generation, creating a random one when Redis has none.
 const READ_GENERATION: &str = r#"
@@ -154,7 +151,7 @@ impl ReadCache {
 
     /// The key a request would be cached under, when the cache is on and the
     /// caller may read records. Whether the document itself is cacheable is
-    /// decided once it is parsed ([`is_cacheable`]).
+    /// decided once it is parsed (`http::graphql::document::Facts`).
     pub fn key_for(
         &self,
         principal: &Principal,
@@ -323,6 +320,18 @@ impl ReadCache {
     }
 }
 
+/// Every committed change that may alter the published view moves the
+/// project's generation before the write's caller is answered.
+impl Listener for ReadCache {
+    fn committed<'a>(&'a self, change: &'a Change) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if change.touches_published_view() {
+                self.invalidate(change.project_id()).await;
+            }
+        })
+    }
+}
+
 /// Sets a new random generation for the project in Redis; whether it landed.
 async fn announce(link: &RedisLink, project_id: &str) -> bool {
     let key = generation_key(project_id);
@@ -340,134 +349,4 @@ async fn announce(link: &RedisLink, project_id: &str) -> bool {
 
 fn generation_key(project_id: &str) -> String {
     format!("quire:content-gen:{project_id}")
-}
-
-/// Whether the operation `operation_name` selects in `doc` may be cached: a
-/// query whose root fields are `records` or `record` (at least one; none
-/// with a `preview` argument other than a literal `false`) and
-/// `__typename`. (`{ __typename }` alone is the GraphQL floor the load
-/// harness measures; it is never cached.)
-pub fn is_cacheable(doc: &ExecutableDocument, operation_name: Option<&str>) -> bool {
-    let mut operations = doc.operations.iter();
-    let operation = match operation_name {
-        Some(name) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
-        None => match (operations.next(), operations.next()) {
-            (Some(only), None) => Some(only),
-            _ => None,
-        },
-    };
-    let Some((_, operation)) = operation else {
-        return false;
-    };
-    let mut content = false;
-    operation.node.ty == OperationType::Query
-        && root_is_cacheable(doc, &operation.node.selection_set.node, 0, &mut content)
-        && content
-}
-
-/// Whether every root field (through fragments) is a published-view
-/// content read or `__typename`; sets `content` when one reads content.
-fn root_is_cacheable(
-    doc: &ExecutableDocument,
-    set: &SelectionSet,
-    depth: usize,
-    content: &mut bool,
-) -> bool {
-    // Fragments that spread each other are a validation error; stop early.
-    if depth > 8 {
-        return false;
-    }
-    set.items.iter().all(|item| match &item.node {
-        Selection::Field(field) => {
-            let field = &field.node;
-            let name = field.name.node.as_str();
-            if name == "__typename" {
-                return true;
-            }
-            let published = field.arguments.iter().all(|(arg, value)| {
-                arg.node.as_str() != "preview"
-                    || value.node.clone().into_const() == Some(GqlValue::Boolean(false))
-            });
-            *content |= CONTENT_ROOT_FIELDS.contains(&name);
-            CONTENT_ROOT_FIELDS.contains(&name) && published
-        }
-        Selection::FragmentSpread(spread) => doc
-            .fragments
-            .get(&spread.node.fragment_name.node)
-            .is_some_and(|f| {
-                root_is_cacheable(doc, &f.node.selection_set.node, depth + 1, content)
-            }),
-        Selection::InlineFragment(inline) => {
-            root_is_cacheable(doc, &inline.node.selection_set.node, depth + 1, content)
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cacheable(query: &str, operation: Option<&str>) -> bool {
-        let Ok(doc) = async_graphql::parser::parse_query(query) else {
-            panic!("{query} does not parse");
-        };
-        is_cacheable(&doc, operation)
-    }
-
-    #[test]
-    fn caches_published_reads_only() {
-        assert!(cacheable(
-            "{ records(modelKey: \"page\") { items { id } } }",
-            None
-        ));
-        assert!(cacheable(
-            "query Q($id: ID!) { record(id: $id) { id } __typename }",
-            Some("Q")
-        ));
-        assert!(cacheable(
-            "{ a: record(id: \"1\", preview: false) { id } }",
-            None
-        ));
-        assert!(cacheable(
-            "{ ...F } fragment F on Query { records(modelKey: \"p\") { totalCount } }",
-            None
-        ));
-        assert!(cacheable(
-            "{ ... on Query { record(id: \"1\") { id } } }",
-            None
-        ));
-
-        assert!(!cacheable(
-            "{ records(modelKey: \"p\", preview: true) { items { id } } }",
-            None
-        ));
-        assert!(!cacheable(
-            "query($p: Boolean) { record(id: \"1\", preview: $p) { id } }",
-            None
-        ));
-        assert!(!cacheable(
-            "{ record(id: \"1\") { id } viewer { rateLimit { remaining } } }",
-            None
-        ));
-        assert!(!cacheable(
-            "{ ...F } fragment F on Query { viewer { key { id } } }",
-            None
-        ));
-        assert!(!cacheable("{ ... on Query { models { key } } }", None));
-        assert!(!cacheable("mutation { deleteRecord(id: \"1\") }", None));
-        assert!(!cacheable("{ __schema { types { name } } }", None));
-        assert!(!cacheable("{ __typename }", None));
-        assert!(!cacheable(
-            "query A { record(id: \"1\") { id } } query B { viewer { key { id } } }",
-            Some("B")
-        ));
-        assert!(!cacheable(
-            "query A { record(id: \"1\") { id } } query B { record(id: \"2\") { id } }",
-            None
-        ));
-        assert!(!cacheable(
-            "{ ...F } fragment F on Query { ...G } fragment G on Query { ...F }",
-            None
-        ));
-    }
 }

@@ -2,7 +2,7 @@
 //! that fails or takes longer than a second leaves Redis alone for a second
 //! (so a dead Redis adds no latency to requests), drops the connection so the
 //! next try reconnects, and warns at most once a minute. The limiter's Redis
-//! store and the read cache's generations each hold one.
+//! store, the read cache's generations and the key broadcast each hold one.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -59,6 +59,11 @@ impl RedisLink {
 
     fn elapsed_ms(&self) -> i64 {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The client, for what needs a connection of its own (a subscription).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
     }
 
     /// Whether the last call reached Redis.

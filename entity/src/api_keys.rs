@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+pub use crate::kinds::{KeyMode, KeyType};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_keys")]
 pub struct Model {
@@ -9,10 +11,8 @@ pub struct Model {
     pub id: String,
     pub project_id: String,
     pub name: String,
-    /// `public` or `secret`.
-    pub key_type: String,
-    /// `live` or `test`.
-    pub mode: String,
+    pub key_type: KeyType,
+    pub mode: KeyMode,
     /// Lower-case hex SHA-256 of the current secret.
     #[sea_orm(unique)]
     pub key_hash: String,

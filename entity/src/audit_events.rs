@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::kinds::KeyMode;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "audit_events")]
 pub struct Model {
@@ -12,9 +14,9 @@ pub struct Model {
     pub action: String,
     pub actor_key_id: Option<String>,
     pub target_key_id: Option<String>,
-    /// Mode (`live`/`test`) of the actor, so TEST keys see only TEST stories.
-    pub actor_mode: Option<String>,
-    pub target_mode: Option<String>,
+    /// Mode of the actor (none for `quire admin`) and of the target, so TEST keys see only TEST stories.
+    pub actor_mode: Option<KeyMode>,
+    pub target_mode: Option<KeyMode>,
     pub detail: Option<Json>,
     pub created_at: DateTimeUtc,
 }

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit_events;
 pub mod key_changes;
+pub mod kinds;
 pub mod markers;
 pub mod models;
 pub mod projects;

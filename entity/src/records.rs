@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+pub use crate::kinds::RecordStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "records")]
 pub struct Model {
@@ -14,8 +16,7 @@ pub struct Model {
     /// The data as last published, what the published view shows; `None`
     /// while the record is not published.
     pub published_data: Option<Json>,
-    /// `draft`, `published` or `changed`.
-    pub status: String,
+    pub status: RecordStatus,
     /// Bumped by every change.
     pub version: i64,
     pub created_at: DateTimeUtc,

@@ -59,7 +59,7 @@ impl Refusal {
 #[derive(Debug, Clone)]
 enum LoadError {
     Unknown,
-    Db(String),
+    Db(Arc<sea_orm::DbErr>),
 }
 
 /// The process-wide key cache.
@@ -144,7 +144,7 @@ impl KeyCache {
                     )
                     .one(db)
                     .await
-                    .map_err(|e| LoadError::Db(e.to_string()))?
+                    .map_err(|e| LoadError::Db(Arc::new(e)))?
                     .ok_or(LoadError::Unknown)?;
                 let via_previous = row.key_hash != hex;
                 Ok::<_, LoadError>(Arc::new(CachedKey {
@@ -194,14 +194,14 @@ pub enum ResolveError {
     /// The key is not valid now.
     Refused(Refusal),
     /// The database could not answer.
-    Database(String),
+    Database(Arc<sea_orm::DbErr>),
 }
 
 impl From<ResolveError> for AppError {
     fn from(e: ResolveError) -> Self {
         match e {
             ResolveError::Refused(_) => AppError::Unauthenticated,
-            ResolveError::Database(cause) => AppError::Unavailable(cause),
+            ResolveError::Database(cause) => AppError::unavailable(cause),
         }
     }
 }

@@ -16,57 +16,7 @@ const CHECKSUM_LEN: usize = 6;
 /// Length of every well-formed key.
 pub const KEY_LEN: usize = PREFIX_LEN + RANDOM_LEN + CHECKSUM_LEN;
 
-/// Who may see a key: browser code (`Public`) or back-office code (`Secret`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyType {
-    Public,
-    Secret,
-}
-
-/// `Live` keys see published content only; `Test` keys may preview drafts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyMode {
-    Live,
-    Test,
-}
-
-impl KeyType {
-    /// Stable name used in the database and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyType::Public => "public",
-            KeyType::Secret => "secret",
-        }
-    }
-
-    /// Parses `public`/`secret` in any case.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "public" => Some(KeyType::Public),
-            "secret" => Some(KeyType::Secret),
-            _ => None,
-        }
-    }
-}
-
-impl KeyMode {
-    /// Stable name used in the database and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyMode::Live => "live",
-            KeyMode::Test => "test",
-        }
-    }
-
-    /// Parses `live`/`test` in any case.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "live" => Some(KeyMode::Live),
-            "test" => Some(KeyMode::Test),
-            _ => None,
-        }
-    }
-}
+pub use entity::kinds::{KeyMode, KeyType};
 
 /// The prefix of keys of this type and mode, e.g. `sk_live_`.
 pub fn prefix_for(key_type: KeyType, mode: KeyMode) -> &'static str {

@@ -6,7 +6,6 @@ use entity::api_keys;
 
 use super::key::{KeyMode, KeyType};
 use super::scopes::{Scope, ScopeSet};
-use crate::keys;
 
 /// The authenticated caller: project, key, type, mode and scopes.
 #[derive(Clone, Debug)]
@@ -27,8 +26,8 @@ impl Principal {
         Self {
             key_id: row.id.clone(),
             project_id: row.project_id.clone(),
-            key_type: keys::key_type_of(&row),
-            mode: keys::mode_of(&row),
+            key_type: row.key_type,
+            mode: row.mode,
             scopes: ScopeSet::from_stored(&row.scopes),
             rate_limit_per_hour: row.rate_limit_per_hour,
             key: row,

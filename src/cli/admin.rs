@@ -7,12 +7,21 @@ use entity::{api_keys, projects};
 use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::{json, Value};
 
+use std::sync::Arc;
+
 use super::msg;
-use super::serve::cause;
+use crate::auth::cache::KeyCache;
 use crate::auth::key::{KeyMode, KeyType};
 use crate::auth::scopes::ScopeSet;
-use crate::db::{new_id, Database};
-use crate::keys::{self, Actor, NewKey};
+use crate::changes::Changes;
+use crate::clock::SystemClock;
+use crate::db::{self, new_id, Database};
+use crate::error::AppError;
+use crate::keys::{self, Actor, KeyService, NewKey};
+
+fn cause(e: &AppError) -> String {
+    e.cause()
+}
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -86,11 +95,19 @@ pub struct CreateKeyArgs {
 
 /// Runs one admin command.
 pub async fn run(database_url: &str, command: AdminCommand) -> Result<(), String> {
-    let db = Database::connect(database_url)
-        .await
-        .map_err(|e| cause(&e))?;
+    let db = Database::connect(database_url).await.map_err(msg)?;
     let now = chrono::Utc::now();
-    db.migrate(now).await.map_err(|e| cause(&e))?;
+    db.migrate(now).await.map_err(msg)?;
+    // The same door the server uses; other instances learn of changes
+    // through the key change feed.
+    let service = KeyService::new(
+        db.clone(),
+        Arc::new(SystemClock),
+        Arc::new(KeyCache::new()),
+        None,
+        Arc::new(Changes::new()),
+    )
+    .map_err(msg)?;
     match command {
         AdminCommand::Projects { command } => match command {
             ProjectsCommand::Create { name, json } => {
@@ -98,7 +115,7 @@ pub async fn run(database_url: &str, command: AdminCommand) -> Result<(), String
                 if name.is_empty() || name.chars().count() > 100 {
                     return Err("a project name must be 1–100 characters".into());
                 }
-                if keys::project_by_name(&db.conn, &name)
+                if db::project_by_name(&db.conn, &name)
                     .await
                     .map_err(|e| cause(&e))?
                     .is_some()
@@ -134,10 +151,11 @@ pub async fn run(database_url: &str, command: AdminCommand) -> Result<(), String
             }
         },
         AdminCommand::Keys { command } => match command {
-            KeysCommand::Create(args) => create_key(&db, args, now).await?,
+            KeysCommand::Create(args) => create_key(&service, args, now).await?,
             KeysCommand::List { project, json } => {
-                let project = find_project(&db, &project).await?;
-                let all = keys::list_keys(&db.conn, &project.id, &Actor::Admin, true)
+                let project = find_project(&service, &project).await?;
+                let all = service
+                    .list(&Actor::Admin, &project.id, true)
                     .await
                     .map_err(|e| cause(&e))?;
                 if json {
@@ -152,15 +170,16 @@ pub async fn run(database_url: &str, command: AdminCommand) -> Result<(), String
                             k.id,
                             k.name,
                             keys::masked(&k),
-                            k.key_type,
-                            k.mode,
+                            k.key_type.as_str(),
+                            k.mode.as_str(),
                             keys::status_of(&k, now)
                         );
                     }
                 }
             }
             KeysCommand::Revoke { id } => {
-                let key = keys::revoke_key(&db.conn, None, &Actor::Admin, &id, now)
+                let key = service
+                    .revoke(&Actor::Admin, None, &id)
                     .await
                     .map_err(|e| cause(&e))?;
                 println!("revoked {} ({})", key.id, keys::masked(&key));
@@ -170,19 +189,20 @@ pub async fn run(database_url: &str, command: AdminCommand) -> Result<(), String
     Ok(())
 }
 
-async fn find_project(db: &Database, name: &str) -> Result<projects::Model, String> {
-    keys::project_by_name(&db.conn, name)
+async fn find_project(service: &KeyService, name: &str) -> Result<projects::Model, String> {
+    service
+        .project_by_name(name)
         .await
         .map_err(|e| cause(&e))?
         .ok_or_else(|| format!("no project named \"{name}\""))
 }
 
 async fn create_key(
-    db: &Database,
+    service: &KeyService,
     args: CreateKeyArgs,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), String> {
-    let project = find_project(db, &args.project).await?;
+    let project = find_project(service, &args.project).await?;
     let key_type = KeyType::parse(&args.key_type).ok_or("--type must be public or secret")?;
     let mode = KeyMode::parse(&args.mode).ok_or("--mode must be live or test")?;
     let names: Vec<&str> = args
@@ -199,7 +219,8 @@ async fn create_key(
         rate_limit_per_hour: args.rate_limit,
         expires_at: None,
     };
-    let (secret, row) = keys::create_key(&db.conn, &project.id, new, &Actor::Admin, now)
+    let (secret, row) = service
+        .create(&Actor::Admin, &project.id, new)
         .await
         .map_err(|e| cause(&e))?;
     if args.json {
@@ -236,8 +257,8 @@ pub fn key_json(k: &api_keys::Model, now: chrono::DateTime<chrono::Utc>) -> Valu
     json!({
         "id": k.id,
         "name": k.name,
-        "type": k.key_type.to_uppercase(),
-        "mode": k.mode.to_uppercase(),
+        "type": k.key_type.as_str().to_uppercase(),
+        "mode": k.mode.as_str().to_uppercase(),
         "scopes": ScopeSet::from_stored(&k.scopes).names(),
         "maskedKey": keys::masked(k),
         "rateLimitPerHour": k.rate_limit_per_hour,

@@ -12,13 +12,12 @@ use crate::db::Database;
 /// Starts the server: migrate, bootstrap, listen, serve until SIGTERM/Ctrl-C.
 pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!(config = ?config, "starting quire");
-    let app = App::new(config).await.map_err(|e| cause(&e))?;
-    let now = app.clock.now();
+    let app = App::new(config).await.map_err(msg)?;
     let bootstrap = app
-        .db
-        .bootstrap(now, app.config.default_rate_limit_per_hour)
+        .keys
+        .bootstrap(app.config.default_rate_limit_per_hour)
         .await
-        .map_err(|e| format!("bootstrap failed: {}", cause(&e)))?;
+        .map_err(|e| format!("bootstrap failed: {}", e.cause()))?;
     if let Some(secret) = bootstrap {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
@@ -34,13 +33,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", app.config.listen))?;
     let addr = listener.local_addr().map_err(msg)?;
     tracing::info!(%addr, database = %redact_url(&app.config.database.database_url), "quire is listening");
-    let _watcher = app.spawn_change_watcher();
+    app.spawn_change_watcher();
     crate::http::serve(listener, app.clone(), shutdown_signal())
         .await
         .map_err(msg)?;
     match app.limiter.persist(&app.db, app.clock.now()).await {
         Ok(n) => tracing::info!(keys = n, "saved rate-limit windows"),
-        Err(e) => tracing::warn!(error = %cause(&e), "could not save rate-limit windows"),
+        Err(e) => tracing::warn!(error = %e.cause(), "could not save rate-limit windows"),
     }
     tracing::info!("quire stopped");
     Ok(())
@@ -48,23 +47,10 @@ pub async fn run(config: Config) -> Result<(), String> {
 
 /// `quire migrate`: apply migrations and exit.
 pub async fn migrate(database_url: &str) -> Result<(), String> {
-    let db = Database::connect(database_url)
-        .await
-        .map_err(|e| cause(&e))?;
-    db.migrate(chrono::Utc::now())
-        .await
-        .map_err(|e| cause(&e))?;
+    let db = Database::connect(database_url).await.map_err(msg)?;
+    db.migrate(chrono::Utc::now()).await.map_err(msg)?;
     println!("migrations applied");
     Ok(())
-}
-
-/// The detailed cause of an error, for operators (CLI output and logs).
-pub fn cause(e: &crate::error::AppError) -> String {
-    use crate::error::AppError;
-    match e {
-        AppError::Internal(c) | AppError::Unavailable(c) => c.clone(),
-        other => other.message(),
-    }
 }
 
 async fn shutdown_signal() {

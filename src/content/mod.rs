@@ -3,9 +3,13 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`service`] | [`ContentService`], the one door: picks the connection and the clock, checks the view, commits, then announces the change |
 //! | [`fields`] | field types, what each accepts, canonical values |
+//! | [`schema`] | a model with its fields parsed, and loading one |
 //! | [`models`] | creating, changing and deleting models |
-//! | [`records`] | record writes: validation, unique values, versions, publishing |
+//! | [`records`] | record writes: validation, versions, publishing; one record in a view |
+//! | [`unique`] | the unique side table |
+//! | [`sql`] | the SQL builder and typed JSON field expressions |
 //! | [`query`] | the `records` query: `where`, `orderBy`, keyset cursors, counts, in SQL |
 //!
 //! Every function takes the caller's project id and filters by it, so another
@@ -15,15 +19,18 @@ pub mod fields;
 pub mod models;
 pub mod query;
 pub mod records;
-
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+pub mod schema;
+pub mod service;
+pub mod sql;
+pub mod unique;
 
 use crate::auth::key::{KeyMode, KeyType};
 use crate::auth::principal::Principal;
 use crate::auth::scopes::Scope;
 use crate::error::{AppError, AppResult};
 
-pub use models::ContentModel;
+pub use schema::ContentModel;
+pub use service::ContentService;
 
 /// Which version of the content a read sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,46 +65,4 @@ impl View {
     }
 }
 
-/// Where a record stands in the publishing lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordStatus {
-    /// Never published, or unpublished.
-    Draft,
-    /// Published, and the draft equals the published data.
-    Published,
-    /// Published, with newer draft edits.
-    Changed,
-}
-
-impl RecordStatus {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordStatus::Draft => "draft",
-            RecordStatus::Published => "published",
-            RecordStatus::Changed => "changed",
-        }
-    }
-
-    /// Reads the stored form.
-    pub fn parse(s: &str) -> RecordStatus {
-        match s {
-            "published" => RecordStatus::Published,
-            "changed" => RecordStatus::Changed,
-            _ => RecordStatus::Draft,
-        }
-    }
-}
-
-/// Begins a transaction that will write. On SQLite it takes the write lock
-/// at once (waiting up to the busy timeout): a deferred transaction that
-/// read first would fail outright with `SQLITE_BUSY` when another writer
-/// committed in between, instead of waiting its turn.
-pub(crate) async fn begin_write<C: TransactionTrait>(db: &C) -> AppResult<DatabaseTransaction> {
-    let txn = db.begin().await?;
-    if txn.get_database_backend() == DbBackend::Sqlite {
-        txn.execute_unprepared("UPDATE projects SET name = name WHERE 0")
-            .await?;
-    }
-    Ok(txn)
-}
+pub use entity::records::RecordStatus;

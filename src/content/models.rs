@@ -1,47 +1,23 @@
-//! Models: create, list, change (add fields; tighten `required`/`unique`
-//! only when the data allows) and delete (only when empty).
+//! Model changes: create, change (add fields; tighten `required`/`unique`
+//! only when the data allows) and delete (only when empty). Loading a model
+//! is in [`super::schema`].
 
 use chrono::{DateTime, Utc};
 use entity::{models, record_unique_values, records};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement, TransactionTrait,
+    QueryFilter, SqlErr, Statement, TransactionTrait,
 };
 
 use super::fields::{self, check_field_defs, check_identifier, FieldDef, FieldType};
-use super::query;
-use super::records::unique_entries;
-use crate::db::new_id;
+use super::schema::{find_model, list_models, lock_model, ContentModel};
+use super::sql::{data_expr, DataColumn, Sql};
+use super::unique::make_unique;
+use crate::db::{begin_write, new_id};
 use crate::error::{AppError, AppResult};
 
 /// How many record ids an error names when records stand in the way.
 const NAMED_RECORDS: u64 = 5;
-
-/// A stored model with its fields parsed.
-#[derive(Clone, Debug)]
-pub struct ContentModel {
-    pub row: models::Model,
-    pub fields: Vec<FieldDef>,
-}
-
-impl ContentModel {
-    fn from_row(row: models::Model) -> AppResult<Self> {
-        let fields = serde_json::from_value(row.fields.clone()).map_err(|e| {
-            AppError::Internal(format!("model {} has unreadable fields: {e}", row.id))
-        })?;
-        Ok(Self { row, fields })
-    }
-
-    /// The field called `name`.
-    pub fn field(&self, name: &str) -> Option<&FieldDef> {
-        self.fields.iter().find(|f| f.name == name)
-    }
-
-    /// The model's key.
-    pub fn key(&self) -> &str {
-        &self.row.key
-    }
-}
 
 /// What a new model should be.
 #[derive(Clone, Debug)]
@@ -60,10 +36,6 @@ pub struct ModelChange {
     pub fields: Option<Vec<FieldDef>>,
 }
 
-fn not_found(key: &str) -> AppError {
-    AppError::NotFound(format!("no model with key \"{key}\""))
-}
-
 fn check_name(name: &str) -> AppResult<()> {
     let n = name.chars().count();
     if n == 0 || n > fields::MAX_MODEL_NAME_CHARS || name.trim().is_empty() {
@@ -73,87 +45,6 @@ fn check_name(name: &str) -> AppResult<()> {
         ));
     }
     Ok(())
-}
-
-/// The project's model with this key.
-pub async fn find_model<C: ConnectionTrait>(
-    db: &C,
-    project_id: &str,
-    key: &str,
-) -> AppResult<Option<ContentModel>> {
-    models::Entity::find()
-        .filter(models::Column::ProjectId.eq(project_id))
-        .filter(models::Column::Key.eq(key))
-        .one(db)
-        .await?
-        .map(ContentModel::from_row)
-        .transpose()
-}
-
-/// The project's model with this key, or `NOT_FOUND`.
-pub async fn require_model<C: ConnectionTrait>(
-    db: &C,
-    project_id: &str,
-    key: &str,
-) -> AppResult<ContentModel> {
-    find_model(db, project_id, key)
-        .await?
-        .ok_or_else(|| not_found(key))
-}
-
-/// Like [`require_model`], holding a lock on the model row until the
-/// transaction ends (PostgreSQL; SQLite serializes writers anyway):
-/// `exclusive` for model changes, shared for record writes, so a record write
-/// never validates against a model that is changing under it.
-pub(crate) async fn lock_model<C: ConnectionTrait>(
-    db: &C,
-    project_id: &str,
-    key: &str,
-    exclusive: bool,
-) -> AppResult<ContentModel> {
-    let q = models::Entity::find()
-        .filter(models::Column::ProjectId.eq(project_id))
-        .filter(models::Column::Key.eq(key));
-    let q = if exclusive {
-        q.lock_exclusive()
-    } else {
-        q.lock_shared()
-    };
-    q.one(db)
-        .await?
-        .map(ContentModel::from_row)
-        .transpose()?
-        .ok_or_else(|| not_found(key))
-}
-
-/// The project's model with this id.
-pub async fn model_by_id<C: ConnectionTrait>(
-    db: &C,
-    project_id: &str,
-    id: &str,
-) -> AppResult<Option<ContentModel>> {
-    models::Entity::find_by_id(id.to_owned())
-        .filter(models::Column::ProjectId.eq(project_id))
-        .one(db)
-        .await?
-        .map(ContentModel::from_row)
-        .transpose()
-}
-
-/// The project's models, oldest first.
-pub async fn list_models<C: ConnectionTrait>(
-    db: &C,
-    project_id: &str,
-) -> AppResult<Vec<ContentModel>> {
-    models::Entity::find()
-        .filter(models::Column::ProjectId.eq(project_id))
-        .order_by_asc(models::Column::CreatedAt)
-        .order_by_asc(models::Column::Key)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(ContentModel::from_row)
-        .collect()
 }
 
 /// Checks that every REFERENCE field names a model of the project (or the
@@ -191,7 +82,7 @@ pub async fn create_model<C: ConnectionTrait + TransactionTrait>(
     check_identifier("key", "model key", &new.key)?;
     check_name(&new.name)?;
     check_field_defs(&new.fields)?;
-    let txn = super::begin_write(db).await?;
+    let txn = begin_write(db).await?;
     check_reference_targets(&txn, project_id, &new.key, &new.fields).await?;
     let row = models::ActiveModel {
         id: Set(new_id()),
@@ -215,7 +106,7 @@ pub async fn create_model<C: ConnectionTrait + TransactionTrait>(
 }
 
 fn fields_json(fields: &[FieldDef]) -> AppResult<serde_json::Value> {
-    serde_json::to_value(fields).map_err(|e| AppError::Internal(e.to_string()))
+    serde_json::to_value(fields).map_err(AppError::internal)
 }
 
 /// Changes a model's name and fields. Fields can be added and their flags
@@ -232,7 +123,7 @@ pub async fn update_model<C: ConnectionTrait + TransactionTrait>(
     if let Some(name) = &change.name {
         check_name(name)?;
     }
-    let txn = super::begin_write(db).await?;
+    let txn = begin_write(db).await?;
     let model = lock_model(&txn, project_id, key, true).await?;
     let mut row: models::ActiveModel = model.row.clone().into();
     if let Some(name) = change.name {
@@ -297,9 +188,9 @@ async fn require_values<C: ConnectionTrait>(
     field: &FieldDef,
 ) -> AppResult<()> {
     let backend = db.get_database_backend();
-    let draft = query::data_expr(backend, query::DataColumn::Draft, field)?;
-    let published = query::data_expr(backend, query::DataColumn::Published, field)?;
-    let mut sql = query::Sql::new(backend);
+    let draft = data_expr(backend, DataColumn::Draft, field)?;
+    let published = data_expr(backend, DataColumn::Published, field)?;
+    let mut sql = Sql::new(backend);
     sql.push("SELECT r.id FROM records r WHERE r.model_id = ");
     sql.bind(model.row.id.clone());
     sql.push(&format!(
@@ -328,69 +219,13 @@ async fn record_ids<C: ConnectionTrait>(db: &C, stmt: Statement) -> AppResult<Ve
         .collect()
 }
 
-/// Makes `field` unique: writes every record's values into the unique side
-/// table, whose primary key refuses the first duplicate.
-async fn make_unique<C: ConnectionTrait>(
-    db: &C,
-    model: &ContentModel,
-    field: &FieldDef,
-) -> AppResult<()> {
-    const BATCH: u64 = 500;
-    let mut after = String::new();
-    loop {
-        let batch = records::Entity::find()
-            .filter(records::Column::ModelId.eq(&model.row.id))
-            .filter(records::Column::Id.gt(after.clone()))
-            .order_by_asc(records::Column::Id)
-            .limit(BATCH)
-            .all(db)
-            .await?;
-        for record in &batch {
-            let only_this = [field.clone()];
-            let entries = unique_entries(
-                &only_this,
-                &record.draft_data,
-                record.published_data.as_ref(),
-            );
-            for (_, value_text) in entries {
-                let inserted =
-                    record_unique_values::Entity::insert(record_unique_values::ActiveModel {
-                        model_id: Set(model.row.id.clone()),
-                        field: Set(field.name.clone()),
-                        value_text: Set(value_text.clone()),
-                        record_id: Set(record.id.clone()),
-                    })
-                    .exec_without_returning(db)
-                    .await;
-                if let Err(e) = inserted {
-                    if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
-                        return Err(AppError::bad_field(
-                            "fields",
-                            format!(
-                                "field \"{}\" cannot be unique: record {} shares its value \
-                                 with another record of \"{}\"",
-                                field.name, record.id, model.row.key
-                            ),
-                        ));
-                    }
-                    return Err(e.into());
-                }
-            }
-        }
-        match batch.last() {
-            Some(last) if batch.len() as u64 == BATCH => after = last.id.clone(),
-            _ => return Ok(()),
-        }
-    }
-}
-
 /// Deletes a model that has no records and that no other model references.
 pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     project_id: &str,
     key: &str,
 ) -> AppResult<()> {
-    let txn = super::begin_write(db).await?;
+    let txn = begin_write(db).await?;
     let model = lock_model(&txn, project_id, key, true).await?;
     let count = records::Entity::find()
         .filter(records::Column::ModelId.eq(&model.row.id))

@@ -1,9 +1,8 @@
 //! The `records` query: `where`, `orderBy`, keyset cursors and counts, all
 //! run in the database (SQLite JSON functions, PostgreSQL `jsonb`).
 //!
-//! SQL is assembled here from fixed fragments, field names that passed
-//! [`is_identifier`] (so they can sit inside a JSON path literal), and bound
-//! values; user input is never written into the SQL text.
+//! The SQL is assembled with [`super::sql`]; user input is never written
+//! into the SQL text.
 //!
 //! Orderings: `null` (a missing field) sorts after every value, ascending
 //! and before every value descending, like PostgreSQL's default; ties are
@@ -15,13 +14,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use entity::records;
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::fields::{is_identifier, normalize, unique_text, FieldDef, FieldType};
-use super::models::{require_model, ContentModel};
+use super::fields::{normalize, unique_text, FieldDef};
 use super::records::RecordOut;
+use super::schema::{require_model, ContentModel};
+use super::sql::{data_expr, sql_value, DataColumn, Sql};
 use super::View;
 use crate::error::{AppError, AppResult};
 
@@ -31,127 +31,6 @@ pub const LIMITS: std::ops::RangeInclusive<i64> = 1..=100;
 pub const DEFAULT_LIMIT: i64 = 20;
 /// Most `orderBy` terms.
 pub const MAX_ORDER_TERMS: usize = 5;
-
-/// SQL text with its bound values; placeholders are written in the
-/// backend's style (`?` or `$n`) only when the statement is built, so pieces
-/// can be assembled separately and appended.
-pub struct Sql {
-    backend: DbBackend,
-    parts: Vec<Part>,
-}
-
-enum Part {
-    Text(String),
-    Value(sea_orm::Value),
-}
-
-impl Sql {
-    /// Empty SQL for `backend`.
-    pub fn new(backend: DbBackend) -> Self {
-        Self {
-            backend,
-            parts: Vec::new(),
-        }
-    }
-
-    /// Appends fixed SQL text.
-    pub fn push(&mut self, sql: &str) {
-        self.parts.push(Part::Text(sql.to_owned()));
-    }
-
-    /// Appends a placeholder bound to `value`.
-    pub fn bind(&mut self, value: impl Into<sea_orm::Value>) {
-        self.parts.push(Part::Value(value.into()));
-    }
-
-    /// The statement to run.
-    pub fn into_statement(self) -> Statement {
-        let mut text = String::new();
-        let mut values = Vec::new();
-        for part in self.parts {
-            match part {
-                Part::Text(t) => text.push_str(&t),
-                Part::Value(v) => {
-                    values.push(v);
-                    match self.backend {
-                        DbBackend::Postgres => text.push_str(&format!("${}", values.len())),
-                        _ => text.push('?'),
-                    }
-                }
-            }
-        }
-        Statement::from_sql_and_values(self.backend, text, values)
-    }
-
-    fn append(&mut self, other: &Sql) {
-        for part in &other.parts {
-            self.parts.push(match part {
-                Part::Text(t) => Part::Text(t.clone()),
-                Part::Value(v) => Part::Value(v.clone()),
-            });
-        }
-    }
-}
-
-/// Which data column an expression reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DataColumn {
-    Draft,
-    Published,
-}
-
-impl DataColumn {
-    fn of(view: View) -> Self {
-        match view {
-            View::Draft => DataColumn::Draft,
-            View::Published => DataColumn::Published,
-        }
-    }
-
-    fn sql(self) -> &'static str {
-        match self {
-            DataColumn::Draft => "r.draft_data",
-            DataColumn::Published => "r.published_data",
-        }
-    }
-}
-
-/// The SQL expression for a field's value in a data column, typed so that
-/// comparisons and orderings follow the field type (text compares bytewise
-/// on both databases). `NULL` when the field is missing or null.
-pub fn data_expr(backend: DbBackend, column: DataColumn, field: &FieldDef) -> AppResult<String> {
-    if !is_identifier(&field.name) {
-        return Err(AppError::Internal(format!(
-            "field name {:?} is not an identifier",
-            field.name
-        )));
-    }
-    let col = column.sql();
-    let name = &field.name;
-    Ok(match backend {
-        DbBackend::Postgres => match field.field_type {
-            FieldType::Integer => format!("(({col} ->> '{name}')::bigint)"),
-            FieldType::Number => format!("(({col} ->> '{name}')::double precision)"),
-            FieldType::Boolean => format!("(({col} ->> '{name}')::boolean)"),
-            FieldType::Json => format!("({col} -> '{name}')"),
-            FieldType::String | FieldType::Text | FieldType::Datetime | FieldType::Reference => {
-                format!("(({col} ->> '{name}') COLLATE \"C\")")
-            }
-        },
-        _ => format!("json_extract({col}, '$.{name}')"),
-    })
-}
-
-/// A field's value as a bound SQL value.
-fn sql_value(field: &FieldDef, value: &Value) -> sea_orm::Value {
-    match (field.field_type, value) {
-        (FieldType::Integer, v) => sea_orm::Value::BigInt(v.as_i64()),
-        (FieldType::Number, v) => sea_orm::Value::Double(v.as_f64()),
-        (FieldType::Boolean, v) => sea_orm::Value::Bool(v.as_bool()),
-        (_, Value::String(s)) => s.clone().into(),
-        (_, v) => v.to_string().into(),
-    }
-}
 
 /// One `orderBy` term as the API takes it.
 #[derive(Clone, Debug)]
@@ -180,18 +59,22 @@ pub struct RecordPage {
     pub count: CountQuery,
 }
 
-/// A prepared `totalCount` query.
-pub struct CountQuery(Sql);
+/// A prepared `totalCount` query, with the connection it runs on.
+pub struct CountQuery {
+    sql: Sql,
+    db: DatabaseConnection,
+}
 
 impl CountQuery {
     /// How many records of the view match the filter, across all pages.
-    pub async fn run<C: ConnectionTrait>(&self, db: &C) -> AppResult<i64> {
-        let mut sql = Sql::new(self.0.backend);
-        sql.append(&self.0);
-        let row = db
+    pub async fn run(&self) -> AppResult<i64> {
+        let mut sql = Sql::new(self.sql.backend);
+        sql.append(&self.sql);
+        let row = self
+            .db
             .query_one(sql.into_statement())
             .await?
-            .ok_or_else(|| AppError::Internal("COUNT returned no row".into()))?;
+            .ok_or_else(|| AppError::internal("COUNT returned no row"))?;
         Ok(row.try_get::<i64>("", "n")?)
     }
 }
@@ -388,8 +271,8 @@ pub async fn explain<C: ConnectionTrait>(
 }
 
 /// Lists one page of a model's records in `view`.
-pub async fn list_records<C: ConnectionTrait>(
-    db: &C,
+pub async fn list_records(
+    db: &DatabaseConnection,
     project_id: &str,
     req: ListRecords,
 ) -> AppResult<RecordPage> {
@@ -424,7 +307,10 @@ pub async fn list_records<C: ConnectionTrait>(
             .collect(),
         has_next_page,
         end_cursor,
-        count: CountQuery(count),
+        count: CountQuery {
+            sql: count,
+            db: db.clone(),
+        },
     })
 }
 

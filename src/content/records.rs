@@ -7,21 +7,21 @@
 //! same transaction as the record, so two records can never hold the same
 //! value, whatever the timing.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
-use entity::{record_unique_values, records};
+use entity::record_unique_values;
+use entity::records::{self, RecordStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    SqlErr, TransactionTrait,
+    TransactionTrait,
 };
 use serde_json::{Map, Value};
 
-use super::fields::{normalize, unique_text, FieldDef, FieldType};
-use super::models::{lock_model, model_by_id, require_model, ContentModel};
-use super::{RecordStatus, View};
-use crate::db::new_id;
+use super::fields::{normalize, FieldDef, FieldType};
+use super::schema::{lock_model, model_by_id, require_model, ContentModel};
+use super::unique::sync_unique_values;
+use super::View;
+use crate::db::{begin_write, new_id};
 use crate::error::{AppError, AppResult};
 
 /// A record as one view shows it, with its model's key.
@@ -43,7 +43,7 @@ impl RecordOut {
 
     /// The record's status.
     pub fn status(&self) -> RecordStatus {
-        RecordStatus::parse(&self.row.status)
+        self.row.status
     }
 }
 
@@ -70,7 +70,7 @@ pub async fn get_record<C: ConnectionTrait>(
     };
     let model = model_by_id(db, project_id, &row.model_id)
         .await?
-        .ok_or_else(|| AppError::Internal(format!("record {id} has no model")))?;
+        .ok_or_else(|| AppError::internal(format!("record {id} has no model")))?;
     Ok(Some(RecordOut {
         row,
         model_key: model.row.key,
@@ -86,7 +86,7 @@ pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
     data: Value,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = super::begin_write(db).await?;
+    let txn = begin_write(db).await?;
     let model = lock_model(&txn, project_id, model_key, false).await?;
     let data = validate_data(&txn, project_id, &model, data).await?;
     let row = records::ActiveModel {
@@ -95,7 +95,7 @@ pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
         model_id: Set(model.row.id.clone()),
         draft_data: Set(data),
         published_data: Set(None),
-        status: Set(RecordStatus::Draft.as_str().to_owned()),
+        status: Set(RecordStatus::Draft),
         version: Set(1),
         created_at: Set(now),
         updated_at: Set(now),
@@ -118,7 +118,7 @@ pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
     expected_version: Option<i64>,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = super::begin_write(db).await?;
+    let txn = begin_write(db).await?;
     let (current, model) = load_for_write(&txn, project_id, id).await?;
     if let Some(expected) = expected_version {
         if expected != current.version {
@@ -129,13 +129,13 @@ pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
         }
     }
     let data = validate_data(&txn, project_id, &model, data).await?;
-    let status = match RecordStatus::parse(&current.status) {
+    let status = match current.status {
         RecordStatus::Draft => RecordStatus::Draft,
         RecordStatus::Published | RecordStatus::Changed => RecordStatus::Changed,
     };
     let mut next = current.clone();
     next.draft_data = data;
-    next.status = status.as_str().to_owned();
+    next.status = status;
     commit_change(txn, &model, &current, next, now).await
 }
 
@@ -147,15 +147,15 @@ pub async fn publish_record<C: ConnectionTrait + TransactionTrait>(
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = super::begin_write(db).await?;
+    let txn = begin_write(db).await?;
     let (current, model) = load_for_write(&txn, project_id, id).await?;
-    if RecordStatus::parse(&current.status) == RecordStatus::Published {
+    if current.status == RecordStatus::Published {
         return Ok(draft_out(current, &model));
     }
     let mut next = current.clone();
     next.published_data = Some(current.draft_data.clone());
     next.published_at = Some(now);
-    next.status = RecordStatus::Published.as_str().to_owned();
+    next.status = RecordStatus::Published;
     commit_change(txn, &model, &current, next, now).await
 }
 
@@ -167,27 +167,27 @@ pub async fn unpublish_record<C: ConnectionTrait + TransactionTrait>(
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = super::begin_write(db).await?;
+    let txn = begin_write(db).await?;
     let (current, model) = load_for_write(&txn, project_id, id).await?;
-    if RecordStatus::parse(&current.status) == RecordStatus::Draft {
+    if current.status == RecordStatus::Draft {
         return Ok(draft_out(current, &model));
     }
     let mut next = current.clone();
     next.published_data = None;
     next.published_at = None;
-    next.status = RecordStatus::Draft.as_str().to_owned();
+    next.status = RecordStatus::Draft;
     commit_change(txn, &model, &current, next, now).await
 }
 
 /// Deletes a record from every view (for good). References to it are left
-/// dangling.
+/// dangling. Returns the record as it was.
 pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     project_id: &str,
     id: &str,
-) -> AppResult<()> {
-    let txn = super::begin_write(db).await?;
-    let (current, _) = load_for_write(&txn, project_id, id).await?;
+) -> AppResult<RecordOut> {
+    let txn = begin_write(db).await?;
+    let (current, model) = load_for_write(&txn, project_id, id).await?;
     record_unique_values::Entity::delete_many()
         .filter(record_unique_values::Column::RecordId.eq(&current.id))
         .exec(&txn)
@@ -196,7 +196,7 @@ pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(())
+    Ok(draft_out(current, &model))
 }
 
 /// The common end of every record change: save with a version bump, keep
@@ -235,7 +235,7 @@ async fn load_for_write<C: ConnectionTrait>(
         .ok_or_else(|| not_found(id))?;
     let key = model_by_id(db, project_id, &record.model_id)
         .await?
-        .ok_or_else(|| AppError::Internal(format!("record {id} has no model")))?
+        .ok_or_else(|| AppError::internal(format!("record {id} has no model")))?
         .row
         .key;
     let model = lock_model(db, project_id, &key, false).await?;
@@ -261,7 +261,7 @@ async fn save<C: ConnectionTrait>(
             records::Column::PublishedData,
             Expr::value(next.published_data.clone()),
         )
-        .col_expr(records::Column::Status, Expr::value(next.status.clone()))
+        .col_expr(records::Column::Status, Expr::value(next.status))
         .col_expr(records::Column::Version, Expr::value(next.version))
         .col_expr(records::Column::UpdatedAt, Expr::value(next.updated_at))
         .col_expr(records::Column::PublishedAt, Expr::value(next.published_at))
@@ -355,73 +355,6 @@ async fn check_reference<C: ConnectionTrait>(
                 field.name
             ),
         ));
-    }
-    Ok(())
-}
-
-/// The `(field, canonical value)` pairs of unique `fields` that a record
-/// holds in its draft or its published data, each once.
-pub fn unique_entries(
-    fields: &[FieldDef],
-    draft: &Value,
-    published: Option<&Value>,
-) -> BTreeSet<(String, String)> {
-    let mut entries = BTreeSet::new();
-    for field in fields.iter().filter(|f| f.unique) {
-        for data in std::iter::once(draft).chain(published) {
-            if let Some(text) = data
-                .get(&field.name)
-                .and_then(|v| unique_text(field.field_type, v))
-            {
-                entries.insert((field.name.clone(), text));
-            }
-        }
-    }
-    entries
-}
-
-/// Rewrites the record's rows in the unique side table; the first value
-/// another record holds is `BAD_USER_INPUT` naming its field.
-async fn sync_unique_values<C: ConnectionTrait>(
-    db: &C,
-    model: &ContentModel,
-    row: &records::Model,
-) -> AppResult<()> {
-    if !model.fields.iter().any(|f| f.unique) {
-        return Ok(());
-    }
-    record_unique_values::Entity::delete_many()
-        .filter(record_unique_values::Column::RecordId.eq(&row.id))
-        .exec(db)
-        .await?;
-    let entries = unique_entries(&model.fields, &row.draft_data, row.published_data.as_ref());
-    // Insert in the model's field order, so the error names the first field.
-    for field in model.fields.iter().filter(|f| f.unique) {
-        for (_, value_text) in entries.iter().filter(|(name, _)| *name == field.name) {
-            let inserted =
-                record_unique_values::Entity::insert(record_unique_values::ActiveModel {
-                    model_id: Set(model.row.id.clone()),
-                    field: Set(field.name.clone()),
-                    value_text: Set(value_text.clone()),
-                    record_id: Set(row.id.clone()),
-                })
-                .exec_without_returning(db)
-                .await;
-            match inserted {
-                Ok(_) => {}
-                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                    return Err(AppError::bad_field(
-                        field.name.clone(),
-                        format!(
-                            "field \"{}\" is unique and another \"{}\" record already holds this value",
-                            field.name,
-                            model.key()
-                        ),
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
     }
     Ok(())
 }

@@ -4,67 +4,19 @@ use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use std::sync::Arc;
-
 use super::types::PageInfo;
 use super::{app, principal};
-use crate::app::AppState;
 use crate::auth::guard::RequireScope;
 use crate::auth::scopes::Scope;
 use crate::content::fields::{FieldDef, FieldType};
-use crate::content::models::{self, ModelChange, NewModel};
-use crate::content::query::{self, CountQuery, ListRecords, OrderTerm};
-use crate::content::records::{self, RecordOut};
-use crate::content::{ContentModel, RecordStatus, View};
+use crate::content::models::{ModelChange, NewModel};
+use crate::content::query::{self, CountQuery, OrderTerm};
+use crate::content::records::RecordOut;
+use crate::content::service::RecordsQuery;
+use crate::content::{ContentModel, RecordStatus};
 
 #[derive(Default)]
 pub struct ContentQuery;
-
-/// A pending move of the project's content generation, armed before a write
-/// that may change the published view. If the request is dropped midway
-/// (the client went away while the commit was in flight), dropping this
-/// still moves the generation, from a task of its own: moving it after a
-/// write that failed costs a few cache misses; not moving it after one that
-/// committed would serve stale reads.
-struct Invalidation {
-    app: AppState,
-    project_id: String,
-    done: bool,
-}
-
-impl Invalidation {
-    fn arm(app: &AppState, project_id: &str) -> Self {
-        Self {
-            app: Arc::clone(app),
-            project_id: project_id.to_owned(),
-            done: false,
-        }
-    }
-
-    /// Moves the generation now, before the mutation returns.
-    async fn now(mut self) {
-        self.app.read_cache.invalidate(&self.project_id).await;
-        self.done = true;
-    }
-
-    /// The write left the published view as it was.
-    fn not_needed(mut self) {
-        self.done = true;
-    }
-}
-
-impl Drop for Invalidation {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let app = Arc::clone(&self.app);
-        let project_id = std::mem::take(&mut self.project_id);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { app.read_cache.invalidate(&project_id).await });
-        }
-    }
-}
 
 #[derive(Default)]
 pub struct ContentMutation;
@@ -285,8 +237,8 @@ impl RecordPage {
         &self.page_info
     }
     /// How many records match, over all pages (counted only when asked for).
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        Ok(self.count.run(&app(ctx)?.db.conn).await?)
+    async fn total_count(&self) -> async_graphql::Result<i64> {
+        Ok(self.count.run().await?)
     }
 }
 
@@ -311,10 +263,9 @@ impl ContentQuery {
     ) -> async_graphql::Result<RecordPage> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let view = View::for_request(p, preview.unwrap_or(false))?;
-        let req = ListRecords {
+        let req = RecordsQuery {
             model_key,
-            view,
+            preview: preview.unwrap_or(false),
             limit: limit.unwrap_or(query::DEFAULT_LIMIT),
             after,
             filter: filter.map(|Json(v)| v),
@@ -327,7 +278,7 @@ impl ContentQuery {
                 })
                 .collect(),
         };
-        let page = query::list_records(&app.db.conn, &p.project_id, req).await?;
+        let page = app.content.records(p, req).await?;
         Ok(RecordPage {
             items: page.items,
             page_info: PageInfo {
@@ -348,8 +299,7 @@ impl ContentQuery {
     ) -> async_graphql::Result<Option<Record>> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let view = View::for_request(p, preview.unwrap_or(false))?;
-        let record = records::get_record(&app.db.conn, &p.project_id, &id, view).await?;
+        let record = app.content.record(p, &id, preview.unwrap_or(false)).await?;
         Ok(record.map(Record))
     }
 
@@ -358,7 +308,7 @@ impl ContentQuery {
     async fn models(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Model>> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let list = models::list_models(&app.db.conn, &p.project_id).await?;
+        let list = app.content.models(p).await?;
         Ok(list.into_iter().map(Model).collect())
     }
 
@@ -367,7 +317,7 @@ impl ContentQuery {
     async fn model(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<Option<Model>> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let model = models::find_model(&app.db.conn, &p.project_id, &key).await?;
+        let model = app.content.model(p, &key).await?;
         Ok(model.map(Model))
     }
 }
@@ -383,16 +333,12 @@ impl ContentMutation {
     ) -> async_graphql::Result<Model> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let pending = Invalidation::arm(app, &p.project_id);
         let new = NewModel {
             key: input.key,
             name: input.name,
             fields: input.fields.into_iter().map(FieldDef::from).collect(),
         };
-        let model =
-            models::create_model(&app.db.writer, &p.project_id, new, app.clock.now()).await?;
-        pending.now().await;
-        Ok(Model(model))
+        Ok(Model(app.content.create_model(p, new).await?))
     }
 
     /// Renames a model or changes its fields: adds fields, loosens or (when
@@ -406,18 +352,13 @@ impl ContentMutation {
     ) -> async_graphql::Result<Model> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let pending = Invalidation::arm(app, &p.project_id);
         let change = ModelChange {
             name: input.name,
             fields: input
                 .fields
                 .map(|fields| fields.into_iter().map(FieldDef::from).collect()),
         };
-        let model =
-            models::update_model(&app.db.writer, &p.project_id, &key, change, app.clock.now())
-                .await?;
-        pending.now().await;
-        Ok(Model(model))
+        Ok(Model(app.content.update_model(p, &key, change).await?))
     }
 
     /// Deletes a model that has no records and that no model references.
@@ -425,9 +366,7 @@ impl ContentMutation {
     async fn delete_model(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<bool> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let pending = Invalidation::arm(app, &p.project_id);
-        models::delete_model(&app.db.writer, &p.project_id, &key).await?;
-        pending.now().await;
+        app.content.delete_model(p, &key).await?;
         Ok(true)
     }
 
@@ -441,16 +380,9 @@ impl ContentMutation {
     ) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        // A new draft is not in the published view: cached reads stay valid.
-        let record = records::create_record(
-            &app.db.writer,
-            &p.project_id,
-            &model_key,
-            data.0,
-            app.clock.now(),
-        )
-        .await?;
-        Ok(Record(record))
+        Ok(Record(
+            app.content.create_record(p, &model_key, data.0).await?,
+        ))
     }
 
     /// Replaces a record's draft data whole; `expectedVersion` that does not
@@ -465,23 +397,10 @@ impl ContentMutation {
     ) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let pending = Invalidation::arm(app, &p.project_id);
-        let record = records::update_record(
-            &app.db.writer,
-            &p.project_id,
-            &id,
-            data.0,
-            expected_version,
-            app.clock.now(),
-        )
-        .await?;
-        // The published view shows a published record's version, status and
-        // updatedAt; a draft that was never published is not in it.
-        if record.row.published_at.is_some() {
-            pending.now().await;
-        } else {
-            pending.not_needed();
-        }
+        let record = app
+            .content
+            .update_record(p, &id, data.0, expected_version)
+            .await?;
         Ok(Record(record))
     }
 
@@ -490,11 +409,7 @@ impl ContentMutation {
     async fn publish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let pending = Invalidation::arm(app, &p.project_id);
-        let record =
-            records::publish_record(&app.db.writer, &p.project_id, &id, app.clock.now()).await?;
-        pending.now().await;
-        Ok(Record(record))
+        Ok(Record(app.content.publish_record(p, &id).await?))
     }
 
     /// Takes the record out of the published view; its draft stays.
@@ -502,11 +417,7 @@ impl ContentMutation {
     async fn unpublish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let pending = Invalidation::arm(app, &p.project_id);
-        let record =
-            records::unpublish_record(&app.db.writer, &p.project_id, &id, app.clock.now()).await?;
-        pending.now().await;
-        Ok(Record(record))
+        Ok(Record(app.content.unpublish_record(p, &id).await?))
     }
 
     /// Deletes the record from every view.
@@ -514,9 +425,7 @@ impl ContentMutation {
     async fn delete_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let pending = Invalidation::arm(app, &p.project_id);
-        records::delete_record(&app.db.writer, &p.project_id, &id).await?;
-        pending.now().await;
+        app.content.delete_record(p, &id).await?;
         Ok(true)
     }
 }

@@ -11,9 +11,9 @@ use super::{app, principal};
 use crate::auth::guard::RequireScope;
 use crate::auth::scopes::{Scope, ScopeSet};
 use crate::error::AppError;
-use crate::keys::audit::{self, AuditAction};
-use crate::keys::transfer::{self, ImportMode, ImportResult};
-use crate::keys::{self, Actor, KeyUpdate, NewKey};
+use crate::keys::audit::AuditAction;
+use crate::keys::transfer::{ImportMode, ImportResult};
+use crate::keys::{Actor, KeyUpdate, NewKey};
 
 #[derive(Default)]
 pub struct KeysQuery;
@@ -59,7 +59,7 @@ impl AuditEvent {
     }
     async fn action(&self) -> async_graphql::Result<AuditAction> {
         AuditAction::parse(&self.0.action).ok_or_else(|| {
-            AppError::Internal(format!("unknown audit action {}", self.0.action)).into()
+            AppError::internal(format!("unknown audit action {}", self.0.action)).into()
         })
     }
     /// The acting key; `null` for `quire admin`.
@@ -97,7 +97,7 @@ fn decode_cursor(cursor: &str) -> Result<i64, AppError> {
         .ok_or_else(|| AppError::bad_field("after", "unknown cursor"))
 }
 
-fn actor(p: &crate::auth::principal::Principal) -> Actor {
+fn actor(p: &std::sync::Arc<crate::auth::principal::Principal>) -> Actor {
     Actor::Key(p.clone())
 }
 
@@ -129,9 +129,11 @@ impl KeysQuery {
     ) -> async_graphql::Result<Vec<ApiKey>> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let actor = Actor::Key((**p).clone());
         let now = app.clock.now();
-        let rows = keys::list_keys(&app.db.conn, &p.project_id, &actor, include_revoked).await?;
+        let rows = app
+            .keys
+            .list(&actor(p), &p.project_id, include_revoked)
+            .await?;
         Ok(rows.into_iter().map(|r| ApiKey::new(r, now)).collect())
     }
 
@@ -140,8 +142,7 @@ impl KeysQuery {
     async fn api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ApiKey>> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let actor = Actor::Key((**p).clone());
-        let row = keys::get_key(&app.db.conn, &p.project_id, &actor, &id).await?;
+        let row = app.keys.get(&actor(p), &p.project_id, &id).await?;
         Ok(row.map(|r| ApiKey::new(r, app.clock.now())))
     }
 
@@ -158,8 +159,10 @@ impl KeysQuery {
         let p = principal(ctx)?;
         let after = after.as_deref().map(decode_cursor).transpose()?;
         let limit = u64::try_from(limit.unwrap_or(50)).unwrap_or(0);
-        let (rows, more) =
-            audit::list(&app.db.conn, &p.project_id, &actor(p), limit, after).await?;
+        let (rows, more) = app
+            .keys
+            .audit_events(&actor(p), &p.project_id, limit, after)
+            .await?;
         let end_cursor = rows.last().map(|r| encode_cursor(r.id));
         Ok(AuditEventPage {
             items: rows.into_iter().map(AuditEvent).collect(),
@@ -179,9 +182,7 @@ impl KeysQuery {
     ) -> async_graphql::Result<Json<serde_json::Value>> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let file =
-            transfer::export_keys(&app.db.conn, &p.project_id, &actor(p), app.clock.now()).await?;
-        Ok(Json(file))
+        Ok(Json(app.keys.export(&actor(p), &p.project_id).await?))
     }
 }
 
@@ -210,10 +211,8 @@ impl KeysMutation {
                 .unwrap_or(app.config.default_rate_limit_per_hour.into()),
             expires_at: input.expires_at,
         };
+        let (secret, row) = app.keys.create(&actor(p), &p.project_id, new).await?;
         let now = app.clock.now();
-        let actor = Actor::Key((**p).clone());
-        let (secret, row) = keys::create_key(&app.db.conn, &p.project_id, new, &actor, now).await?;
-        app.keys.forget_unknown();
         Ok(CreatedApiKey {
             key: secret.expose().to_owned(),
             api_key: ApiKey::new(row, now),
@@ -230,15 +229,15 @@ impl KeysMutation {
     ) -> async_graphql::Result<ApiKey> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let now = app.clock.now();
         let update = KeyUpdate {
             name: input.name,
             rate_limit_per_hour: input.rate_limit_per_hour,
         };
-        let row =
-            keys::update_key(&app.db.conn, &p.project_id, &actor(p), &id, update, now).await?;
-        app.forget_key(&row.id);
-        Ok(ApiKey::new(row, now))
+        let row = app
+            .keys
+            .update(&actor(p), &p.project_id, &id, update)
+            .await?;
+        Ok(ApiKey::new(row, app.clock.now()))
     }
 
     /// Replaces a key's secret (same id, name, scopes, budget and usage) and
@@ -253,20 +252,14 @@ impl KeysMutation {
     ) -> async_graphql::Result<CreatedApiKey> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let now = app.clock.now();
-        let (secret, row) = keys::rotate_key(
-            &app.db.conn,
-            &p.project_id,
-            &actor(p),
-            &id,
-            grace_period_seconds.unwrap_or(0),
-            now,
-        )
-        .await?;
-        app.forget_key(&row.id);
+        let grace = grace_period_seconds.unwrap_or(0);
+        let (secret, row) = app
+            .keys
+            .rotate(&actor(p), &p.project_id, &id, grace)
+            .await?;
         Ok(CreatedApiKey {
             key: secret.expose().to_owned(),
-            api_key: ApiKey::new(row, now),
+            api_key: ApiKey::new(row, app.clock.now()),
         })
     }
 
@@ -279,21 +272,10 @@ impl KeysMutation {
     ) -> async_graphql::Result<ImportResult> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let now = app.clock.now();
-        let (result, changed) = transfer::import_keys(
-            &app.db.conn,
-            &p.project_id,
-            &actor(p),
-            &input.keys.0,
-            input.mode,
-            now,
-        )
-        .await?;
-        for id in &changed {
-            app.forget_key(id);
-        }
-        app.keys.forget_unknown();
-        Ok(result)
+        Ok(app
+            .keys
+            .import(&actor(p), &p.project_id, &input.keys.0, input.mode)
+            .await?)
     }
 
     /// Revokes a key at once, on every instance within 2 seconds.
@@ -301,10 +283,7 @@ impl KeysMutation {
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiKey> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let actor = Actor::Key((**p).clone());
-        let now = app.clock.now();
-        let row = keys::revoke_key(&app.db.conn, Some(&p.project_id), &actor, &id, now).await?;
-        app.forget_key(&row.id);
-        Ok(ApiKey::new(row, now))
+        let row = app.keys.revoke(&actor(p), Some(&p.project_id), &id).await?;
+        Ok(ApiKey::new(row, app.clock.now()))
     }
 }

@@ -1,9 +1,10 @@
-//! Schema assembly and request limits; resolvers live in one module per
-//! domain and stay thin, calling the services.
+//! Schema assembly; resolvers live in one module per domain and stay thin:
+//! they map arguments to a service call and its result to GraphQL types.
+//! Rules, connections, transactions and what follows a write are the
+//! services' (`crate::keys`, `crate::content`).
 
 pub mod content;
 pub mod keys;
-pub mod limits;
 pub mod types;
 pub mod viewer;
 
@@ -25,6 +26,32 @@ pub struct Query(viewer::ViewerQuery, keys::KeysQuery, content::ContentQuery);
 /// Every mutation field, merged from the domain modules.
 #[derive(MergedObject, Default)]
 pub struct Mutation(keys::KeysMutation, content::ContentMutation);
+
+/// The two schemas `/graphql` serves: secret keys get the full one; public
+/// keys one without suggestions and (unless configured) introspection.
+pub struct Schemas {
+    secret: QuireSchema,
+    public: QuireSchema,
+}
+
+impl Schemas {
+    /// Builds both with the configured limits.
+    pub fn build(config: &Config) -> Self {
+        Self {
+            secret: build_schema(config, false),
+            public: build_schema(config, true),
+        }
+    }
+
+    /// The schema for this key's type.
+    pub fn for_principal(&self, principal: &Principal) -> &QuireSchema {
+        if principal.is_public() {
+            &self.public
+        } else {
+            &self.secret
+        }
+    }
+}
 
 /// Builds the schema with the configured limits; `public` drops
 /// suggestions and (unless configured) introspection.

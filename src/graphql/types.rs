@@ -73,13 +73,13 @@ impl ApiKey {
     }
     #[graphql(name = "type")]
     async fn key_type(&self) -> GqlKeyType {
-        match keys::key_type_of(&self.row) {
+        match self.row.key_type {
             key::KeyType::Public => GqlKeyType::Public,
             key::KeyType::Secret => GqlKeyType::Secret,
         }
     }
     async fn mode(&self) -> GqlKeyMode {
-        match keys::mode_of(&self.row) {
+        match self.row.mode {
             key::KeyMode::Live => GqlKeyMode::Live,
             key::KeyMode::Test => GqlKeyMode::Test,
         }

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 
 use super::types::{ApiKey, Project};
 use super::{app, principal};
-use crate::error::AppError;
 use crate::ratelimit::Decision;
 
 #[derive(Default)]
@@ -57,12 +56,6 @@ impl Viewer {
     async fn project(&self, ctx: &Context<'_>) -> async_graphql::Result<Project> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        use sea_orm::EntityTrait;
-        let project = entity::projects::Entity::find_by_id(p.project_id.clone())
-            .one(&app.db.conn)
-            .await
-            .map_err(AppError::from)?
-            .ok_or_else(|| AppError::Internal("key without project".into()))?;
-        Ok(Project(project))
+        Ok(Project(app.keys.project(&p.project_id).await?))
     }
 }

@@ -2,9 +2,8 @@
 //! `/metrics` (Prometheus text).
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 use crate::app::AppState;
 
@@ -15,7 +14,7 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(app): State<AppState>) -> Response {
     match app.db.ping().await {
         Ok(()) => "ok".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(e.to_body())).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

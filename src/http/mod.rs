@@ -1,5 +1,6 @@
 //! The HTTP layer: routes, CORS, header limits, request metrics, and the
-//! server loop with graceful shutdown.
+//! server loop with graceful shutdown. The GraphQL-over-HTTP pipeline is in
+//! [`graphql`]; the router builds the schemas it serves.
 
 pub mod graphql;
 pub mod health;
@@ -8,7 +9,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,6 +18,8 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::AppState;
+use crate::error::AppError;
+use crate::graphql::Schemas;
 
 /// Total size of all request headers above which a request is refused with 431.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -28,15 +31,24 @@ pub struct OperationLabel(pub &'static str);
 /// Builds the router shared by `quire serve` and the tests.
 pub fn build_router(state: AppState) -> Router {
     let cors = cors_layer(&state.config.cors_origins);
-    Router::new()
+    let endpoint = graphql::Endpoint {
+        schemas: std::sync::Arc::new(Schemas::build(&state.config)),
+        app: state.clone(),
+    };
+    let graphql = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .route_layer(middleware::from_fn(graphql::graphiql_for_browsers))
+        .with_state(endpoint);
+    Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .with_state(state)
+        .merge(graphql)
+        .fallback(not_found)
         .layer(middleware::from_fn(limit_headers))
         .layer(cors)
         .layer(middleware::from_fn(track))
-        .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -78,6 +90,10 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
+async fn not_found() -> Response {
+    AppError::NotFound("no such route".into()).into_response()
+}
+
 async fn limit_headers(req: Request, next: Next) -> Response {
     let size: usize = req
         .headers()
@@ -85,11 +101,7 @@ async fn limit_headers(req: Request, next: Next) -> Response {
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
     if size > MAX_HEADER_BYTES {
-        return (
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request headers too large",
-        )
-            .into_response();
+        return AppError::HeadersTooLarge.into_response();
     }
     next.run(req).await
 }

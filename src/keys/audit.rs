@@ -70,8 +70,8 @@ pub async fn record<C: ConnectionTrait>(
         action: Set(action.as_str().to_owned()),
         actor_key_id: Set(actor.key_id()),
         target_key_id: Set(target.map(|t| t.id.clone())),
-        actor_mode: Set(actor.mode().map(|m| m.as_str().to_owned())),
-        target_mode: Set(target.map(|t| t.mode.clone())),
+        actor_mode: Set(actor.mode()),
+        target_mode: Set(target.map(|t| t.mode)),
         detail: Set(Some(detail)),
         created_at: Set(now),
         ..Default::default()
@@ -106,11 +106,10 @@ pub async fn list<C: ConnectionTrait>(
         q = q.filter(audit_events::Column::Id.lt(after));
     }
     if actor.mode() == Some(KeyMode::Test) {
-        let test = KeyMode::Test.as_str();
         q = q.filter(
             Condition::any()
-                .add(audit_events::Column::ActorMode.eq(test))
-                .add(audit_events::Column::TargetMode.eq(test)),
+                .add(audit_events::Column::ActorMode.eq(KeyMode::Test))
+                .add(audit_events::Column::TargetMode.eq(KeyMode::Test)),
         );
     }
     let mut rows = q.all(db).await?;

@@ -1,30 +1,39 @@
 //! Key lifecycle (the service layer): create, list, update, rotate, revoke,
-//! export and import (in [`transfer`]), with the rules of
+//! export and import, and the first start's bootstrap key, with the rules of
 //! SPEC §2 enforced here and only here, and every change written to the audit
 //! log and the key change feed in the same transaction.
 //!
-//! Callers that hold a key cache must invalidate the changed key after the
-//! transaction commits (see `App::forget_key`); other instances learn of the
-//! change from the feed.
+//! | module | holds |
+//! |---|---|
+//! | [`service`] | [`KeyService`], the one door: picks the connection and the clock, commits, then drops the changed keys from every cache and announces the change |
+//! | [`audit`] | the audit log |
+//! | [`transfer`] | export and import |
+//! | [`feed`] | the key change feed every instance follows, and its Redis fast path |
+//!
+//! The functions of this module are the rules and the statements; they run
+//! inside the service's transactions.
 
 pub mod audit;
-pub mod broadcast;
+pub mod feed;
+pub mod service;
 pub mod transfer;
-pub mod usage;
+
+pub use service::KeyService;
 
 use chrono::{DateTime, Utc};
-use entity::{api_keys, key_changes, projects};
+use entity::{api_keys, key_changes};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, SqlErr,
+    QueryOrder, SqlErr, TransactionTrait,
 };
 use serde_json::json;
+use std::sync::Arc;
 
 use crate::auth::key::{masked_key, ApiKeySecret, KeyMode, KeyType};
 use crate::auth::principal::Principal;
 use crate::auth::scopes::{Scope, ScopeSet};
-use crate::db::new_id;
+use crate::db::{begin_write, new_id};
 use crate::error::{AppError, AppResult};
 use audit::AuditAction;
 
@@ -39,7 +48,7 @@ pub enum Actor {
     /// `quire admin` on the database directly: no scope limits.
     Admin,
     /// An API key, with its scopes, project and mode.
-    Key(Principal),
+    Key(Arc<Principal>),
 }
 
 impl Actor {
@@ -126,23 +135,12 @@ pub fn masked(key: &api_keys::Model) -> String {
 
 /// Type of a stored key.
 pub fn key_type_of(key: &api_keys::Model) -> KeyType {
-    KeyType::parse(&key.key_type).unwrap_or(KeyType::Public)
+    key.key_type
 }
 
 /// Mode of a stored key.
 pub fn mode_of(key: &api_keys::Model) -> KeyMode {
-    KeyMode::parse(&key.mode).unwrap_or(KeyMode::Live)
-}
-
-/// Finds a project by name.
-pub async fn project_by_name<C: ConnectionTrait>(
-    db: &C,
-    name: &str,
-) -> AppResult<Option<projects::Model>> {
-    Ok(projects::Entity::find()
-        .filter(projects::Column::Name.eq(name))
-        .one(db)
-        .await?)
+    key.mode
 }
 
 /// Checks name, limit and expiry of a key being created or updated.
@@ -170,7 +168,7 @@ pub fn validate_rate_limit(limit: i64) -> AppResult<()> {
 
 /// Creates a key in `project_id` after checking every rule; the returned
 /// secret is the only copy of the plaintext there will ever be.
-pub async fn create_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
+pub(crate) async fn create_key<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     project_id: &str,
     new: NewKey,
@@ -191,7 +189,7 @@ pub async fn create_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
         ));
     }
     actor.check_grant(new.scopes)?;
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let created = insert_key(&txn, project_id, new, actor, now).await?;
     txn.commit().await?;
     Ok(created)
@@ -210,8 +208,8 @@ pub(crate) async fn insert_key<C: ConnectionTrait>(
         id: Set(new_id()),
         project_id: Set(project_id.to_owned()),
         name: Set(new.name.clone()),
-        key_type: Set(new.key_type.as_str().into()),
-        mode: Set(new.mode.as_str().into()),
+        key_type: Set(new.key_type),
+        mode: Set(new.mode),
         key_hash: Set(secret.hash_hex()),
         mask_head: Set(secret.mask_head().into()),
         mask_tail: Set(secret.mask_tail().into()),
@@ -237,8 +235,8 @@ pub(crate) async fn insert_key<C: ConnectionTrait>(
         Some(&model),
         actor.detail(json!({
             "name": model.name,
-            "type": model.key_type,
-            "mode": model.mode,
+            "type": model.key_type.as_str(),
+            "mode": model.mode.as_str(),
             "scopes": new.scopes.names(),
             "rateLimitPerHour": model.rate_limit_per_hour,
             "expiresAt": model.expires_at,
@@ -273,7 +271,7 @@ pub async fn list_keys<C: ConnectionTrait>(
         q = q.filter(api_keys::Column::RevokedAt.is_null());
     }
     if matches!(actor.mode(), Some(KeyMode::Test)) {
-        q = q.filter(api_keys::Column::Mode.eq(KeyMode::Test.as_str()));
+        q = q.filter(api_keys::Column::Mode.eq(KeyMode::Test));
     }
     Ok(q.all(db).await?)
 }
@@ -338,7 +336,7 @@ fn revoked_error(id: &str) -> AppError {
 /// conditional `UPDATE … WHERE revoked_at IS NULL` (a row lock on
 /// PostgreSQL, the write lock on SQLite): exactly one revocation wins and no
 /// rotation lands after it.
-pub async fn revoke_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
+pub(crate) async fn revoke_key<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     project_id: Option<&str>,
     actor: &Actor,
@@ -353,7 +351,7 @@ pub async fn revoke_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
     if !is_self {
         actor.check_grant(ScopeSet::from_stored(&key.scopes))?;
     }
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let changed = mark_revoked(&txn, &key.id, now).await?;
     let key = reload(&txn, &key.id).await?;
     if !changed {
@@ -400,7 +398,7 @@ pub struct KeyUpdate {
 }
 
 /// Renames a key or changes its budget. Scopes, type and mode never change.
-pub async fn update_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
+pub(crate) async fn update_key<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     project_id: &str,
     actor: &Actor,
@@ -441,7 +439,7 @@ pub async fn update_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
     if changes.is_empty() {
         return Ok(key);
     }
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let res = q
         .exec(&txn)
         .await
@@ -473,7 +471,7 @@ pub async fn update_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
 /// The swap is one `UPDATE … SET previous_key_hash = key_hash, key_hash = new
 /// … WHERE revoked_at IS NULL`, so concurrent rotations chain one after the
 /// other and none lands on a revoked key.
-pub async fn rotate_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
+pub(crate) async fn rotate_key<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     project_id: &str,
     actor: &Actor,
@@ -501,7 +499,7 @@ pub async fn rotate_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
     actor.check_grant(ScopeSet::from_stored(&key.scopes))?;
     let secret = ApiKeySecret::generate(key_type_of(&key), mode_of(&key));
     let grace_ends = now + chrono::Duration::seconds(grace_seconds);
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let res = api_keys::Entity::update_many()
         .col_expr(
             api_keys::Column::PreviousKeyHash,
@@ -540,8 +538,8 @@ pub async fn rotate_key<C: ConnectionTrait + sea_orm::TransactionTrait>(
     Ok((secret, key))
 }
 
-/// Writes to the change feed that every instance polls to drop stale cache
-/// entries of `key_id`.
+/// Writes to the change feed that every instance follows to drop stale
+/// cache entries of `key_id` (see [`feed`]).
 pub async fn announce_change<C: ConnectionTrait>(
     db: &C,
     key_id: &str,

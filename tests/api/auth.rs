@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::Duration as ChronoDuration;
 use quire::auth::key::{KeyMode, KeyType};
 use quire::auth::scopes::ScopeSet;
-use quire::keys::{self, Actor, NewKey};
+use quire::keys::{Actor, NewKey};
 use serde_json::{json, Value};
 
 use crate::both_dbs;
@@ -29,7 +29,10 @@ async fn unauthenticated_body(app: &TestApp, key: Option<&str>) -> (u16, Value) 
 
 both_dbs!(every_401_is_identical, |app: TestApp| async move {
     let (expired_key, _) = {
-        let project = keys::project_by_name(&app.state.db.conn, "default")
+        let project = app
+            .state
+            .keys
+            .project_by_name("default")
             .await
             .unwrap()
             .unwrap();
@@ -42,15 +45,12 @@ both_dbs!(every_401_is_identical, |app: TestApp| async move {
             rate_limit_per_hour: 100,
             expires_at: Some(app.clock.now_utc() + ChronoDuration::minutes(5)),
         };
-        let (secret, row) = keys::create_key(
-            &app.state.db.conn,
-            &project.id,
-            new,
-            &Actor::Admin,
-            app.clock.now_utc(),
-        )
-        .await
-        .unwrap();
+        let (secret, row) = app
+            .state
+            .keys
+            .create(&Actor::Admin, &project.id, new)
+            .await
+            .unwrap();
         (secret.expose().to_owned(), row.id)
     };
     // The key works (and is cached) before it expires.
@@ -61,16 +61,11 @@ both_dbs!(every_401_is_identical, |app: TestApp| async move {
         .key(KeyType::Secret, KeyMode::Test, &["records:read"])
         .await;
     assert_eq!(unauthenticated_body(&app, Some(&revoked_key)).await.0, 200);
-    keys::revoke_key(
-        &app.state.db.conn,
-        None,
-        &Actor::Admin,
-        &revoked_id,
-        app.clock.now_utc(),
-    )
-    .await
-    .unwrap();
-    app.state.forget_key(&revoked_id);
+    app.state
+        .keys
+        .revoke(&Actor::Admin, None, &revoked_id)
+        .await
+        .unwrap();
 
     let mut wrong_checksum = GOOD_SHAPE_UNKNOWN.to_owned();
     wrong_checksum.replace_range(45.., "M");
@@ -99,7 +94,7 @@ both_dbs!(every_401_is_identical, |app: TestApp| async move {
 });
 
 both_dbs!(bad_shapes_cost_no_lookup, |app: TestApp| async move {
-    let before = app.state.keys.lookups();
+    let before = app.state.key_cache.lookups();
     let mut wrong_checksum = GOOD_SHAPE_UNKNOWN.to_owned();
     wrong_checksum.replace_range(45.., "M");
     for key in [
@@ -115,7 +110,7 @@ both_dbs!(bad_shapes_cost_no_lookup, |app: TestApp| async move {
         }
     }
     assert_eq!(
-        app.state.keys.lookups(),
+        app.state.key_cache.lookups(),
         before,
         "a malformed key reached the database"
     );
@@ -126,7 +121,7 @@ both_dbs!(bad_shapes_cost_no_lookup, |app: TestApp| async move {
             401
         );
     }
-    assert_eq!(app.state.keys.lookups(), before + 1);
+    assert_eq!(app.state.key_cache.lookups(), before + 1);
 });
 
 both_dbs!(
@@ -135,7 +130,7 @@ both_dbs!(
         let (key, _) = app
             .key(KeyType::Public, KeyMode::Live, &["records:read"])
             .await;
-        let before = app.state.keys.lookups();
+        let before = app.state.key_cache.lookups();
         let mut tasks = Vec::new();
         for _ in 0..64 {
             let app = app.clone();
@@ -147,7 +142,7 @@ both_dbs!(
         for t in tasks {
             assert_eq!(t.await.unwrap(), 200);
         }
-        assert_eq!(app.state.keys.lookups() - before, 1);
+        assert_eq!(app.state.key_cache.lookups() - before, 1);
     }
 );
 

@@ -967,7 +967,7 @@ both_dbs!(projects_are_isolated, |app: TestApp| async move {
     .await;
     publish(&app, &k.root, &mine).await;
 
-    quire::db::Database::ensure_project(&app.state.db, "other", app.clock.now_utc())
+    quire::db::ensure_project(&app.state.db.conn, "other", app.clock.now_utc())
         .await
         .unwrap();
     let (other_root, _) = app
@@ -1325,7 +1325,7 @@ async fn where_on_a_unique_field_reads_through_primary_keys() {
     let app = TestApp::spawn(crate::support::Backend::Sqlite).await;
     let k = keys(&app).await;
     blog_models(&app, &k.root).await;
-    let project = quire::keys::project_by_name(&app.state.db.conn, "default")
+    let project = quire::db::project_by_name(&app.state.db.conn, "default")
         .await
         .unwrap()
         .unwrap();

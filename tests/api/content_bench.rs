@@ -54,7 +54,7 @@ fn field(name: &str, field_type: FieldType, unique: bool) -> FieldDef {
 async fn bench(app: &TestApp, label: &str) {
     let db = &app.state.db.conn;
     let backend = db.get_database_backend();
-    let project = quire::keys::project_by_name(db, "default")
+    let project = quire::db::project_by_name(db, "default")
         .await
         .unwrap()
         .unwrap();
@@ -196,7 +196,7 @@ async fn bench(app: &TestApp, label: &str) {
     let by_slug = median(|| list_records(db, &project.id, req(None, slug.clone()))).await;
     println!("[{label}] where slug = \"slug-123456\": {by_slug:.2?}");
     let count_started = Instant::now();
-    let n = found.count.run(db).await.unwrap();
+    let n = found.count.run().await.unwrap();
     println!(
         "[{label}] totalCount (where slug) = {n} in {:.2?}",
         count_started.elapsed()
@@ -205,7 +205,7 @@ async fn bench(app: &TestApp, label: &str) {
         .await
         .unwrap();
     let count_started = Instant::now();
-    let n = all.count.run(db).await.unwrap();
+    let n = all.count.run().await.unwrap();
     println!(
         "[{label}] totalCount (all) = {n} in {:.2?}",
         count_started.elapsed()

@@ -311,9 +311,7 @@ both_dbs!(
         assert!(!works(&app, &live).await);
 
         // A hash that another project holds, active or revoked.
-        app.state
-            .db
-            .ensure_project("other", app.clock.now_utc())
+        quire::db::ensure_project(&app.state.db.conn, "other", app.clock.now_utc())
             .await
             .unwrap();
         let (foreign, foreign_id) = app
@@ -330,15 +328,11 @@ both_dbs!(
                 .await;
             assert_eq!(reply.code(), Some("CONFLICT"), "{}", reply.body);
             assert!(!works(&app, &fine).await, "nothing imported");
-            quire::keys::revoke_key(
-                &app.state.db.conn,
-                None,
-                &quire::keys::Actor::Admin,
-                &foreign_id,
-                app.clock.now_utc(),
-            )
-            .await
-            .unwrap();
+            app.state
+                .keys
+                .revoke(&quire::keys::Actor::Admin, None, &foreign_id)
+                .await
+                .unwrap();
         }
 
         // The importer's own name or hash is always skipped.
@@ -364,16 +358,11 @@ both_dbs!(
             .key(KeyType::Secret, KeyMode::Test, &["records:read"])
             .await;
         app.data(&weak, "{ apiKeys { id } }", json!({})).await;
-        quire::keys::revoke_key(
-            &app.state.db.conn,
-            None,
-            &quire::keys::Actor::Admin,
-            &dead_id,
-            app.clock.now_utc(),
-        )
-        .await
-        .unwrap();
-        app.state.forget_key(&dead_id);
+        app.state
+            .keys
+            .revoke(&quire::keys::Actor::Admin, None, &dead_id)
+            .await
+            .unwrap();
         let zombie = entry_for(&dead, "zombie", &["records:read"]);
         let reply = app
             .gql(

@@ -753,7 +753,7 @@ both_dbs!(
             read(app.clone(), root.clone(), id.clone()).await,
             Value::Null
         );
-        let writes = app.state.usage.writes();
+        let writes = app.state.authenticator.last_used().writes();
         for _ in 0..20 {
             assert!(works(&app, &key).await);
         }
@@ -778,7 +778,7 @@ both_dbs!(
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(read(app.clone(), root.clone(), id.clone()).await, first);
         // The root key's own uses are written too; at most two rows so far.
-        assert!(app.state.usage.writes() - writes <= 2);
+        assert!(app.state.authenticator.last_used().writes() - writes <= 2);
         app.clock.advance(ChronoDuration::seconds(2));
         assert!(works(&app, &key).await);
         let started = Instant::now();

@@ -416,7 +416,10 @@ async fn redis_carries_key_changes(backend: Backend) {
     let other = quire::App::with_clock(config, app.clock.clone())
         .await
         .unwrap();
-    other.spawn_redis_listener().expect("a Redis listener");
+    other
+        .keys
+        .spawn_broadcast_listener()
+        .expect("a Redis listener");
     // Let the subscription settle.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -428,7 +431,7 @@ async fn redis_carries_key_changes(backend: Backend) {
     let now = || quire::clock::Clock::now(&*app.clock);
     assert!(
         other
-            .keys
+            .key_cache
             .resolve(&other.db.conn, hash, now())
             .await
             .is_ok(),
@@ -439,7 +442,7 @@ async fn redis_carries_key_changes(backend: Backend) {
     );
     let started = Instant::now();
     while other
-        .keys
+        .key_cache
         .resolve(&other.db.conn, hash, now())
         .await
         .is_ok()

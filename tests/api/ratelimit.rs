@@ -199,16 +199,16 @@ async fn limited_key(app: &TestApp, limit: i64) -> String {
 }
 
 async fn set_limit(app: &TestApp, id: &str, limit: i64) {
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
-    let row = entity::api_keys::Entity::find_by_id(id.to_owned())
-        .one(&app.state.db.conn)
+    let update = quire::keys::KeyUpdate {
+        name: None,
+        rate_limit_per_hour: Some(limit),
+    };
+    let project = app.state.keys.project_by_name("default").await.unwrap();
+    app.state
+        .keys
+        .update(&quire::keys::Actor::Admin, &project.unwrap().id, id, update)
         .await
-        .unwrap()
         .unwrap();
-    let mut row: entity::api_keys::ActiveModel = row.into();
-    row.rate_limit_per_hour = Set(limit);
-    row.update(&app.state.db.conn).await.unwrap();
-    app.state.forget_key(id);
 }
 
 async fn post(app: &TestApp, key: &str, body: Value) -> Reply {

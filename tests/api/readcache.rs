@@ -349,7 +349,7 @@ async fn cached_answers_only_reach_keys_that_may_read_them() {
     }
 
     // Another project, same query texts: its own (empty) content.
-    quire::db::Database::ensure_project(&app.state.db, "other", app.clock.now_utc())
+    quire::db::ensure_project(&app.state.db.conn, "other", app.clock.now_utc())
         .await
         .unwrap();
     let (other_root, _) = app

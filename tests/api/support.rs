@@ -10,7 +10,7 @@ use quire::auth::key::{KeyMode, KeyType};
 use quire::auth::scopes::ScopeSet;
 use quire::clock::ManualClock;
 use quire::config::Config;
-use quire::keys::{self, Actor, NewKey};
+use quire::keys::{Actor, NewKey};
 use quire::{App, AppState};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
@@ -184,7 +184,10 @@ impl TestApp {
         mode: KeyMode,
         scopes: &[&str],
     ) -> (String, String) {
-        let project = keys::project_by_name(&self.state.db.conn, project)
+        let project = self
+            .state
+            .keys
+            .project_by_name(project)
             .await
             .expect("db")
             .expect("project exists");
@@ -197,15 +200,12 @@ impl TestApp {
             rate_limit_per_hour: 10_000,
             expires_at: None,
         };
-        let (secret, row) = keys::create_key(
-            &self.state.db.conn,
-            &project.id,
-            new,
-            &Actor::Admin,
-            self.clock.now_utc(),
-        )
-        .await
-        .expect("create key");
+        let (secret, row) = self
+            .state
+            .keys
+            .create(&Actor::Admin, &project.id, new)
+            .await
+            .expect("create key");
         (secret.expose().to_owned(), row.id)
     }
 

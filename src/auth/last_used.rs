@@ -23,14 +23,14 @@ const BATCH_WINDOW: Duration = Duration::from_millis(250);
 const QUEUE: usize = 10_000;
 
 /// Records key uses; cheap to call on every request.
-pub struct UsageRecorder {
+pub struct LastUsed {
     tx: mpsc::Sender<(String, DateTime<Utc>)>,
     /// key id → the use last queued by this instance.
     last: moka::sync::Cache<String, DateTime<Utc>>,
     writes: Arc<AtomicU64>,
 }
 
-impl UsageRecorder {
+impl LastUsed {
     /// Starts the background writer on the current Tokio runtime.
     pub fn start(db: DatabaseConnection) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);

@@ -1,0 +1,120 @@
+//! Request authentication: [`Authenticator`] reads the key from
+//! `x-api-key` or `Authorization: Bearer`, checks its shape and checksum
+//! (no I/O), then resolves it through the key cache; [`Authenticated`] is
+//! the axum extractor that runs it for a handler.
+//!
+//! Every refusal is the same `UNAUTHENTICATED`; the reason goes to the log
+//! and to `quire_auth_failures_total`, never the key.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use sea_orm::DatabaseConnection;
+
+use super::cache::{KeyCache, ResolveError};
+use super::key::ApiKeySecret;
+use super::last_used::LastUsed;
+use super::principal::Principal;
+use crate::clock::Clock;
+use crate::error::AppError;
+
+/// Turns request headers into a principal.
+pub struct Authenticator {
+    cache: Arc<KeyCache>,
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    last_used: LastUsed,
+}
+
+impl Authenticator {
+    /// An authenticator over `cache`, loading misses from `db`.
+    pub fn new(
+        cache: Arc<KeyCache>,
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        last_used: LastUsed,
+    ) -> Self {
+        Self {
+            cache,
+            db,
+            clock,
+            last_used,
+        }
+    }
+
+    /// The key cache it resolves through.
+    pub fn cache(&self) -> &Arc<KeyCache> {
+        &self.cache
+    }
+
+    /// The `lastUsedAt` recorder.
+    pub fn last_used(&self) -> &LastUsed {
+        &self.last_used
+    }
+
+    /// The principal of the key the request presents, or `UNAUTHENTICATED`
+    /// (`SERVICE_UNAVAILABLE` when the database cannot answer a miss).
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AppError> {
+        let raw = match presented_key(headers) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Err(refuse("missing", None)),
+            Err(()) => return Err(refuse("malformed", None)),
+        };
+        let secret = ApiKeySecret::parse(raw).map_err(|e| refuse(e.reason(), None))?;
+        let now = self.clock.now();
+        match self.cache.resolve(&self.db, secret.hash(), now).await {
+            Ok(principal) => {
+                self.last_used.touch(&principal.key_id, now);
+                Ok(principal)
+            }
+            Err(ResolveError::Refused(r)) => Err(refuse(r.reason(), Some(&secret))),
+            Err(e @ ResolveError::Database(_)) => Err(e.into()),
+        }
+    }
+}
+
+/// The request's authenticated principal. As `Result<Authenticated,
+/// AppError>`, the handler decides how the refusal is shaped.
+pub struct Authenticated(pub Arc<Principal>);
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    S: Send + Sync,
+    Arc<Authenticator>: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let authenticator = Arc::<Authenticator>::from_ref(state);
+        authenticator
+            .authenticate(&parts.headers)
+            .await
+            .map(Authenticated)
+    }
+}
+
+fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ()> {
+    if let Some(v) = headers.get("x-api-key") {
+        return v.to_str().map(|s| Some(s.trim())).map_err(|_| ());
+    }
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        let v = v.to_str().map_err(|_| ())?;
+        let (scheme, token) = v.trim().split_once(' ').ok_or(())?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(());
+        }
+        return Ok(Some(token.trim()));
+    }
+    Ok(None)
+}
+
+fn refuse(reason: &'static str, key: Option<&ApiKeySecret>) -> AppError {
+    metrics::counter!("quire_auth_failures_total", "reason" => reason).increment(1);
+    match key {
+        Some(key) => tracing::info!(reason, key = %key, "authentication refused"),
+        None => tracing::info!(reason, "authentication refused"),
+    }
+    AppError::Unauthenticated
+}

@@ -1,0 +1,247 @@
+//! [`ContentService`]: the one door to models and records. Each method takes
+//! the principal (its project, and for reads the view it may have) and the
+//! input, picks the connection and the clock, and after a write commits
+//! announces the change to the listeners of [`Changes`] before it returns
+//! (the read cache moves the project's generation there).
+//!
+//! Every write is armed with a [`crate::changes::Pending`] before it starts:
+//! if the request is dropped while the commit is in flight, the change is
+//! announced as in doubt anyway, so no cached read outlives a write that
+//! landed.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::models::{self, ModelChange, NewModel};
+use super::query::{self, ListRecords, OrderTerm, RecordPage};
+use super::records::{self, RecordOut};
+use super::schema::{self, ContentModel};
+use super::View;
+use crate::auth::principal::Principal;
+use crate::changes::{Action, Change, Changes, RecordAction};
+use crate::clock::Clock;
+use crate::db::Database;
+use crate::error::AppResult;
+
+/// What a `records` read asks for.
+#[derive(Clone, Debug)]
+pub struct RecordsQuery {
+    pub model_key: String,
+    pub limit: i64,
+    pub after: Option<String>,
+    /// The draft view (secret TEST keys holding `drafts:read` only).
+    pub preview: bool,
+    pub filter: Option<Value>,
+    pub order: Vec<OrderTerm>,
+}
+
+/// The content service of one instance.
+pub struct ContentService {
+    db: Database,
+    clock: Arc<dyn Clock>,
+    changes: Arc<Changes>,
+}
+
+impl ContentService {
+    /// The service over `db`, announcing changes to `changes`.
+    pub fn new(db: Database, clock: Arc<dyn Clock>, changes: Arc<Changes>) -> Self {
+        Self { db, clock, changes }
+    }
+
+    /// One page of a model's records in the view the key may have.
+    pub async fn records(&self, p: &Principal, q: RecordsQuery) -> AppResult<RecordPage> {
+        let view = View::for_request(p, q.preview)?;
+        let req = ListRecords {
+            model_key: q.model_key,
+            view,
+            limit: q.limit,
+            after: q.after,
+            filter: q.filter,
+            order: q.order,
+        };
+        query::list_records(&self.db.conn, &p.project_id, req).await
+    }
+
+    /// One record, `None` when it does not exist or the view hides it.
+    pub async fn record(
+        &self,
+        p: &Principal,
+        id: &str,
+        preview: bool,
+    ) -> AppResult<Option<RecordOut>> {
+        let view = View::for_request(p, preview)?;
+        records::get_record(&self.db.conn, &p.project_id, id, view).await
+    }
+
+    /// The project's models.
+    pub async fn models(&self, p: &Principal) -> AppResult<Vec<ContentModel>> {
+        schema::list_models(&self.db.conn, &p.project_id).await
+    }
+
+    /// One model by key.
+    pub async fn model(&self, p: &Principal, key: &str) -> AppResult<Option<ContentModel>> {
+        schema::find_model(&self.db.conn, &p.project_id, key).await
+    }
+
+    /// Creates a model.
+    pub async fn create_model(&self, p: &Principal, new: NewModel) -> AppResult<ContentModel> {
+        let pending = self.changes.arm(&p.project_id);
+        let model =
+            models::create_model(&self.db.writer, &p.project_id, new, self.clock.now()).await?;
+        pending
+            .committed(model_change(p, &model.row.key, Action::Created))
+            .await;
+        Ok(model)
+    }
+
+    /// Renames a model or changes its fields.
+    pub async fn update_model(
+        &self,
+        p: &Principal,
+        key: &str,
+        change: ModelChange,
+    ) -> AppResult<ContentModel> {
+        let pending = self.changes.arm(&p.project_id);
+        let model = models::update_model(
+            &self.db.writer,
+            &p.project_id,
+            key,
+            change,
+            self.clock.now(),
+        )
+        .await?;
+        pending
+            .committed(model_change(p, key, Action::Updated))
+            .await;
+        Ok(model)
+    }
+
+    /// Deletes a model without records that no model references.
+    pub async fn delete_model(&self, p: &Principal, key: &str) -> AppResult<()> {
+        let pending = self.changes.arm(&p.project_id);
+        models::delete_model(&self.db.writer, &p.project_id, key).await?;
+        pending
+            .committed(model_change(p, key, Action::Deleted))
+            .await;
+        Ok(())
+    }
+
+    /// Creates a draft record.
+    pub async fn create_record(
+        &self,
+        p: &Principal,
+        model_key: &str,
+        data: Value,
+    ) -> AppResult<RecordOut> {
+        let pending = self.changes.arm(&p.project_id);
+        let created = records::create_record(
+            &self.db.writer,
+            &p.project_id,
+            model_key,
+            data,
+            self.clock.now(),
+        )
+        .await;
+        let record = match created {
+            Ok(record) => record,
+            Err(e) => {
+                // Nothing a failed insert could leave behind is visible.
+                pending.nothing();
+                return Err(e);
+            }
+        };
+        // A new draft is not in the published view.
+        pending
+            .committed(record_change(p, &record, RecordAction::Created, false))
+            .await;
+        Ok(record)
+    }
+
+    /// Replaces a record's draft data.
+    pub async fn update_record(
+        &self,
+        p: &Principal,
+        id: &str,
+        data: Value,
+        expected_version: Option<i64>,
+    ) -> AppResult<RecordOut> {
+        let pending = self.changes.arm(&p.project_id);
+        let record = records::update_record(
+            &self.db.writer,
+            &p.project_id,
+            id,
+            data,
+            expected_version,
+            self.clock.now(),
+        )
+        .await?;
+        // The published view shows a published record's version, status and
+        // updatedAt; a draft that was never published is not in it.
+        let published_view = record.row.published_at.is_some();
+        pending
+            .committed(record_change(
+                p,
+                &record,
+                RecordAction::Updated,
+                published_view,
+            ))
+            .await;
+        Ok(record)
+    }
+
+    /// Publishes a record's draft.
+    pub async fn publish_record(&self, p: &Principal, id: &str) -> AppResult<RecordOut> {
+        let pending = self.changes.arm(&p.project_id);
+        let record =
+            records::publish_record(&self.db.writer, &p.project_id, id, self.clock.now()).await?;
+        pending
+            .committed(record_change(p, &record, RecordAction::Published, true))
+            .await;
+        Ok(record)
+    }
+
+    /// Takes a record out of the published view.
+    pub async fn unpublish_record(&self, p: &Principal, id: &str) -> AppResult<RecordOut> {
+        let pending = self.changes.arm(&p.project_id);
+        let record =
+            records::unpublish_record(&self.db.writer, &p.project_id, id, self.clock.now()).await?;
+        pending
+            .committed(record_change(p, &record, RecordAction::Unpublished, true))
+            .await;
+        Ok(record)
+    }
+
+    /// Deletes a record from every view.
+    pub async fn delete_record(&self, p: &Principal, id: &str) -> AppResult<()> {
+        let pending = self.changes.arm(&p.project_id);
+        let deleted = records::delete_record(&self.db.writer, &p.project_id, id).await?;
+        pending
+            .committed(record_change(p, &deleted, RecordAction::Deleted, true))
+            .await;
+        Ok(())
+    }
+}
+
+fn model_change(p: &Principal, model_key: &str, action: Action) -> Change {
+    Change::Model {
+        project_id: p.project_id.clone(),
+        model_key: model_key.to_owned(),
+        action,
+    }
+}
+
+fn record_change(
+    p: &Principal,
+    record: &RecordOut,
+    action: RecordAction,
+    published_view: bool,
+) -> Change {
+    Change::Record {
+        project_id: p.project_id.clone(),
+        model_key: record.model_key.clone(),
+        record_id: record.row.id.clone(),
+        action,
+        published_view,
+    }
+}

@@ -1,0 +1,135 @@
+//! The content SQL builder: statements assembled from fixed fragments,
+//! field names that passed [`is_identifier`] (so they can sit inside a JSON
+//! path literal) and bound values; user input is never written into the SQL
+//! text. Typed expressions for a field's value in the draft or the published
+//! data (SQLite JSON functions, PostgreSQL `jsonb`).
+
+use sea_orm::{DbBackend, Statement};
+use serde_json::Value;
+
+use super::fields::{is_identifier, FieldDef, FieldType};
+use super::View;
+use crate::error::{AppError, AppResult};
+
+/// SQL text with its bound values; placeholders are written in the
+/// backend's style (`?` or `$n`) only when the statement is built, so pieces
+/// can be assembled separately and appended.
+pub struct Sql {
+    pub(crate) backend: DbBackend,
+    parts: Vec<Part>,
+}
+
+enum Part {
+    Text(String),
+    Value(sea_orm::Value),
+}
+
+impl Sql {
+    /// Empty SQL for `backend`.
+    pub fn new(backend: DbBackend) -> Self {
+        Self {
+            backend,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Appends fixed SQL text.
+    pub fn push(&mut self, sql: &str) {
+        self.parts.push(Part::Text(sql.to_owned()));
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: impl Into<sea_orm::Value>) {
+        self.parts.push(Part::Value(value.into()));
+    }
+
+    /// The statement to run.
+    pub fn into_statement(self) -> Statement {
+        let mut text = String::new();
+        let mut values = Vec::new();
+        for part in self.parts {
+            match part {
+                Part::Text(t) => text.push_str(&t),
+                Part::Value(v) => {
+                    values.push(v);
+                    match self.backend {
+                        DbBackend::Postgres => text.push_str(&format!("${}", values.len())),
+                        _ => text.push('?'),
+                    }
+                }
+            }
+        }
+        Statement::from_sql_and_values(self.backend, text, values)
+    }
+
+    /// Appends another piece, with its bound values.
+    pub fn append(&mut self, other: &Sql) {
+        for part in &other.parts {
+            self.parts.push(match part {
+                Part::Text(t) => Part::Text(t.clone()),
+                Part::Value(v) => Part::Value(v.clone()),
+            });
+        }
+    }
+}
+
+/// Which data column an expression reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataColumn {
+    Draft,
+    Published,
+}
+
+impl DataColumn {
+    /// The column a view reads.
+    pub fn of(view: View) -> Self {
+        match view {
+            View::Draft => DataColumn::Draft,
+            View::Published => DataColumn::Published,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            DataColumn::Draft => "r.draft_data",
+            DataColumn::Published => "r.published_data",
+        }
+    }
+}
+
+/// The SQL expression for a field's value in a data column, typed so that
+/// comparisons and orderings follow the field type (text compares bytewise
+/// on both databases). `NULL` when the field is missing or null.
+pub fn data_expr(backend: DbBackend, column: DataColumn, field: &FieldDef) -> AppResult<String> {
+    if !is_identifier(&field.name) {
+        return Err(AppError::internal(format!(
+            "field name {:?} is not an identifier",
+            field.name
+        )));
+    }
+    let col = column.sql();
+    let name = &field.name;
+    Ok(match backend {
+        DbBackend::Postgres => match field.field_type {
+            FieldType::Integer => format!("(({col} ->> '{name}')::bigint)"),
+            FieldType::Number => format!("(({col} ->> '{name}')::double precision)"),
+            FieldType::Boolean => format!("(({col} ->> '{name}')::boolean)"),
+            FieldType::Json => format!("({col} -> '{name}')"),
+            FieldType::String | FieldType::Text | FieldType::Datetime | FieldType::Reference => {
+                format!("(({col} ->> '{name}') COLLATE \"C\")")
+            }
+        },
+        _ => format!("json_extract({col}, '$.{name}')"),
+    })
+}
+
+/// A field's value as a bound SQL value.
+pub fn sql_value(field: &FieldDef, value: &Value) -> sea_orm::Value {
+    match (field.field_type, value) {
+        (FieldType::Integer, v) => sea_orm::Value::BigInt(v.as_i64()),
+        (FieldType::Number, v) => sea_orm::Value::Double(v.as_f64()),
+        (FieldType::Boolean, v) => sea_orm::Value::Bool(v.as_bool()),
+        (_, Value::String(s)) => s.clone().into(),
+        (_, v) => v.to_string().into(),
+    }
+}

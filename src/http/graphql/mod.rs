@@ -1,0 +1,264 @@
+//! GraphQL over HTTP, done by hand because the stock handler always answers
+//! 200, reads unbounded bodies and runs mutations over GET.
+//!
+//! A request goes through these stages, each in its own module:
+//!
+//! 1. [`negotiate`]: the media type from `Accept` (406); GraphiQL for
+//!    browsers (a route layer, before anything else);
+//! 2. authentication ([`crate::auth::extract`]): 401;
+//! 3. [`request`]: the body or the URL parameters (415, 413, 400);
+//! 4. the read cache: a stored answer at the project's current generation
+//!    is rate limited and sent at once;
+//! 5. [`document`]: parse once, the document's facts, the limits (405 for a
+//!    mutation over GET, validation errors);
+//! 6. the rate limit (429): every prepared operation costs 1, a batch all or
+//!    nothing; a request refused before this point costs nothing;
+//! 7. execution;
+//! 8. [`respond`]: status and body in the negotiated media type, the answer
+//!    stored in the read cache when it may be, the rate-limit headers on
+//!    every response to a valid key.
+
+pub mod document;
+pub mod negotiate;
+pub mod request;
+pub mod respond;
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::Value;
+
+use super::OperationLabel;
+use crate::app::AppState;
+use crate::auth::extract::{Authenticated, Authenticator};
+use crate::auth::principal::Principal;
+use crate::error::AppError;
+use crate::graphql::Schemas;
+use crate::ratelimit::Decision;
+use document::Prepared;
+use negotiate::Media;
+use request::{Params, Posted};
+
+pub use negotiate::graphiql_for_browsers;
+
+/// What the `/graphql` routes need: the application and the two schemas.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub app: AppState,
+    pub schemas: Arc<Schemas>,
+}
+
+impl FromRef<Endpoint> for Arc<Authenticator> {
+    fn from_ref(endpoint: &Endpoint) -> Self {
+        Arc::clone(&endpoint.app.authenticator)
+    }
+}
+
+/// `GET /graphql`: queries in the URL.
+pub async fn get(
+    State(endpoint): State<Endpoint>,
+    media: Media,
+    auth: Result<Authenticated, AppError>,
+    uri: Uri,
+) -> Response {
+    let call = match Call::new(&endpoint, media, auth) {
+        Ok(call) => call,
+        Err(refusal) => return refusal,
+    };
+    match request::params_from_query(uri.query().unwrap_or("")) {
+        Ok(params) => call.single(params, true).await,
+        Err(e) => call.refuse(e).await,
+    }
+}
+
+/// `POST /graphql`: one operation or a batch (a JSON array).
+pub async fn post(
+    State(endpoint): State<Endpoint>,
+    media: Media,
+    auth: Result<Authenticated, AppError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let call = match Call::new(&endpoint, media, auth) {
+        Ok(call) => call,
+        Err(refusal) => return refusal,
+    };
+    match request::read_post(&endpoint.app.config, &headers, body).await {
+        Ok(Posted::Single(Ok(params))) => call.single(params, false).await,
+        Ok(Posted::Batch(items)) => call.batch(items).await,
+        Ok(Posted::Single(Err(e))) | Err(e) => call.refuse(e).await,
+    }
+}
+
+/// One authenticated request on its way through the stages.
+struct Call<'a> {
+    endpoint: &'a Endpoint,
+    media: Media,
+    principal: Arc<Principal>,
+}
+
+impl<'a> Call<'a> {
+    fn new(
+        endpoint: &'a Endpoint,
+        media: Media,
+        auth: Result<Authenticated, AppError>,
+    ) -> Result<Self, Response> {
+        match auth {
+            Ok(Authenticated(principal)) => Ok(Self {
+                endpoint,
+                media,
+                principal,
+            }),
+            Err(e) => Err(respond::refusal(media, &e)),
+        }
+    }
+
+    fn app(&self) -> &AppState {
+        &self.endpoint.app
+    }
+
+    /// One operation: answered from the read cache when it holds the answer
+    /// at the project's current generation, executed otherwise (and stored
+    /// when the document is cacheable).
+    async fn single(self, params: Params, over_get: bool) -> Response {
+        // The project's generation costs a Redis round trip when shared, so
+        // it is read only for a request that has a stored answer or that
+        // turns out cacheable; either way before execution.
+        let cache = &self.app().read_cache;
+        let key = cache.key_for(
+            &self.principal,
+            &params.query,
+            params.operation_name.as_deref(),
+            params.variables.as_ref(),
+        );
+        let mut generation = None;
+        if let Some((stored, body)) = key.as_ref().and_then(|k| cache.stored(k)) {
+            generation = cache.generation(&self.principal.project_id).await;
+            if generation == Some(stored) {
+                cache.count(true);
+                return self.cached(body).await;
+            }
+        }
+        let prepared =
+            match document::prepare(&self.app().config, &self.principal, params, over_get) {
+                Ok(prepared) => prepared,
+                Err(e) => return self.refuse(e).await,
+            };
+        let mut store = None;
+        if let Some(key) = key.filter(|_| prepared.is_cacheable()) {
+            if generation.is_none() {
+                generation = cache.generation(&self.principal.project_id).await;
+            }
+            if let Some(generation) = generation {
+                cache.count(false);
+                store = Some((key, generation));
+            }
+        }
+        let label = prepared.label();
+        let decision = match self.admit(1).await {
+            Ok(decision) => decision,
+            Err(refusal) => return refusal,
+        };
+        let resp = self.execute(prepared, decision).await;
+        let answer = respond::answer(self.media, resp);
+        if let (Some((key, generation)), StatusCode::OK, true) =
+            (store, answer.status, answer.error_free)
+        {
+            cache.put(key, generation, answer.bytes.clone());
+        }
+        let response = respond::bytes_response(answer.status, self.media, answer.bytes);
+        finish(response, label, &decision)
+    }
+
+    /// A batch: every operation prepared first, then admitted as a whole.
+    async fn batch(self, items: Vec<Value>) -> Response {
+        if let Err(e) = request::check_batch(&self.app().config, &items) {
+            return self.refuse(e).await;
+        }
+        let prepared: Result<Vec<Prepared>, AppError> = items
+            .into_iter()
+            .map(|item| {
+                let params = request::params_from_json(item)?;
+                document::prepare(&self.app().config, &self.principal, params, false)
+            })
+            .collect();
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return self.refuse(e).await,
+        };
+        let decision = match self.admit(prepared.len() as u64).await {
+            Ok(decision) => decision,
+            Err(refusal) => return refusal,
+        };
+        let mut responses = Vec::with_capacity(prepared.len());
+        for op in prepared {
+            responses.push(self.execute(op, decision).await);
+        }
+        finish(respond::batch(self.media, responses), "batch", &decision)
+    }
+
+    /// A cache hit: rate limited like any request, then the stored body.
+    async fn cached(self, body: Bytes) -> Response {
+        let decision = match self.admit(1).await {
+            Ok(decision) => decision,
+            Err(refusal) => return refusal,
+        };
+        let response = respond::bytes_response(StatusCode::OK, self.media, body);
+        finish(response, "query", &decision)
+    }
+
+    /// A request refused before it counts: it costs nothing, but carries
+    /// the rate-limit headers.
+    async fn refuse(self, e: AppError) -> Response {
+        let app = self.app();
+        let limit = u64::try_from(self.principal.rate_limit_per_hour).unwrap_or(0);
+        let decision = app
+            .limiter
+            .peek(&self.principal.key_id, limit, app.clock.now())
+            .await;
+        respond::with_rate_headers(respond::refusal(self.media, &e), &decision)
+    }
+
+    /// Counts `cost` against the key's budget: the decision, or the 429.
+    async fn admit(&self, cost: u64) -> Result<Decision, Response> {
+        let app = self.app();
+        let limit = u64::try_from(self.principal.rate_limit_per_hour).unwrap_or(0);
+        let decision = app
+            .limiter
+            .check(&self.principal.key_id, limit, cost, app.clock.now())
+            .await;
+        if decision.allowed {
+            return Ok(decision);
+        }
+        let refusal = AppError::RateLimited {
+            retry_after: decision.retry_after.unwrap_or(1),
+        };
+        Err(respond::with_rate_headers(
+            respond::refusal(self.media, &refusal),
+            &decision,
+        ))
+    }
+
+    /// Runs one prepared operation with the schema of the key's type.
+    async fn execute(&self, op: Prepared, decision: Decision) -> async_graphql::Response {
+        match op {
+            Prepared::Answered(resp, _) => *resp,
+            Prepared::Run { request, .. } => {
+                let schema = self.endpoint.schemas.for_principal(&self.principal);
+                let request = request
+                    .data(Arc::clone(&self.principal))
+                    .data(Arc::clone(self.app()))
+                    .data(decision);
+                schema.execute(request).await
+            }
+        }
+    }
+}
+
+fn finish(mut response: Response, label: &'static str, decision: &Decision) -> Response {
+    response.extensions_mut().insert(OperationLabel(label));
+    respond::with_rate_headers(response, decision)
+}

@@ -1,0 +1,155 @@
+//! The request stage: the body (415, 413, 400) or the URL parameters, read
+//! into one operation's [`Params`] or a batch of them.
+
+use axum::body::{to_bytes, Body};
+use axum::http::{header, HeaderMap};
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::error::AppError;
+
+/// One operation's parameters, as GraphQL over HTTP defines them.
+#[derive(Debug)]
+pub struct Params {
+    pub query: String,
+    pub operation_name: Option<String>,
+    pub variables: Option<Map<String, Value>>,
+}
+
+/// What a POST body holds.
+pub enum Posted {
+    /// One operation.
+    Single(Result<Params, AppError>),
+    /// A JSON array: a batch, each item still to be read.
+    Batch(Vec<Value>),
+}
+
+/// Reads a POST body: `Content-Type: application/json` (415), at most
+/// `QUIRE_MAX_BODY_BYTES` (413), valid JSON (400).
+pub async fn read_post(
+    config: &Config,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Posted, AppError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            AppError::UnsupportedMediaType("Content-Type: application/json is required".into())
+        })?;
+    let mime: mime::Mime = content_type
+        .parse()
+        .map_err(|_| AppError::UnsupportedMediaType("unreadable Content-Type".into()))?;
+    let charset_ok = mime
+        .get_param(mime::CHARSET)
+        .is_none_or(|c| c.as_str().eq_ignore_ascii_case("utf-8"));
+    if mime.essence_str() != "application/json" || !charset_ok {
+        return Err(AppError::UnsupportedMediaType(
+            "Content-Type must be application/json (utf-8)".into(),
+        ));
+    }
+    let limit = config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let bytes = to_bytes(body, limit).await.map_err(|_| too_large(limit))?;
+    if bytes.is_empty() {
+        return Err(AppError::BadRequest(
+            "a POST request needs a JSON body".into(),
+        ));
+    }
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    Ok(match value {
+        Value::Array(items) => Posted::Batch(items),
+        other => Posted::Single(params_from_json(other)),
+    })
+}
+
+/// Checks the size of a batch against `QUIRE_MAX_BATCH` (0 refuses batches).
+pub fn check_batch(config: &Config, items: &[Value]) -> Result<(), AppError> {
+    let max = config.max_batch;
+    if max == 0 {
+        return Err(AppError::BadRequest(
+            "batching is disabled on this server".into(),
+        ));
+    }
+    if items.is_empty() || items.len() > max {
+        return Err(AppError::BadRequest(format!(
+            "a batch must hold 1 to {max} operations"
+        )));
+    }
+    Ok(())
+}
+
+fn too_large(limit: usize) -> AppError {
+    AppError::PayloadTooLarge(format!("the body is larger than {limit} bytes"))
+}
+
+/// Reads one operation from a JSON object.
+pub fn params_from_json(value: Value) -> Result<Params, AppError> {
+    let bad = |m: &str| Err(AppError::BadRequest(m.to_owned()));
+    let Value::Object(mut obj) = value else {
+        return bad("a request must be a JSON object");
+    };
+    let query = match obj.remove("query") {
+        Some(Value::String(q)) => q,
+        Some(_) => return bad("\"query\" must be a string"),
+        None => return bad("\"query\" is required"),
+    };
+    let operation_name = match obj.remove("operationName") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return bad("\"operationName\" must be a string"),
+    };
+    let variables = match obj.remove("variables") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => return bad("\"variables\" must be an object"),
+    };
+    match obj.remove("extensions") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => {}
+        Some(_) => return bad("\"extensions\" must be an object"),
+    }
+    Ok(Params {
+        query,
+        operation_name,
+        variables,
+    })
+}
+
+/// Reads one operation from the URL of a GET.
+pub fn params_from_query(query_string: &str) -> Result<Params, AppError> {
+    let mut obj = Map::new();
+    for (k, v) in form_urlencoded::parse(query_string.as_bytes()) {
+        let value = match k.as_ref() {
+            "query" | "operationName" => Value::String(v.into_owned()),
+            "variables" | "extensions" => serde_json::from_str(&v)
+                .map_err(|_| AppError::BadRequest(format!("\"{k}\" must be a JSON object")))?,
+            _ => continue,
+        };
+        obj.insert(k.into_owned(), value);
+    }
+    params_from_json(Value::Object(obj))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn validates_params() {
+        assert!(params_from_json(json!({"query": "{a}"})).is_ok());
+        assert!(params_from_json(json!({"query": 1})).is_err());
+        assert!(params_from_json(json!({"query": "{a}", "variables": "x"})).is_err());
+        assert!(params_from_json(json!({"query": "{a}", "operationName": 3})).is_err());
+        assert!(params_from_query("query=%7Ba%7D&variables=%7B%7D").is_ok());
+        assert!(params_from_query("variables=%7B%7D").is_err());
+    }
+}

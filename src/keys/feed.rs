@@ -1,0 +1,138 @@
+//! How every instance learns that a key changed, so that no cache serves a
+//! revoked, rotated or re-budgeted key for long.
+//!
+//! The guarantee is the database feed: every key change writes a
+//! `key_changes` row in its own transaction (see `announce_change`), and
+//! every instance polls the feed every [`POLL_INTERVAL`] and drops the keys
+//! it names — `quire admin` changes included, Redis or not. With
+//! `QUIRE_REDIS_URL`, the instance that changed a key also publishes its id
+//! on [`CHANNEL`] and every subscribed instance drops it within milliseconds.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use entity::key_changes;
+use futures::StreamExt;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+
+use crate::auth::cache::KeyCache;
+use crate::error::AppResult;
+use crate::redis_link::RedisLink;
+
+/// How often each instance polls the key change feed.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// The Redis channel key ids are published on.
+pub const CHANNEL: &str = "quire:key-changes";
+/// Pause before subscribing again after a failure.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// How far behind the highest id seen the poll looks again: rows can commit
+/// out of id order on PostgreSQL.
+const LOOK_BACK: i64 = 64;
+
+/// Publishes and receives key changes through Redis.
+pub struct Broadcast {
+    link: RedisLink,
+}
+
+impl Broadcast {
+    /// A broadcaster on `url`; connects lazily.
+    pub fn new(url: &str) -> Result<Self, String> {
+        Ok(Self {
+            link: RedisLink::new(url, "key changes travel through the database feed only")?,
+        })
+    }
+
+    /// Announces that `key_id` changed; never waits (a background task
+    /// sends; the feed covers a publish that fails).
+    pub fn publish(self: &Arc<Self>, key_id: &str) {
+        let this = Arc::clone(self);
+        let key_id = key_id.to_owned();
+        tokio::spawn(async move {
+            let sent = this
+                .link
+                .run(|mut conn| async move {
+                    redis::cmd("PUBLISH")
+                        .arg(CHANNEL)
+                        .arg(&key_id)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                })
+                .await;
+            if sent.is_err() {
+                tracing::debug!("a key change was not published to Redis");
+            }
+        });
+    }
+
+    /// Calls `on_change` with every key id published by any instance, until
+    /// the process ends; resubscribes after failures.
+    pub fn spawn_listener(
+        self: &Arc<Self>,
+        on_change: impl Fn(&str) + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                match this.link.client().get_async_pubsub().await {
+                    Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
+                        Ok(()) => {
+                            let mut messages = pubsub.on_message();
+                            while let Some(msg) = messages.next().await {
+                                if let Ok(key_id) = msg.get_payload::<String>() {
+                                    on_change(&key_id);
+                                }
+                            }
+                            tracing::warn!("Redis key-change subscription ended; resubscribing");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot subscribe to Redis key changes")
+                        }
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot reach Redis for key changes"),
+                }
+                tokio::time::sleep(RESUBSCRIBE_AFTER).await;
+            }
+        })
+    }
+}
+
+/// Polls the feed and forgets changed keys in `cache`, until the process
+/// ends. Starts from the feed's current end.
+pub fn spawn_poller(db: DatabaseConnection, cache: Arc<KeyCache>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen = BTreeSet::new();
+        let mut high = latest(&db).await.unwrap_or(0);
+        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        loop {
+            ticker.tick().await;
+            let from = high.saturating_sub(LOOK_BACK);
+            let rows = key_changes::Entity::find()
+                .filter(key_changes::Column::Id.gt(from))
+                .order_by_asc(key_changes::Column::Id)
+                .all(&db)
+                .await;
+            match rows {
+                Ok(rows) => {
+                    for row in rows {
+                        if row.id > from && seen.insert(row.id) {
+                            cache.forget(&row.key_id);
+                            high = high.max(row.id);
+                        }
+                    }
+                    seen = seen.split_off(&high.saturating_sub(LOOK_BACK));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot poll the key change feed"),
+            }
+        }
+    })
+}
+
+async fn latest(db: &DatabaseConnection) -> AppResult<i64> {
+    Ok(key_changes::Entity::find()
+        .order_by_desc(key_changes::Column::Id)
+        .one(db)
+        .await?
+        .map(|r| r.id)
+        .unwrap_or(0))
+}
