@@ -64,10 +64,11 @@ pub async fn get(
     auth: Result<Authenticated, AppError>,
     uri: Uri,
 ) -> Response {
-    let call = match Call::new(&endpoint, media, auth) {
-        Ok(call) => call,
-        Err(refusal) => return refusal,
+    let principal = match auth {
+        Ok(Authenticated(principal)) => principal,
+        Err(e) => return respond::refusal(media, &e),
     };
+    let call = Call::new(&endpoint, media, principal);
     match request::params_from_query(uri.query().unwrap_or("")) {
         Ok(params) => call.single(params, true).await,
         Err(e) => call.refuse(e).await,
@@ -82,10 +83,11 @@ pub async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let call = match Call::new(&endpoint, media, auth) {
-        Ok(call) => call,
-        Err(refusal) => return refusal,
+    let principal = match auth {
+        Ok(Authenticated(principal)) => principal,
+        Err(e) => return respond::refusal(media, &e),
     };
+    let call = Call::new(&endpoint, media, principal);
     match request::read_post(&endpoint.app.config, &headers, body).await {
         Ok(Posted::Single(Ok(params))) => call.single(params, false).await,
         Ok(Posted::Batch(items)) => call.batch(items).await,
@@ -101,18 +103,11 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    fn new(
-        endpoint: &'a Endpoint,
-        media: Media,
-        auth: Result<Authenticated, AppError>,
-    ) -> Result<Self, Response> {
-        match auth {
-            Ok(Authenticated(principal)) => Ok(Self {
-                endpoint,
-                media,
-                principal,
-            }),
-            Err(e) => Err(respond::refusal(media, &e)),
+    fn new(endpoint: &'a Endpoint, media: Media, principal: Arc<Principal>) -> Self {
+        Self {
+            endpoint,
+            media,
+            principal,
         }
     }
 
