@@ -1,20 +1,93 @@
 //! One typed configuration for `quire serve`, from flags and `QUIRE_*`
-//! environment variables. Secrets in URLs are redacted in `Debug`.
+//! environment variables. Each default is written once, below, and used by
+//! both the command line and [`Config::for_database`]. URLs are
+//! [`SecretUrl`]s, whose `Debug` and `Display` hide the password.
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::str::FromStr;
 
 use clap::Args;
 
 /// The default embedded database: a file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://quire.db?mode=rwc";
+/// Default `QUIRE_LISTEN`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default `QUIRE_MAX_BODY_BYTES`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default `QUIRE_MAX_BATCH`.
+pub const DEFAULT_MAX_BATCH: usize = 10;
+/// Default `QUIRE_MAX_DEPTH`.
+pub const DEFAULT_MAX_DEPTH: usize = 15;
+/// Default `QUIRE_MAX_COMPLEXITY`.
+pub const DEFAULT_MAX_COMPLEXITY: usize = 500;
+/// Default `QUIRE_MAX_ALIASES`.
+pub const DEFAULT_MAX_ALIASES: usize = 50;
+/// Default `QUIRE_DEFAULT_RATE_LIMIT_PER_HOUR`.
+pub const DEFAULT_RATE_LIMIT_PER_HOUR: u32 = 10_000;
+/// Default `QUIRE_READ_CACHE_MB`.
+pub const DEFAULT_READ_CACHE_MB: u64 = 32;
+
+/// A URL that may carry a password: shown redacted by `Debug` and
+/// `Display`; [`SecretUrl::expose`] gives the real one to the client that
+/// connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL as given, password included.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl Deref for SecretUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
 
 /// Where the database lives; shared by `serve`, `migrate` and `admin`.
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
     /// Database URL: `sqlite://…` (embedded) or `postgres://…`.
     #[arg(long = "database-url", env = "QUIRE_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
-    pub database_url: String,
+    pub database_url: SecretUrl,
 }
 
 /// Log line format.
@@ -28,16 +101,16 @@ pub enum LogFormat {
 }
 
 /// Everything `quire serve` needs.
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Debug)]
 pub struct Config {
     /// Address to listen on.
-    #[arg(long, env = "QUIRE_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "QUIRE_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Redis URL; when set, rate limits and cache invalidation are shared.
     #[arg(long, env = "QUIRE_REDIS_URL")]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretUrl>,
     /// Comma-separated origins allowed to call `/graphql` from a browser (default: any).
     #[arg(long, env = "QUIRE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -45,19 +118,19 @@ pub struct Config {
     #[arg(long, env = "QUIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "QUIRE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "QUIRE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Most operations in one batch; 0 refuses batches.
-    #[arg(long, env = "QUIRE_MAX_BATCH", default_value_t = 10)]
+    #[arg(long, env = "QUIRE_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
     /// Deepest accepted query, counted as async-graphql counts it.
-    #[arg(long, env = "QUIRE_MAX_DEPTH", default_value_t = 15)]
+    #[arg(long, env = "QUIRE_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
     /// Highest accepted query complexity (each field counts 1).
-    #[arg(long, env = "QUIRE_MAX_COMPLEXITY", default_value_t = 500)]
+    #[arg(long, env = "QUIRE_MAX_COMPLEXITY", default_value_t = DEFAULT_MAX_COMPLEXITY)]
     pub max_complexity: usize,
     /// Most aliased fields in one document.
-    #[arg(long, env = "QUIRE_MAX_ALIASES", default_value_t = 50)]
+    #[arg(long, env = "QUIRE_MAX_ALIASES", default_value_t = DEFAULT_MAX_ALIASES)]
     pub max_aliases: usize,
     /// Allow schema introspection with public keys too.
     #[arg(long, env = "QUIRE_PUBLIC_INTROSPECTION", default_value_t = false)]
@@ -66,12 +139,12 @@ pub struct Config {
     #[arg(
         long,
         env = "QUIRE_DEFAULT_RATE_LIMIT_PER_HOUR",
-        default_value_t = 10_000
+        default_value_t = DEFAULT_RATE_LIMIT_PER_HOUR
     )]
     pub default_rate_limit_per_hour: u32,
     /// Memory for cached published-view responses, in MiB; 0 turns the read
     /// cache off (it is also off on PostgreSQL without Redis).
-    #[arg(long, env = "QUIRE_READ_CACHE_MB", default_value_t = 32)]
+    #[arg(long, env = "QUIRE_READ_CACHE_MB", default_value_t = DEFAULT_READ_CACHE_MB)]
     pub read_cache_mb: u64,
 }
 
@@ -81,19 +154,19 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: DatabaseArgs {
-                database_url: database_url.into(),
+                database_url: SecretUrl(database_url.into()),
             },
             redis_url: None,
             cors_origins: Vec::new(),
             log_format: LogFormat::Text,
-            max_body_bytes: 1024 * 1024,
-            max_batch: 10,
-            max_depth: 15,
-            max_complexity: 500,
-            max_aliases: 50,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_batch: DEFAULT_MAX_BATCH,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_complexity: DEFAULT_MAX_COMPLEXITY,
+            max_aliases: DEFAULT_MAX_ALIASES,
             public_introspection: false,
-            default_rate_limit_per_hour: 10_000,
-            read_cache_mb: 32,
+            default_rate_limit_per_hour: DEFAULT_RATE_LIMIT_PER_HOUR,
+            read_cache_mb: DEFAULT_READ_CACHE_MB,
         }
     }
 }
@@ -112,29 +185,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database_url", &redact_url(&self.database.database_url))
-            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
-            .field("cors_origins", &self.cors_origins)
-            .field("log_format", &self.log_format)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_batch", &self.max_batch)
-            .field("max_depth", &self.max_depth)
-            .field("max_complexity", &self.max_complexity)
-            .field("max_aliases", &self.max_aliases)
-            .field("public_introspection", &self.public_introspection)
-            .field(
-                "default_rate_limit_per_hour",
-                &self.default_rate_limit_per_hour,
-            )
-            .field("read_cache_mb", &self.read_cache_mb)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +198,11 @@ mod tests {
         );
         let mut c = Config::for_database("postgres://u:hunter2@h/db");
         c.redis_url = Some("redis://:hunter3@h".into());
+        assert_eq!(
+            c.listen.to_string(),
+            DEFAULT_LISTEN,
+            "the listen default is written once"
+        );
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("hunter2") && !shown.contains("hunter3"),

@@ -86,7 +86,7 @@ pub struct CreateKeyArgs {
     #[arg(
         long = "rate-limit",
         env = "QUIRE_DEFAULT_RATE_LIMIT_PER_HOUR",
-        default_value_t = 10_000
+        default_value_t = crate::config::DEFAULT_RATE_LIMIT_PER_HOUR.into()
     )]
     rate_limit: i64,
     #[arg(long)]

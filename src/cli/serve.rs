@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 
 use super::msg;
 use crate::app::App;
-use crate::config::{redact_url, Config};
+use crate::config::Config;
 use crate::db::Database;
 
 /// Starts the server: migrate, bootstrap, listen, serve until SIGTERM/Ctrl-C.
@@ -32,7 +32,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", app.config.listen))?;
     let addr = listener.local_addr().map_err(msg)?;
-    tracing::info!(%addr, database = %redact_url(&app.config.database.database_url), "quire is listening");
+    tracing::info!(%addr, database = %app.config.database.database_url, "quire is listening");
     app.spawn_change_watcher();
     crate::http::serve(listener, app.clone(), shutdown_signal())
         .await

@@ -9,6 +9,7 @@ mod auth;
 mod bootstrap;
 mod content;
 mod content_bench;
+mod error_codes;
 mod http;
 mod import;
 mod keys;

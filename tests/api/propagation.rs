@@ -408,11 +408,12 @@ async fn redis_carries_key_changes(backend: Backend) {
         return;
     };
     let url = redis_url.clone();
-    let Some(app) = TestApp::try_spawn_with(backend, move |c| c.redis_url = Some(url)).await else {
+    let Some(app) = TestApp::try_spawn_with(backend, move |c| c.redis_url = Some(url.into())).await
+    else {
         return;
     };
     let mut config = quire::config::Config::for_database(app.database_url.clone());
-    config.redis_url = Some(redis_url);
+    config.redis_url = Some(redis_url.into());
     let other = quire::App::with_clock(config, app.clock.clone())
         .await
         .unwrap();

@@ -451,7 +451,7 @@ async fn redis_failure_falls_back_and_recovers() {
         return;
     };
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url.clone()))
+    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url.clone().into()))
         .await
         .unwrap();
     let key = app.root_key().await;

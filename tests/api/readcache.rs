@@ -208,7 +208,8 @@ async fn no_stale_reads_on_one_sqlite_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_stale_reads_on_one_postgres_instance_with_redis() {
     let Some(url) = redis_url() else { return };
-    let Some(app) = TestApp::try_spawn_with(Backend::Postgres, |c| c.redis_url = Some(url)).await
+    let Some(app) =
+        TestApp::try_spawn_with(Backend::Postgres, |c| c.redis_url = Some(url.into())).await
     else {
         return;
     };
@@ -221,11 +222,12 @@ async fn no_stale_reads_on_one_postgres_instance_with_redis() {
 async fn across_instances(backend: Backend) {
     let Some(url) = redis_url() else { return };
     let shared = url.clone();
-    let Some(writer) = TestApp::try_spawn_with(backend, |c| c.redis_url = Some(shared)).await
+    let Some(writer) =
+        TestApp::try_spawn_with(backend, |c| c.redis_url = Some(shared.into())).await
     else {
         return;
     };
-    let reader = writer.sibling(|c| c.redis_url = Some(url)).await;
+    let reader = writer.sibling(|c| c.redis_url = Some(url.into())).await;
     let (root, live) = setup(&writer).await;
     no_stale_reads(&writer, &reader, &root, &live).await;
     writer.cleanup().await;
@@ -447,7 +449,7 @@ async fn published_v1_on_own_redis() -> Option<(OwnRedis, String, TestApp, Strin
         return None;
     };
     let url = format!("redis://127.0.0.1:{port}");
-    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url.clone()))
+    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url.clone().into()))
         .await
         .unwrap();
     let (root, live) = setup(&app).await;
