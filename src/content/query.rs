@@ -682,3 +682,136 @@ fn push_unique_probe(
     sql.push("))");
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use entity::models;
+    use serde_json::json;
+
+    use super::*;
+    use crate::content::fields::FieldType;
+
+    fn model() -> ContentModel {
+        let field = |name: &str, field_type, unique| FieldDef {
+            name: name.into(),
+            field_type,
+            required: false,
+            unique,
+            reference_model_key: None,
+        };
+        ContentModel {
+            row: models::Model {
+                id: "m1".into(),
+                project_id: "p1".into(),
+                key: "page".into(),
+                name: "Page".into(),
+                fields: json!([]),
+                created_at: Utc::now(),
+                updated_at: Utc::now(),
+            },
+            fields: vec![
+                field("slug", FieldType::String, true),
+                field("rank", FieldType::Integer, false),
+                field("body", FieldType::Text, false),
+                field("meta", FieldType::Json, false),
+            ],
+        }
+    }
+
+    fn filter(backend: DbBackend, value: Value) -> AppResult<(String, bool)> {
+        let mut sql = Sql::new(backend);
+        let probed = push_filter(&mut sql, &model(), View::Published, &value)?;
+        Ok((sql.into_statement().sql, probed))
+    }
+
+    fn order(terms: &[(&str, bool)]) -> Vec<OrderTerm> {
+        terms
+            .iter()
+            .map(|(field, descending)| OrderTerm {
+                field: (*field).into(),
+                descending: *descending,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let cursor = Cursor {
+            o: "page|createdAt:a".into(),
+            v: vec![json!("2026-01-01T00:00:00Z")],
+            id: "r1".into(),
+        };
+        let back = decode_cursor(&encode_cursor(&cursor)).map(|c| (c.o, c.v, c.id));
+        assert_eq!(
+            back.ok(),
+            Some((cursor.o.clone(), cursor.v.clone(), cursor.id.clone()))
+        );
+        for garbage in ["", "not base64!", "bm90IGpzb24"] {
+            assert!(decode_cursor(garbage).is_err(), "{garbage}");
+        }
+    }
+
+    #[test]
+    fn filters_bind_values_and_probe_unique_fields() {
+        let (sql, probed) = filter(DbBackend::Sqlite, json!({ "slug": "home" })).unwrap();
+        assert!(probed);
+        assert!(sql.contains("record_unique_values"), "{sql}");
+        assert!(
+            !sql.contains("home"),
+            "values are bound, never written: {sql}"
+        );
+
+        let (sql, probed) = filter(
+            DbBackend::Postgres,
+            json!({ "rank": { "gte": 2, "lt": 9 }, "body": { "contains": "x" } }),
+        )
+        .unwrap();
+        assert!(!probed);
+        // Object keys are visited in order (body, then rank).
+        assert!(sql.contains(">= $2") && sql.contains("< $3"), "{sql}");
+        assert!(sql.contains("strpos"), "{sql}");
+
+        let (sql, _) = filter(DbBackend::Sqlite, json!({ "rank": null })).unwrap();
+        assert!(sql.ends_with("IS NULL"), "{sql}");
+    }
+
+    #[test]
+    fn bad_filters_name_the_problem() {
+        for (value, needle) in [
+            (json!(["slug"]), "must be an object"),
+            (json!({ "nope": 1 }), "unknown field \"nope\""),
+            (json!({ "rank": { "gt": null } }), "needs a value"),
+            (json!({ "rank": { "contains": "1" } }), "contains applies"),
+            (json!({ "meta": { "eq": 1 } }), "only be compared with null"),
+            (json!({ "slug": { "in": "home" } }), "in needs an array"),
+            (json!({ "slug": { "like": "h%" } }), "unknown operator"),
+            (json!({ "rank": "seven" }), "rank"),
+        ] {
+            let err = filter(DbBackend::Sqlite, value.clone()).err();
+            let message = err.map(|e| e.message()).unwrap_or_default();
+            assert!(message.contains(needle), "{value}: {message}");
+        }
+    }
+
+    #[test]
+    fn orderings_check_their_terms_and_fingerprint_the_cursor() {
+        let m = model();
+        let sorts_of = |terms| sorts(DbBackend::Sqlite, &m, View::Published, &order(terms));
+        let default = sorts_of(&[]).unwrap();
+        assert_eq!(fingerprint(&m, &default), "page|createdAt:a");
+        let by_rank = sorts_of(&[("rank", true), ("updatedAt", false)]).unwrap();
+        assert_eq!(fingerprint(&m, &by_rank), "page|rank:d,updatedAt:a");
+        assert!(by_rank[0].nullable && !by_rank[1].nullable);
+        assert!(sorts_of(&[("meta", false)]).is_err(), "JSON has no order");
+        assert!(sorts_of(&[("nope", false)]).is_err());
+        let six = [("rank", false); 6];
+        assert!(sorts_of(&six).is_err(), "at most five terms");
+
+        let mut sql = Sql::new(DbBackend::Sqlite);
+        push_order(&mut sql, &by_rank);
+        assert_eq!(
+            sql.into_statement().sql,
+            " ORDER BY json_extract(r.published_data, '$.rank') DESC NULLS FIRST, r.updated_at ASC, r.id ASC"
+        );
+    }
+}

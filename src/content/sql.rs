@@ -133,3 +133,84 @@ pub fn sql_value(field: &FieldDef, value: &Value) -> sea_orm::Value {
         (_, v) => v.to_string().into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(name: &str, field_type: FieldType) -> FieldDef {
+        FieldDef {
+            name: name.into(),
+            field_type,
+            required: false,
+            unique: false,
+            reference_model_key: None,
+        }
+    }
+
+    #[test]
+    fn placeholders_follow_the_backend() {
+        for (backend, expected) in [
+            (DbBackend::Sqlite, "a = ? AND b IN (?, ?)"),
+            (DbBackend::Postgres, "a = $1 AND b IN ($2, $3)"),
+        ] {
+            let mut head = Sql::new(backend);
+            head.push("a = ");
+            head.bind(1_i64);
+            let mut tail = Sql::new(backend);
+            tail.push(" AND b IN (");
+            tail.bind("x");
+            tail.push(", ");
+            tail.bind("y");
+            tail.push(")");
+            head.append(&tail);
+            let statement = head.into_statement();
+            assert_eq!(statement.sql, expected);
+            assert_eq!(statement.values.map(|v| v.0.len()), Some(3));
+        }
+    }
+
+    #[test]
+    fn field_expressions_are_typed_and_never_take_raw_names() {
+        let title = field("title", FieldType::String);
+        assert_eq!(
+            data_expr(DbBackend::Sqlite, DataColumn::Published, &title).ok(),
+            Some("json_extract(r.published_data, '$.title')".to_owned())
+        );
+        assert_eq!(
+            data_expr(DbBackend::Postgres, DataColumn::Draft, &title).ok(),
+            Some("((r.draft_data ->> 'title') COLLATE \"C\")".to_owned())
+        );
+        assert_eq!(
+            data_expr(
+                DbBackend::Postgres,
+                DataColumn::Draft,
+                &field("n", FieldType::Integer)
+            )
+            .ok(),
+            Some("((r.draft_data ->> 'n')::bigint)".to_owned())
+        );
+        let hostile = field("x') OR 1=1 --", FieldType::String);
+        assert!(data_expr(DbBackend::Sqlite, DataColumn::Draft, &hostile).is_err());
+        assert!(data_expr(DbBackend::Postgres, DataColumn::Draft, &hostile).is_err());
+    }
+
+    #[test]
+    fn values_bind_as_their_field_type() {
+        let n = field("n", FieldType::Integer);
+        assert_eq!(
+            sql_value(&n, &serde_json::json!(7)),
+            sea_orm::Value::BigInt(Some(7))
+        );
+        let flag = field("f", FieldType::Boolean);
+        assert_eq!(
+            sql_value(&flag, &serde_json::json!(true)),
+            sea_orm::Value::Bool(Some(true))
+        );
+        let s = field("s", FieldType::String);
+        assert_eq!(
+            sql_value(&s, &serde_json::json!("a")),
+            sea_orm::Value::from("a")
+        );
+    }
+}
