@@ -684,6 +684,7 @@ fn push_unique_probe(
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test should stop at the failing line")]
 mod tests {
     use entity::models;
     use serde_json::json;
