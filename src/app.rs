@@ -81,6 +81,7 @@ impl App {
             key_cache.clone(),
             redis_url,
             changes.clone(),
+            config.default_rate_limit_per_hour,
         )
         .map_err(StartError::Config)?;
         let content = ContentService::new(db.clone(), clock.clone(), changes);

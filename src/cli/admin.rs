@@ -17,7 +17,7 @@ use crate::changes::Changes;
 use crate::clock::SystemClock;
 use crate::db::{self, new_id, Database};
 use crate::error::AppError;
-use crate::keys::{self, Actor, KeyService, NewKey};
+use crate::keys::{self, Actor, KeyRequest, KeyService};
 
 fn cause(e: &AppError) -> String {
     e.cause()
@@ -106,6 +106,7 @@ pub async fn run(database_url: &str, command: AdminCommand) -> Result<(), String
         Arc::new(KeyCache::new()),
         None,
         Arc::new(Changes::new()),
+        crate::config::DEFAULT_RATE_LIMIT_PER_HOUR,
     )
     .map_err(msg)?;
     match command {
@@ -205,22 +206,22 @@ async fn create_key(
     let project = find_project(service, &args.project).await?;
     let key_type = KeyType::parse(&args.key_type).ok_or("--type must be public or secret")?;
     let mode = KeyMode::parse(&args.mode).ok_or("--mode must be live or test")?;
-    let names: Vec<&str> = args
+    let scopes = args
         .scopes
         .split(',')
         .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned)
         .collect();
-    let scopes = ScopeSet::parse_list(&names, key_type, mode).map_err(msg)?;
-    let new = NewKey {
+    let request = KeyRequest {
         name: args.name,
         key_type,
         mode,
         scopes,
-        rate_limit_per_hour: args.rate_limit,
+        rate_limit_per_hour: Some(args.rate_limit),
         expires_at: None,
     };
     let (secret, row) = service
-        .create(&Actor::Admin, &project.id, new)
+        .create_requested(&Actor::Admin, &project.id, request)
         .await
         .map_err(|e| cause(&e))?;
     if args.json {

@@ -15,7 +15,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let app = App::new(config).await.map_err(msg)?;
     let bootstrap = app
         .keys
-        .bootstrap(app.config.default_rate_limit_per_hour)
+        .bootstrap()
         .await
         .map_err(|e| format!("bootstrap failed: {}", e.cause()))?;
     if let Some(secret) = bootstrap {

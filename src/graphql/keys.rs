@@ -9,11 +9,11 @@ use entity::audit_events;
 use super::types::{ApiKey, GqlKeyMode, GqlKeyType, PageInfo};
 use super::{app, principal};
 use crate::auth::guard::RequireScope;
-use crate::auth::scopes::{Scope, ScopeSet};
+use crate::auth::scopes::Scope;
 use crate::error::AppError;
 use crate::keys::audit::AuditAction;
 use crate::keys::transfer::{ImportMode, ImportResult};
-use crate::keys::{Actor, KeyUpdate, NewKey};
+use crate::keys::{Actor, KeyRequest, KeyUpdate};
 
 #[derive(Default)]
 pub struct KeysQuery;
@@ -197,21 +197,18 @@ impl KeysMutation {
     ) -> async_graphql::Result<CreatedApiKey> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let key_type = input.key_type.into();
-        let mode = input.mode.into();
-        let scopes = ScopeSet::parse_list(&input.scopes, key_type, mode)
-            .map_err(|e| AppError::bad_field("scopes", e.to_string()))?;
-        let new = NewKey {
+        let request = KeyRequest {
             name: input.name,
-            key_type,
-            mode,
-            scopes,
-            rate_limit_per_hour: input
-                .rate_limit_per_hour
-                .unwrap_or(app.config.default_rate_limit_per_hour.into()),
+            key_type: input.key_type.into(),
+            mode: input.mode.into(),
+            scopes: input.scopes,
+            rate_limit_per_hour: input.rate_limit_per_hour,
             expires_at: input.expires_at,
         };
-        let (secret, row) = app.keys.create(&actor(p), &p.project_id, new).await?;
+        let (secret, row) = app
+            .keys
+            .create_requested(&actor(p), &p.project_id, request)
+            .await?;
         let now = app.clock.now();
         Ok(CreatedApiKey {
             key: secret.expose().to_owned(),

@@ -109,6 +109,36 @@ pub struct NewKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A key as a caller asks for it: scope names not checked yet, the budget
+/// optional (the service's configured default).
+#[derive(Clone, Debug)]
+pub struct KeyRequest {
+    pub name: String,
+    pub key_type: KeyType,
+    pub mode: KeyMode,
+    /// Scope names; `*` means every scope the new key may hold.
+    pub scopes: Vec<String>,
+    pub rate_limit_per_hour: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyRequest {
+    /// The key it asks for: scopes parsed for the key's type and mode
+    /// (`BAD_USER_INPUT` on `scopes` otherwise), the budget defaulted.
+    pub fn into_new_key(self, default_rate_limit: i64) -> AppResult<NewKey> {
+        let scopes = ScopeSet::parse_list(&self.scopes, self.key_type, self.mode)
+            .map_err(|e| AppError::bad_field("scopes", e.to_string()))?;
+        Ok(NewKey {
+            name: self.name,
+            key_type: self.key_type,
+            mode: self.mode,
+            scopes,
+            rate_limit_per_hour: self.rate_limit_per_hour.unwrap_or(default_rate_limit),
+            expires_at: self.expires_at,
+        })
+    }
+}
+
 /// The lifecycle state of a stored key at `now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyStatus {

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::feed::{self, Broadcast};
 use super::transfer::{self, ImportMode, ImportResult};
-use super::{audit, Actor, KeyUpdate, NewKey};
+use super::{audit, Actor, KeyRequest, KeyUpdate, NewKey};
 use crate::auth::cache::KeyCache;
 use crate::auth::key::{ApiKeySecret, KeyMode, KeyType};
 use crate::auth::scopes::ScopeSet;
@@ -31,17 +31,21 @@ pub struct KeyService {
     cache: Arc<KeyCache>,
     broadcast: Option<Arc<Broadcast>>,
     changes: Arc<Changes>,
+    /// The budget of keys created without one.
+    default_rate_limit: i64,
 }
 
 impl KeyService {
     /// The service over `db`, keeping `cache` exact; `redis_url` adds the
-    /// Redis fast path for key changes.
+    /// Redis fast path for key changes; keys asked for without a budget get
+    /// `default_rate_limit` requests an hour.
     pub fn new(
         db: Database,
         clock: Arc<dyn Clock>,
         cache: Arc<KeyCache>,
         redis_url: Option<&str>,
         changes: Arc<Changes>,
+        default_rate_limit: u32,
     ) -> Result<Self, String> {
         let broadcast = redis_url.map(Broadcast::new).transpose()?.map(Arc::new);
         Ok(Self {
@@ -50,7 +54,20 @@ impl KeyService {
             cache,
             broadcast,
             changes,
+            default_rate_limit: default_rate_limit.into(),
         })
+    }
+
+    /// Creates the key a caller asks for (scope names checked, the budget
+    /// defaulted); see [`KeyService::create`].
+    pub async fn create_requested(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        request: KeyRequest,
+    ) -> AppResult<(ApiKeySecret, api_keys::Model)> {
+        let new = request.into_new_key(self.default_rate_limit)?;
+        self.create(actor, project_id, new).await
     }
 
     /// Creates a key in `project_id`; the returned secret is the only copy
@@ -199,7 +216,7 @@ impl KeyService {
     /// `bootstrap` secret test key with every scope in the default project
     /// and returns it (once: a marker row makes sure no other start,
     /// concurrent or later, does).
-    pub async fn bootstrap(&self, rate_limit: u32) -> AppResult<Option<ApiKeySecret>> {
+    pub async fn bootstrap(&self) -> AppResult<Option<ApiKeySecret>> {
         let now = self.clock.now();
         let conn = &self.db.conn;
         self.db
@@ -219,7 +236,7 @@ impl KeyService {
                     key_type: KeyType::Secret,
                     mode: KeyMode::Test,
                     scopes: ScopeSet::all(),
-                    rate_limit_per_hour: rate_limit.into(),
+                    rate_limit_per_hour: self.default_rate_limit,
                     expires_at: None,
                 };
                 let (secret, _) =

@@ -107,11 +107,12 @@ impl LocalStore {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (key_id, w) in &shard.windows {
                 let buckets = w.buckets(now);
-                if !buckets.is_empty() {
-                    rows.push((
-                        key_id.to_string(),
-                        serde_json::to_string(&buckets).unwrap_or_default(),
-                    ));
+                if buckets.is_empty() {
+                    continue;
+                }
+                match serde_json::to_string(&buckets) {
+                    Ok(text) => rows.push((key_id.to_string(), text)),
+                    Err(e) => tracing::warn!(error = %e, "cannot save a rate-limit window"),
                 }
             }
         }
