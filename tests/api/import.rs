@@ -393,3 +393,73 @@ both_dbs!(
         assert!(!works(&app, &fine).await);
     }
 );
+
+both_dbs!(
+    import_errors_name_the_field_and_the_event_tells_each_entry,
+    |app: TestApp| async move {
+        let (root, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
+
+        // A bad entry is named by its index and field; nothing is imported.
+        let (good, good_entry) = entry("good", KeyType::Secret, KeyMode::Test, &["records:read"]);
+        let (_, mut bad_entry) = entry("bad", KeyType::Secret, KeyMode::Test, &["records:read"]);
+        bad_entry["scopes"] = json!(["records:read", "nope"]);
+        let reply = app
+            .gql(
+                &root,
+                IMPORT,
+                json!({ "k": file(&[&good_entry, &bad_entry]), "m": "ADD_NEW_ONLY" }),
+            )
+            .await;
+        assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "{}", reply.body);
+        assert_eq!(
+            reply.body.pointer("/errors/0/extensions/field"),
+            Some(&json!("keys[1].scopes"))
+        );
+        assert!(!works(&app, &good).await);
+
+        // REPLACE_ALL: `old` is revoked, `web` comes back renamed by its own
+        // entry, `fresh` is new, and the importer's twin is skipped.
+        let (web, _) = create(&app, &root, "web", "PUBLIC", "LIVE", &["records:read"]).await;
+        let (old, _) = create(&app, &root, "old", "SECRET", "TEST", &[]).await;
+        let twin = entry_for(&root, "twin", &["records:read"]);
+        let site = entry_for(&web, "site", &["records:read"]);
+        let (fresh, fresh_entry) =
+            entry("fresh", KeyType::Secret, KeyMode::Test, &["records:read"]);
+        let result = import(
+            &app,
+            &root,
+            file(&[&twin, &site, &fresh_entry]),
+            "REPLACE_ALL",
+        )
+        .await;
+        assert_eq!(result, counts(1, 1, 1, 1));
+        assert!(works(&app, &web).await && works(&app, &fresh).await);
+        assert!(!works(&app, &old).await);
+        let viewer = app
+            .data(&web, "{ viewer { key { name } } }", json!({}))
+            .await;
+        assert_eq!(viewer["viewer"]["key"]["name"], "site");
+        let events = app
+            .data(
+                &root,
+                "{ auditEvents(limit: 1) { items { action detail } } }",
+                json!({}),
+            )
+            .await;
+        let event = &events["auditEvents"]["items"][0];
+        assert_eq!(event["action"], "KEYS_IMPORTED");
+        assert_eq!(
+            event["detail"],
+            json!({
+                "mode": "REPLACE_ALL",
+                "imported": 1, "overwritten": 1, "skipped": 1, "revoked": 1,
+                "names": {
+                    "imported": ["fresh"],
+                    "overwritten": ["site"],
+                    "skipped": ["twin"],
+                    "revoked": ["old"],
+                },
+            })
+        );
+    }
+);
