@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::projects;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     DbBackend, EntityTrait, QueryFilter, SqlxPostgresConnector, SqlxSqliteConnector,
@@ -169,17 +169,37 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Begins a transaction that will write. On SQLite it takes the write lock
-/// at once (waiting its turn): a deferred transaction that read first would
-/// fail outright with `SQLITE_BUSY` when another writer committed in
-/// between. On PostgreSQL it is a plain transaction; callers lock the rows
-/// they serialize on.
+/// Begins a transaction that will write: the one way quire takes a write
+/// lock up front. On SQLite it takes the database's write lock at once
+/// (waiting its turn): a deferred transaction that read first would fail
+/// outright with `SQLITE_BUSY` when another writer committed in between.
+/// On PostgreSQL it is a plain transaction; callers lock the rows they
+/// serialize on (see [`begin_project_write`]).
 pub async fn begin_write<C: TransactionTrait>(db: &C) -> AppResult<DatabaseTransaction> {
     let txn = db.begin().await?;
     if txn.get_database_backend() == DbBackend::Sqlite {
         txn.execute_unprepared("UPDATE projects SET name = name WHERE 0")
             .await?;
     }
+    Ok(txn)
+}
+
+/// Like [`begin_write`], and serialized with every other transaction begun
+/// this way for the same project: a no-op write of the project's row takes
+/// its row lock on PostgreSQL (SQLite has one writer anyway) before any read.
+pub async fn begin_project_write<C: TransactionTrait>(
+    db: &C,
+    project_id: &str,
+) -> AppResult<DatabaseTransaction> {
+    let txn = begin_write(db).await?;
+    projects::Entity::update_many()
+        .col_expr(
+            projects::Column::Name,
+            Expr::col(projects::Column::Name).into(),
+        )
+        .filter(projects::Column::Id.eq(project_id))
+        .exec(&txn)
+        .await?;
     Ok(txn)
 }
 

@@ -684,7 +684,10 @@ fn push_unique_probe(
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failing test should stop at the failing line")]
+#[expect(
+    clippy::unwrap_used,
+    reason = "a failing test should stop at the failing line"
+)]
 mod tests {
     use entity::models;
     use serde_json::json;

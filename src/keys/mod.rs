@@ -74,7 +74,7 @@ impl Actor {
     /// Whether the actor may change, replace or revoke `key`: it sees the
     /// key's mode and holds every scope the key holds.
     pub fn may_manage(&self, key: &api_keys::Model) -> bool {
-        self.sees_mode(mode_of(key)) && self.check_grant(ScopeSet::from_stored(&key.scopes)).is_ok()
+        self.sees_mode(key.mode) && self.check_grant(ScopeSet::from_stored(&key.scopes)).is_ok()
     }
 
     /// Refuses scopes the actor does not hold itself (no escalation).
@@ -161,16 +161,6 @@ pub fn status_of(key: &api_keys::Model, now: DateTime<Utc>) -> KeyStatus {
 /// The `maskedKey` of a stored key.
 pub fn masked(key: &api_keys::Model) -> String {
     masked_key(&key.mask_head, &key.mask_tail)
-}
-
-/// Type of a stored key.
-pub fn key_type_of(key: &api_keys::Model) -> KeyType {
-    key.key_type
-}
-
-/// Mode of a stored key.
-pub fn mode_of(key: &api_keys::Model) -> KeyMode {
-    key.mode
 }
 
 /// Checks name, limit and expiry of a key being created or updated.
@@ -318,7 +308,7 @@ pub async fn get_key<C: ConnectionTrait>(
         .filter(api_keys::Column::ProjectId.eq(project_id))
         .one(db)
         .await?;
-    Ok(key.filter(|k| actor.sees_mode(mode_of(k))))
+    Ok(key.filter(|k| actor.sees_mode(k.mode)))
 }
 
 fn not_found(id: &str) -> AppError {
@@ -343,7 +333,7 @@ async fn visible_key<C: ConnectionTrait>(
     }
     q.one(db)
         .await?
-        .filter(|k| actor.sees_mode(mode_of(k)))
+        .filter(|k| actor.sees_mode(k.mode))
         .ok_or_else(|| not_found(id))
 }
 
@@ -527,7 +517,7 @@ pub(crate) async fn rotate_key<C: ConnectionTrait + TransactionTrait>(
         }
     }
     actor.check_grant(ScopeSet::from_stored(&key.scopes))?;
-    let secret = ApiKeySecret::generate(key_type_of(&key), mode_of(&key));
+    let secret = ApiKeySecret::generate(key.key_type, key.mode);
     let grace_ends = now + chrono::Duration::seconds(grace_seconds);
     let txn = begin_write(db).await?;
     let res = api_keys::Entity::update_many()

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{api_keys, projects};
+use entity::api_keys;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
@@ -27,12 +27,12 @@ use serde_json::{json, Value};
 
 use super::audit::{self, AuditAction};
 use super::{
-    announce_change, key_type_of, list_keys, mark_revoked, masked, mode_of, status_of,
-    validate_name, validate_rate_limit, Actor, KeyStatus,
+    announce_change, list_keys, mark_revoked, masked, status_of, validate_name,
+    validate_rate_limit, Actor, KeyStatus,
 };
 use crate::auth::key::{prefix_for, KeyMode, KeyType};
 use crate::auth::scopes::ScopeSet;
-use crate::db::new_id;
+use crate::db::{begin_project_write, new_id};
 use crate::error::{AppError, AppResult};
 
 /// Version of the export format.
@@ -129,8 +129,8 @@ impl ExportEntry {
     pub fn of(key: &api_keys::Model) -> Self {
         Self {
             name: key.name.clone(),
-            key_type: key_type_of(key).as_str().to_uppercase(),
-            mode: mode_of(key).as_str().to_uppercase(),
+            key_type: key.key_type.as_str().to_uppercase(),
+            mode: key.mode.as_str().to_uppercase(),
             scopes: ScopeSet::from_stored(&key.scopes).names(),
             rate_limit_per_hour: key.rate_limit_per_hour,
             expires_at: key.expires_at,
@@ -160,7 +160,7 @@ pub async fn export_keys<C: ConnectionTrait>(
             .collect(),
     };
     let value = serde_json::to_value(&file)
-        .map_err(|e| AppError::Internal(format!("cannot serialize the export file: {e}")))?;
+        .map_err(|e| AppError::internal(format!("cannot serialize the export file: {e}")))?;
     audit::record(
         db,
         project_id,
@@ -637,9 +637,7 @@ fn plan_import(
 /// Type, mode and scopes never change: an entry naming an existing secret
 /// must describe the same key.
 fn same_key(e: &Entry, k: &api_keys::Model) -> AppResult<()> {
-    if key_type_of(k) != e.key_type
-        || mode_of(k) != e.mode
-        || ScopeSet::from_stored(&k.scopes) != e.scopes
+    if k.key_type != e.key_type || k.mode != e.mode || ScopeSet::from_stored(&k.scopes) != e.scopes
     {
         return Err(AppError::Conflict(format!(
             "the key \"{}\" exists here with another type, mode or scopes, which never change; nothing was imported",
@@ -662,17 +660,8 @@ pub async fn import_keys<C: ConnectionTrait + TransactionTrait>(
     now: DateTime<Utc>,
 ) -> AppResult<(ImportResult, Vec<String>)> {
     let entries = parse_entries(file)?;
-    let txn = db.begin().await?;
-    // Serialize imports of one project: a no-op write takes the project's
-    // row lock on PostgreSQL and the write lock on SQLite before any read.
-    projects::Entity::update_many()
-        .col_expr(
-            projects::Column::Name,
-            Expr::col(projects::Column::Name).into(),
-        )
-        .filter(projects::Column::Id.eq(project_id))
-        .exec(&txn)
-        .await?;
+    // Imports of one project serialize, from before their first read.
+    let txn = begin_project_write(db, project_id).await?;
     let existing = Existing::load(&txn, project_id, &entries).await?;
     let plan = plan_import(&entries, &existing, mode, actor, now)?;
 
@@ -876,8 +865,8 @@ mod tests {
             id: id.into(),
             project_id: "p".into(),
             name: name.into(),
-            key_type: key_type.as_str().into(),
-            mode: mode.as_str().into(),
+            key_type,
+            mode,
             key_hash: hash(digit),
             mask_head: format!("{}abcd", prefix_for(key_type, mode)),
             mask_tail: "wxyz".into(),
@@ -915,7 +904,7 @@ mod tests {
     }
 
     fn as_actor(key: &api_keys::Model) -> Actor {
-        Actor::Key(Principal::from_row(Arc::new(key.clone())))
+        Actor::Key(Arc::new(Principal::from_row(Arc::new(key.clone()))))
     }
 
     /// What `Existing::load` reads from a database holding `keys`.
@@ -1401,8 +1390,8 @@ mod tests {
             written,
             json!({
                 "name": key.name,
-                "type": key_type_of(&key).as_str().to_uppercase(),
-                "mode": mode_of(&key).as_str().to_uppercase(),
+                "type": key.key_type.as_str().to_uppercase(),
+                "mode": key.mode.as_str().to_uppercase(),
                 "scopes": ScopeSet::from_stored(&key.scopes).names(),
                 "rateLimitPerHour": key.rate_limit_per_hour,
                 "expiresAt": key.expires_at,
