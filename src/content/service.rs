@@ -4,11 +4,13 @@
 //! announces the change to the listeners of [`Changes`] before it returns
 //! (the read cache moves the project's generation there).
 //!
-//! Every write is armed with a [`crate::changes::Pending`] before it starts:
+//! Every write that can change the published view is armed with a
+//! [`crate::changes::Pending`] before it starts:
 //! if the request is dropped while the commit is in flight, the change is
 //! announced as in doubt anyway, so no cached read outlives a write that
 //! landed.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -86,13 +88,9 @@ impl ContentService {
 
     /// Creates a model.
     pub async fn create_model(&self, p: &Principal, new: NewModel) -> AppResult<ContentModel> {
-        let pending = self.changes.arm(&p.project_id);
-        let model =
-            models::create_model(&self.db.writer, &p.project_id, new, self.clock.now()).await?;
-        pending
-            .committed(model_change(p, &model.row.key, Action::Created))
-            .await;
-        Ok(model)
+        let write = models::create_model(&self.db.writer, &p.project_id, new, self.clock.now());
+        self.announced(p, write, |m| model_change(p, m.key(), Action::Created))
+            .await
     }
 
     /// Renames a model or changes its fields.
@@ -102,58 +100,42 @@ impl ContentService {
         key: &str,
         change: ModelChange,
     ) -> AppResult<ContentModel> {
-        let pending = self.changes.arm(&p.project_id);
-        let model = models::update_model(
+        let write = models::update_model(
             &self.db.writer,
             &p.project_id,
             key,
             change,
             self.clock.now(),
-        )
-        .await?;
-        pending
-            .committed(model_change(p, key, Action::Updated))
-            .await;
-        Ok(model)
+        );
+        self.announced(p, write, |m| model_change(p, m.key(), Action::Updated))
+            .await
     }
 
     /// Deletes a model without records that no model references.
     pub async fn delete_model(&self, p: &Principal, key: &str) -> AppResult<()> {
-        let pending = self.changes.arm(&p.project_id);
-        models::delete_model(&self.db.writer, &p.project_id, key).await?;
-        pending
-            .committed(model_change(p, key, Action::Deleted))
-            .await;
-        Ok(())
+        let write = models::delete_model(&self.db.writer, &p.project_id, key);
+        self.announced(p, write, |()| model_change(p, key, Action::Deleted))
+            .await
     }
 
-    /// Creates a draft record.
+    /// Creates a draft record. A new draft is not in the published view, so
+    /// a create cut off mid-commit needs no announcement in doubt.
     pub async fn create_record(
         &self,
         p: &Principal,
         model_key: &str,
         data: Value,
     ) -> AppResult<RecordOut> {
-        let pending = self.changes.arm(&p.project_id);
-        let created = records::create_record(
+        let record = records::create_record(
             &self.db.writer,
             &p.project_id,
             model_key,
             data,
             self.clock.now(),
         )
-        .await;
-        let record = match created {
-            Ok(record) => record,
-            Err(e) => {
-                // Nothing a failed insert could leave behind is visible.
-                pending.nothing();
-                return Err(e);
-            }
-        };
-        // A new draft is not in the published view.
-        pending
-            .committed(record_change(p, &record, RecordAction::Created, false))
+        .await?;
+        self.changes
+            .committed(record_change(p, &record, RecordAction::Created))
             .await;
         Ok(record)
     }
@@ -166,60 +148,53 @@ impl ContentService {
         data: Value,
         expected_version: Option<i64>,
     ) -> AppResult<RecordOut> {
-        let pending = self.changes.arm(&p.project_id);
-        let record = records::update_record(
+        let write = records::update_record(
             &self.db.writer,
             &p.project_id,
             id,
             data,
             expected_version,
             self.clock.now(),
-        )
-        .await?;
-        // The published view shows a published record's version, status and
-        // updatedAt; a draft that was never published is not in it.
-        let published_view = record.row.published_at.is_some();
-        pending
-            .committed(record_change(
-                p,
-                &record,
-                RecordAction::Updated,
-                published_view,
-            ))
-            .await;
-        Ok(record)
+        );
+        self.announced(p, write, |r| record_change(p, r, RecordAction::Updated))
+            .await
     }
 
     /// Publishes a record's draft.
     pub async fn publish_record(&self, p: &Principal, id: &str) -> AppResult<RecordOut> {
-        let pending = self.changes.arm(&p.project_id);
-        let record =
-            records::publish_record(&self.db.writer, &p.project_id, id, self.clock.now()).await?;
-        pending
-            .committed(record_change(p, &record, RecordAction::Published, true))
-            .await;
-        Ok(record)
+        let write = records::publish_record(&self.db.writer, &p.project_id, id, self.clock.now());
+        self.announced(p, write, |r| record_change(p, r, RecordAction::Published))
+            .await
     }
 
     /// Takes a record out of the published view.
     pub async fn unpublish_record(&self, p: &Principal, id: &str) -> AppResult<RecordOut> {
-        let pending = self.changes.arm(&p.project_id);
-        let record =
-            records::unpublish_record(&self.db.writer, &p.project_id, id, self.clock.now()).await?;
-        pending
-            .committed(record_change(p, &record, RecordAction::Unpublished, true))
-            .await;
-        Ok(record)
+        let write = records::unpublish_record(&self.db.writer, &p.project_id, id, self.clock.now());
+        self.announced(p, write, |r| record_change(p, r, RecordAction::Unpublished))
+            .await
     }
 
     /// Deletes a record from every view.
     pub async fn delete_record(&self, p: &Principal, id: &str) -> AppResult<()> {
+        let write = records::delete_record(&self.db.writer, &p.project_id, id);
+        self.announced(p, write, |r| record_change(p, r, RecordAction::Deleted))
+            .await
+            .map(drop)
+    }
+
+    /// Runs a write armed with a [`crate::changes::Pending`]: the change it made is
+    /// announced before this returns; a write cut off mid-commit (or one
+    /// that failed) is announced in doubt.
+    async fn announced<T>(
+        &self,
+        p: &Principal,
+        write: impl Future<Output = AppResult<T>>,
+        change: impl FnOnce(&T) -> Change,
+    ) -> AppResult<T> {
         let pending = self.changes.arm(&p.project_id);
-        let deleted = records::delete_record(&self.db.writer, &p.project_id, id).await?;
-        pending
-            .committed(record_change(p, &deleted, RecordAction::Deleted, true))
-            .await;
-        Ok(())
+        let written = write.await?;
+        pending.committed(change(&written)).await;
+        Ok(written)
     }
 }
 
@@ -231,12 +206,16 @@ fn model_change(p: &Principal, model_key: &str, action: Action) -> Change {
     }
 }
 
-fn record_change(
-    p: &Principal,
-    record: &RecordOut,
-    action: RecordAction,
-    published_view: bool,
-) -> Change {
+/// A record change, and whether the published view shows it: a new draft
+/// is not in it; an update of a record that was never published is not
+/// either (the view shows a published record's version, status and
+/// `updatedAt`, so any other update is).
+fn record_change(p: &Principal, record: &RecordOut, action: RecordAction) -> Change {
+    let published_view = match action {
+        RecordAction::Created => false,
+        RecordAction::Updated => record.row.published_at.is_some(),
+        RecordAction::Published | RecordAction::Unpublished | RecordAction::Deleted => true,
+    };
     Change::Record {
         project_id: p.project_id.clone(),
         model_key: record.model_key.clone(),
