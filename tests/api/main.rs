@@ -1,5 +1,6 @@
 //! quire's integration tests: one binary, a fresh database per test, run on
-//! SQLite and (with `QUIRE_TEST_DATABASE_URL`) on PostgreSQL.
+//! SQLite and (with `QUIRE_TEST_DATABASE_URL`) on PostgreSQL. Shared helpers
+//! live in `support/`; the feature files below import from it only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

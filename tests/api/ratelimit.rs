@@ -2,29 +2,19 @@
 //! and Redis stores), concurrency, headers, batches, Redis failure, restart.
 
 use std::collections::VecDeque;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use quire::auth::key::{KeyMode, KeyType};
 use quire::ratelimit::Limiter;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::bootstrap::{free_port, Server};
-use crate::support::{Backend, FreshDb, Reply, TestApp};
-
-fn redis_url() -> Option<String> {
-    match std::env::var("QUIRE_TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            eprintln!("skipped: QUIRE_TEST_REDIS_URL is not set (Redis variant)");
-            None
-        }
-    }
-}
+use crate::both_dbs;
+use crate::support::{
+    free_port, redis_url, Backend, FreshDb, OwnRedis, Reply, Server, TestApp, TestKey,
+};
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap()
@@ -192,9 +182,9 @@ fn rate_headers(reply: &Reply) -> (u64, u64, i64) {
     )
 }
 
-async fn limited_key(app: &TestApp, limit: i64) -> String {
-    let (key, id) = app.key(KeyType::Secret, KeyMode::Test, &["*"]).await;
-    set_limit(app, &id, limit).await;
+async fn limited_key(app: &TestApp, limit: i64) -> TestKey {
+    let key = app.new_key().secret().test().scopes(&["*"]).create().await;
+    set_limit(app, &key.id, limit).await;
     key
 }
 
@@ -284,12 +274,12 @@ async fn headers_viewer_batches_and_429() {
 #[tokio::test]
 async fn a_new_limit_applies_from_the_next_request() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let (key, id) = app.key(KeyType::Secret, KeyMode::Test, &["*"]).await;
-    set_limit(&app, &id, 2).await;
+    let key = app.new_key().secret().test().scopes(&["*"]).create().await;
+    set_limit(&app, &key.id, 2).await;
     assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 200);
     assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 200);
     assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 429);
-    set_limit(&app, &id, 3).await;
+    set_limit(&app, &key.id, 3).await;
     let reply = app.gql(&key, "{ __typename }", json!({})).await;
     assert_eq!(reply.status, 200);
     assert_eq!(rate_headers(&reply), (3, 0, rate_headers(&reply).2));
@@ -368,29 +358,32 @@ async fn two_processes_sharing_redis_admit_exactly_the_budget() {
     b.stop().await;
 }
 
-#[tokio::test]
-async fn restart_keeps_the_remaining_budget() {
-    let db = FreshDb::create(Backend::Sqlite).await.unwrap();
-    let server = Server::start(&db.url, &[]).await;
-    let key = admin_key(&db.url, 1000).await;
-    assert_eq!(count_ok(&[&server], &key, 30).await, 30);
-    terminate(server).await;
-    let server = Server::start(&db.url, &[]).await;
-    let res = reqwest::Client::new()
-        .post(server.url("/graphql"))
-        .header("x-api-key", &key)
-        .json(&json!({ "query": "{ __typename }" }))
-        .send()
-        .await
-        .unwrap();
-    let remaining: u64 = res.headers()["x-ratelimit-remaining"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(remaining, 1000 - 31);
-    server.stop().await;
-}
+// A graceful restart keeps each key's remaining budget (the local store
+// saves its windows on SIGTERM and loads them on start).
+both_dbs!(
+    restart_keeps_the_remaining_budget,
+    |db: FreshDb| async move {
+        let server = Server::start(&db.url, &[]).await;
+        let key = admin_key(&db.url, 1000).await;
+        assert_eq!(count_ok(&[&server], &key, 30).await, 30);
+        terminate(server).await;
+        let server = Server::start(&db.url, &[]).await;
+        let res = reqwest::Client::new()
+            .post(server.url("/graphql"))
+            .header("x-api-key", &key)
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+            .await
+            .unwrap();
+        let remaining: u64 = res.headers()["x-ratelimit-remaining"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(remaining, 1000 - 31);
+        server.stop().await;
+    }
+);
 
 /// SIGTERM, then wait for a graceful exit.
 async fn terminate(mut server: Server) {
@@ -405,44 +398,6 @@ async fn terminate(mut server: Server) {
     assert!(exited.is_ok(), "quire did not stop on SIGTERM");
 }
 
-/// Our own redis-server on a free port, killed and restarted mid-run.
-pub(crate) struct OwnRedis {
-    pub child: tokio::process::Child,
-    pub port: u16,
-}
-
-impl OwnRedis {
-    pub async fn start(port: u16) -> Option<Self> {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .ok()?;
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Some(Self { child, port });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_failure_falls_back_and_recovers() {
     let port = free_port();
@@ -450,7 +405,7 @@ async fn redis_failure_falls_back_and_recovers() {
         eprintln!("skipped: redis-server is not installed");
         return;
     };
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = redis.url();
     let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url.clone()))
         .await
         .unwrap();
