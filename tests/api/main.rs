@@ -7,6 +7,7 @@
 mod support;
 
 mod auth;
+mod authorization;
 mod bootstrap;
 mod content;
 mod content_bench;
