@@ -9,6 +9,7 @@ mod support;
 mod auth;
 mod authorization;
 mod bootstrap;
+mod cleanup;
 mod content;
 mod content_bench;
 mod http;

@@ -385,6 +385,88 @@ both_dbs!(
     }
 );
 
+// The local store's windows survive a restart through the database:
+// `persist` saves them, a new limiter's `restore` loads them and clears what
+// was saved.
+both_dbs!(
+    a_restored_limiter_keeps_the_window,
+    |db: FreshDb| async move {
+        let database = db.open().await;
+        let t0 = at(1_800_000_000);
+        let (key, other) = (new_key_id(), new_key_id());
+        let before = Limiter::new(None).unwrap();
+        for minute in 0..3 {
+            for _ in 0..10 {
+                let now = t0 + chrono::Duration::minutes(minute);
+                assert!(before.check(&key, 100, 1, now).await.allowed);
+            }
+        }
+        assert!(before.check(&other, 5, 5, t0).await.allowed);
+        let saved_at = t0 + chrono::Duration::minutes(3);
+        assert_eq!(before.persist(&database, saved_at).await.unwrap(), 2);
+
+        // A new process: nothing counted until it restores.
+        let later = saved_at + chrono::Duration::seconds(10);
+        let after = Limiter::new(None).unwrap();
+        assert_eq!(after.peek(&key, 100, later).await.remaining, 100);
+        assert_eq!(after.restore(&database, later).await.unwrap(), 2);
+        assert_eq!(
+            after.peek(&key, 100, later).await,
+            before.peek(&key, 100, later).await,
+            "the same window: remaining budget and reset"
+        );
+        assert_eq!(after.peek(&key, 100, later).await.remaining, 70);
+        // From here on it decides as the limiter that never stopped does.
+        for limiter in [&before, &after] {
+            let next = limiter.check(&key, 100, 1, later).await;
+            assert!(next.allowed);
+            assert_eq!(next.remaining, 69);
+            assert!(limiter.check(&key, 100, 69, later).await.allowed);
+            assert!(!limiter.check(&key, 100, 1, later).await.allowed, "spent");
+            assert!(!limiter.check(&other, 5, 1, later).await.allowed, "spent");
+        }
+        for minutes in [10, 59, 60, 61, 62, 63, 64, 90] {
+            let then = t0 + chrono::Duration::minutes(minutes);
+            assert_eq!(
+                after.peek(&key, 100, then).await,
+                before.peek(&key, 100, then).await,
+                "{minutes} minutes on"
+            );
+        }
+        // The first minute's requests age out of the window (within a bucket).
+        let aged = t0 + chrono::Duration::seconds(3_600 + 60);
+        assert!(after.peek(&key, 100, aged).await.remaining >= 10);
+
+        // What was restored is gone from the database.
+        let again = Limiter::new(None).unwrap();
+        assert_eq!(again.restore(&database, later).await.unwrap(), 0);
+        assert_eq!(again.peek(&key, 100, later).await.remaining, 100);
+    }
+);
+
+// A window saved more than an hour ago has nothing left to restore; the
+// restore still clears it.
+both_dbs!(
+    a_window_saved_over_an_hour_ago_is_not_restored,
+    |db: FreshDb| async move {
+        let database = db.open().await;
+        let t0 = at(1_800_000_000);
+        let key = new_key_id();
+        let before = Limiter::new(None).unwrap();
+        assert!(before.check(&key, 10, 10, t0).await.allowed);
+        assert_eq!(before.persist(&database, t0).await.unwrap(), 1);
+
+        let after = Limiter::new(None).unwrap();
+        let two_hours_later = t0 + chrono::Duration::hours(2);
+        assert_eq!(after.restore(&database, two_hours_later).await.unwrap(), 0);
+        assert_eq!(after.peek(&key, 10, two_hours_later).await.remaining, 10);
+        // Cleared: not even a restore dated back at the save finds it.
+        let back_then = Limiter::new(None).unwrap();
+        assert_eq!(back_then.restore(&database, t0).await.unwrap(), 0);
+        assert_eq!(back_then.peek(&key, 10, t0).await.remaining, 10);
+    }
+);
+
 /// SIGTERM, then wait for a graceful exit.
 async fn terminate(mut server: Server) {
     let pid = server.child.id().expect("running");

@@ -79,6 +79,11 @@ impl TestApp {
         Self::start(self.db.clone(), self.clock.clone(), configure).await
     }
 
+    /// The database under the server.
+    pub fn database(&self) -> &FreshDb {
+        &self.db
+    }
+
     /// What the server is connected to.
     pub fn database_url(&self) -> &str {
         &self.db.url

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
+
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -20,7 +22,7 @@ pub struct FreshDb {
     /// The PostgreSQL database to drop; `None` for SQLite.
     pg: Option<PgDatabase>,
     /// The SQLite file's directory (empty for PostgreSQL); removed on drop.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// A PostgreSQL database this test created: the server's URL and its name.
@@ -66,8 +68,28 @@ impl FreshDb {
             url,
             backend,
             pg,
-            _dir: dir,
+            dir,
         })
+    }
+
+    /// The database opened and migrated, as `quire serve` would find it
+    /// (the `default` project exists), without a server.
+    pub async fn open(&self) -> quire::db::Database {
+        let db = quire::db::Database::connect(&self.url)
+            .await
+            .expect("connect to the test database");
+        db.migrate(Utc::now()).await.expect("migrate");
+        db
+    }
+
+    /// The PostgreSQL database's name (`None` for SQLite).
+    pub fn pg_name(&self) -> Option<&str> {
+        self.pg.as_ref().map(|pg| pg.name.as_str())
+    }
+
+    /// The directory holding the SQLite file.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }
 
@@ -120,7 +142,7 @@ impl PgDatabase {
 }
 
 /// One connection to the server's maintenance database.
-async fn admin_pool(admin_url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
+pub async fn admin_pool(admin_url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
