@@ -1,16 +1,15 @@
 //! Authentication: every 401 case looks the same; bad shapes cost no
-//! lookup; concurrent first uses share one lookup; scopes gate fields.
+//! lookup; concurrent first uses share one lookup. (Which scope each field
+//! needs: `authorization.rs`.)
 
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
-use quire::auth::key::{KeyMode, KeyType};
-use quire::auth::scopes::ScopeSet;
-use quire::keys::{Actor, NewKey};
+use quire::keys::Actor;
 use serde_json::{json, Value};
 
 use crate::both_dbs;
-use crate::support::{ClockExt, TestApp};
+use crate::support::TestApp;
 
 const VIEWER: &str = "{ viewer { key { id name scopes } } }";
 const GOOD_SHAPE_UNKNOWN: &str = "sk_live_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa492pXL";
@@ -28,42 +27,31 @@ async fn unauthenticated_body(app: &TestApp, key: Option<&str>) -> (u16, Value) 
 }
 
 both_dbs!(every_401_is_identical, |app: TestApp| async move {
-    let (expired_key, _) = {
-        let project = app
-            .state
-            .keys
-            .project_by_name("default")
-            .await
-            .unwrap()
-            .unwrap();
-        let new = NewKey {
-            name: "short-lived".into(),
-            key_type: KeyType::Secret,
-            mode: KeyMode::Test,
-            scopes: ScopeSet::parse_list(&["records:read"], KeyType::Secret, KeyMode::Test)
-                .unwrap(),
-            rate_limit_per_hour: 100,
-            expires_at: Some(app.clock.now_utc() + ChronoDuration::minutes(5)),
-        };
-        let (secret, row) = app
-            .state
-            .keys
-            .create(&Actor::Admin, &project.id, new)
-            .await
-            .unwrap();
-        (secret.expose().to_owned(), row.id)
-    };
+    let expired_key = app
+        .new_key()
+        .name("short-lived")
+        .secret()
+        .test()
+        .scopes(&["records:read"])
+        .limit(100)
+        .expires_in(ChronoDuration::minutes(5))
+        .create()
+        .await;
     // The key works (and is cached) before it expires.
     assert_eq!(unauthenticated_body(&app, Some(&expired_key)).await.0, 200);
     app.clock.advance(ChronoDuration::minutes(6));
 
-    let (revoked_key, revoked_id) = app
-        .key(KeyType::Secret, KeyMode::Test, &["records:read"])
+    let revoked_key = app
+        .new_key()
+        .secret()
+        .test()
+        .scopes(&["records:read"])
+        .create()
         .await;
     assert_eq!(unauthenticated_body(&app, Some(&revoked_key)).await.0, 200);
     app.state
         .keys
-        .revoke(&Actor::Admin, None, &revoked_id)
+        .revoke(&Actor::Admin, None, &revoked_key.id)
         .await
         .unwrap();
 
@@ -74,8 +62,8 @@ both_dbs!(every_401_is_identical, |app: TestApp| async move {
         ("malformed", Some("sk_live_nope".into())),
         ("wrong checksum", Some(wrong_checksum)),
         ("unknown", Some(GOOD_SHAPE_UNKNOWN.into())),
-        ("revoked", Some(revoked_key)),
-        ("expired", Some(expired_key)),
+        ("revoked", Some(revoked_key.secret)),
+        ("expired", Some(expired_key.secret)),
     ];
     let mut bodies = Vec::new();
     for (case, key) in &cases {
@@ -127,8 +115,12 @@ both_dbs!(bad_shapes_cost_no_lookup, |app: TestApp| async move {
 both_dbs!(
     concurrent_first_requests_share_one_lookup,
     |app: TestApp| async move {
-        let (key, _) = app
-            .key(KeyType::Public, KeyMode::Live, &["records:read"])
+        let key = app
+            .new_key()
+            .public()
+            .live()
+            .scopes(&["records:read"])
+            .create()
             .await;
         let before = app.state.key_cache.lookups();
         let mut tasks = Vec::new();
@@ -162,13 +154,17 @@ both_dbs!(bearer_header_is_accepted, |app: TestApp| async move {
 both_dbs!(
     admin_revoke_reaches_running_server,
     |app: TestApp| async move {
-        let (key, id) = app
-            .key(KeyType::Public, KeyMode::Live, &["records:read"])
+        let key = app
+            .new_key()
+            .public()
+            .live()
+            .scopes(&["records:read"])
+            .create()
             .await;
         assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 200);
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_quire"))
-            .args(["admin", "keys", "revoke", &id])
-            .env("QUIRE_DATABASE_URL", &app.database_url)
+            .args(["admin", "keys", "revoke", &key.id])
+            .env("QUIRE_DATABASE_URL", app.database_url())
             .output()
             .await
             .unwrap();
@@ -192,48 +188,13 @@ both_dbs!(
     }
 );
 
-/// Every real field that needs a scope, with the scope it needs.
-const GUARDED_FIELDS: &[(&str, &str)] = &[
-    ("apikeys:read", "{ apiKeys { id } }"),
-    ("apikeys:create", "mutation { createApiKey(input: {name: \"m\", type: PUBLIC, mode: TEST, scopes: []}) { key } }"),
-    ("apikeys:delete", "mutation { revokeApiKey(id: \"no-such-key\") { id } }"),
-];
-
-both_dbs!(scope_matrix, |app: TestApp| async move {
-    let all = ScopeSet::all().names();
-    for (scope, query) in GUARDED_FIELDS {
-        let without: Vec<&str> = all
-            .iter()
-            .map(String::as_str)
-            .filter(|s| s != scope)
-            .collect();
-        let (weak, _) = app.key(KeyType::Secret, KeyMode::Test, &without).await;
-        let reply = app.gql(&weak, query, json!({})).await;
-        assert_eq!(
-            reply.code(),
-            Some("FORBIDDEN"),
-            "{scope} missing: {}",
-            reply.body
-        );
-        let message = reply.body["errors"][0]["message"].as_str().unwrap_or("");
-        assert!(
-            message.contains(scope),
-            "the error names the scope: {message}"
-        );
-
-        let (strong, _) = app.key(KeyType::Secret, KeyMode::Test, &[scope]).await;
-        let reply = app.gql(&strong, query, json!({})).await;
-        assert!(
-            !reply.codes().contains(&"FORBIDDEN".to_owned()),
-            "{scope} held: {}",
-            reply.body
-        );
-    }
-});
-
 both_dbs!(viewer_shows_the_calling_key, |app: TestApp| async move {
-    let (key, id) = app
-        .key(KeyType::Public, KeyMode::Live, &["records:read"])
+    let key = app
+        .new_key()
+        .public()
+        .live()
+        .scopes(&["records:read"])
+        .create()
         .await;
     let data = app
         .data(
@@ -242,7 +203,7 @@ both_dbs!(viewer_shows_the_calling_key, |app: TestApp| async move {
             json!({}),
         )
         .await;
-    assert_eq!(data["viewer"]["key"]["id"], id);
+    assert_eq!(data["viewer"]["key"]["id"], key.id);
     assert_eq!(data["viewer"]["key"]["type"], "PUBLIC");
     assert_eq!(data["viewer"]["key"]["mode"], "LIVE");
     assert_eq!(data["viewer"]["key"]["scopes"], json!(["records:read"]));

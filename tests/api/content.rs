@@ -8,56 +8,30 @@ use quire::auth::key::{KeyMode, KeyType};
 use serde_json::{json, Value};
 
 use crate::both_dbs;
-use crate::support::{ClockExt, Reply, TestApp};
+use crate::support::ops::{
+    CREATE_MODEL, CREATE_RECORD, DELETE_RECORD, PUBLISH_RECORD, UNPUBLISH_RECORD, UPDATE_MODEL,
+    UPDATE_RECORD,
+};
+use crate::support::{Backend, Reply, TestApp, TestKey};
 
-pub(crate) const CREATE_MODEL: &str =
-    "mutation($i: ModelInput!) { createModel(input: $i) { key name fields { name type required unique referenceModelKey } } }";
-pub(crate) const CREATE: &str =
-    "mutation($m: String!, $d: JSON!) { createRecord(modelKey: $m, data: $d) { id modelKey data status version publishedAt } }";
-pub(crate) const UPDATE: &str = "mutation($id: ID!, $d: JSON!, $v: Int) { updateRecord(id: $id, data: $d, expectedVersion: $v) { id data status version } }";
-pub(crate) const PUBLISH: &str =
-    "mutation($id: ID!) { publishRecord(id: $id) { id status version publishedAt } }";
-pub(crate) const UNPUBLISH: &str =
-    "mutation($id: ID!) { unpublishRecord(id: $id) { id status version publishedAt } }";
-pub(crate) const DELETE: &str = "mutation($id: ID!) { deleteRecord(id: $id) }";
 const RECORD: &str = "query($id: ID!, $p: Boolean) { record(id: $id, preview: $p) { id modelKey data status version publishedAt } }";
 const RECORDS: &str =
     "query($m: String!, $l: Int, $a: String, $p: Boolean, $w: JSON, $o: [RecordOrder!]) {
     records(modelKey: $m, limit: $l, after: $a, preview: $p, where: $w, orderBy: $o) {
         items { id data status } pageInfo { hasNextPage endCursor } totalCount } }";
 
-/// Keys most tests use.
-struct Keys {
-    /// `sk_test_` with every scope.
-    root: String,
-    /// `pk_live_` with `records:read`.
-    live: String,
-}
-
-async fn keys(app: &TestApp) -> Keys {
-    Keys {
-        root: app.root_key().await,
-        live: app
-            .key(KeyType::Public, KeyMode::Live, &["records:read"])
-            .await
-            .0,
-    }
-}
-
 /// `person` (name) and `page` (one field of each type).
 async fn blog_models(app: &TestApp, key: &str) {
-    app.data(
+    app.create_model(
         key,
-        CREATE_MODEL,
-        json!({ "i": { "key": "person", "name": "Person", "fields": [
+        json!({ "key": "person", "name": "Person", "fields": [
             { "name": "name", "type": "STRING", "required": true }
-        ] } }),
+        ] }),
     )
     .await;
-    app.data(
+    app.create_model(
         key,
-        CREATE_MODEL,
-        json!({ "i": { "key": "page", "name": "Page", "fields": [
+        json!({ "key": "page", "name": "Page", "fields": [
             { "name": "title", "type": "STRING", "required": true },
             { "name": "slug", "type": "STRING", "unique": true },
             { "name": "body", "type": "TEXT" },
@@ -67,20 +41,9 @@ async fn blog_models(app: &TestApp, key: &str) {
             { "name": "date", "type": "DATETIME" },
             { "name": "meta", "type": "JSON" },
             { "name": "author", "type": "REFERENCE", "referenceModelKey": "person" }
-        ] } }),
+        ] }),
     )
     .await;
-}
-
-async fn create(app: &TestApp, key: &str, model: &str, data: Value) -> String {
-    let d = app
-        .data(key, CREATE, json!({ "m": model, "d": data }))
-        .await;
-    d["createRecord"]["id"].as_str().unwrap().to_owned()
-}
-
-async fn publish(app: &TestApp, key: &str, id: &str) {
-    app.data(key, PUBLISH, json!({ "id": id })).await;
 }
 
 async fn list(app: &TestApp, key: &str, vars: Value) -> Reply {
@@ -111,35 +74,22 @@ async fn total(app: &TestApp, key: &str, vars: Value) -> i64 {
         .unwrap()
 }
 
-fn error_field(reply: &Reply) -> Option<&str> {
-    reply
-        .body
-        .pointer("/errors/0/extensions/field")
-        .and_then(Value::as_str)
-}
-
-fn message(reply: &Reply) -> &str {
-    reply
-        .body
-        .pointer("/errors/0/message")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
 both_dbs!(publish_lifecycle, |app: TestApp| async move {
-    let k = keys(&app).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
     let created = app
-        .data(
+        .create_record(
             &k.root,
-            CREATE,
-            json!({ "m": "page", "d": { "title": "Hello", "slug": "hello" } }),
+            "page",
+            json!({ "title": "Hello", "slug": "hello" }),
         )
         .await;
-    let id = created["createRecord"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(created["createRecord"]["status"], "DRAFT");
-    assert_eq!(created["createRecord"]["version"], 1);
-    assert_eq!(created["createRecord"]["publishedAt"], Value::Null);
+    let id = created.id;
+    assert_eq!(created.model_key, "page");
+    assert_eq!(created.data, json!({ "title": "Hello", "slug": "hello" }));
+    assert_eq!(created.status, "DRAFT");
+    assert_eq!(created.version, 1);
+    assert_eq!(created.published_at, None);
 
     // A draft is invisible to a live key: by id, in lists, in counts.
     let by_id = app.data(&k.live, RECORD, json!({ "id": id })).await;
@@ -155,10 +105,10 @@ both_dbs!(publish_lifecycle, |app: TestApp| async move {
 
     // Published, it appears.
     app.clock.advance(ChronoDuration::seconds(5));
-    let published = app.data(&k.root, PUBLISH, json!({ "id": id })).await;
-    assert_eq!(published["publishRecord"]["status"], "PUBLISHED");
-    assert_eq!(published["publishRecord"]["version"], 2);
-    assert!(published["publishRecord"]["publishedAt"].is_string());
+    let published = app.publish_record(&k.root, &id).await;
+    assert_eq!(published.status, "PUBLISHED");
+    assert_eq!(published.version, 2);
+    assert!(published.published_at.is_some());
     let seen = app.data(&k.live, RECORD, json!({ "id": id })).await;
     assert_eq!(
         seen["record"]["data"],
@@ -171,7 +121,7 @@ both_dbs!(publish_lifecycle, |app: TestApp| async move {
     let updated = app
         .data(
             &k.root,
-            UPDATE,
+            UPDATE_RECORD,
             json!({ "id": id, "d": { "title": "Hello, world", "slug": "hello" } }),
         )
         .await;
@@ -204,13 +154,15 @@ both_dbs!(publish_lifecycle, |app: TestApp| async move {
     );
 
     // Publishing again publishes the edit.
-    publish(&app, &k.root, &id).await;
+    app.publish_record(&k.root, &id).await;
     let seen = app.data(&k.live, RECORD, json!({ "id": id })).await;
     assert_eq!(seen["record"]["data"]["title"], "Hello, world");
     assert_eq!(seen["record"]["status"], "PUBLISHED");
 
     // Unpublished, it disappears (and stays a draft).
-    let unpublished = app.data(&k.root, UNPUBLISH, json!({ "id": id })).await;
+    let unpublished = app
+        .data(&k.root, UNPUBLISH_RECORD, json!({ "id": id }))
+        .await;
     assert_eq!(unpublished["unpublishRecord"]["status"], "DRAFT");
     assert_eq!(unpublished["unpublishRecord"]["publishedAt"], Value::Null);
     assert_eq!(
@@ -221,9 +173,9 @@ both_dbs!(publish_lifecycle, |app: TestApp| async move {
     assert_eq!(total(&app, &k.root, json!({ "p": true })).await, 1);
 
     // Deleted, it is gone from every view; its unique value is free again.
-    publish(&app, &k.root, &id).await;
+    app.publish_record(&k.root, &id).await;
     assert_eq!(
-        app.data(&k.root, DELETE, json!({ "id": id })).await["deleteRecord"],
+        app.data(&k.root, DELETE_RECORD, json!({ "id": id })).await["deleteRecord"],
         true
     );
     assert_eq!(
@@ -238,15 +190,18 @@ both_dbs!(publish_lifecycle, |app: TestApp| async move {
     assert_eq!(total(&app, &k.root, json!({ "p": true })).await, 0);
     assert_eq!(total(&app, &k.live, json!({})).await, 0);
     assert_eq!(
-        app.gql(&k.root, DELETE, json!({ "id": id })).await.code(),
+        app.gql(&k.root, DELETE_RECORD, json!({ "id": id }))
+            .await
+            .code(),
         Some("NOT_FOUND")
     );
     assert_eq!(
-        app.gql(&k.root, PUBLISH, json!({ "id": id })).await.code(),
+        app.gql(&k.root, PUBLISH_RECORD, json!({ "id": id }))
+            .await
+            .code(),
         Some("NOT_FOUND")
     );
-    create(
-        &app,
+    app.create_record(
         &k.root,
         "page",
         json!({ "title": "Again", "slug": "hello" }),
@@ -257,9 +212,12 @@ both_dbs!(publish_lifecycle, |app: TestApp| async move {
 both_dbs!(
     preview_is_for_secret_test_keys_with_drafts_read,
     |app: TestApp| async move {
-        let k = keys(&app).await;
+        let k = app.default_tenant().await;
         blog_models(&app, &k.root).await;
-        let id = create(&app, &k.root, "page", json!({ "title": "Secret draft" })).await;
+        let id = app
+            .create_record(&k.root, "page", json!({ "title": "Secret draft" }))
+            .await
+            .id;
         let cases = [
             (
                 KeyType::Public,
@@ -282,7 +240,12 @@ both_dbs!(
             ),
         ];
         for (key_type, mode, scopes, reason) in cases {
-            let (key, _) = app.key(key_type, mode, &scopes).await;
+            let key = app
+                .new_key()
+                .kind(key_type, mode)
+                .scopes(&scopes)
+                .create()
+                .await;
             for reply in [
                 list(&app, &key, json!({ "p": true })).await,
                 app.gql(&key, RECORD, json!({ "id": id, "p": true })).await,
@@ -293,16 +256,16 @@ both_dbs!(
                     "{key_type:?} {mode:?}: {}",
                     reply.body
                 );
-                assert!(message(&reply).contains(reason), "{}", message(&reply));
-                assert!(!message(&reply).contains("Secret draft"));
+                assert!(reply.message().contains(reason), "{}", reply.message());
+                assert!(!reply.message().contains("Secret draft"));
             }
         }
-        let (reader, _) = app
-            .key(
-                KeyType::Secret,
-                KeyMode::Test,
-                &["records:read", "drafts:read"],
-            )
+        let reader = app
+            .new_key()
+            .secret()
+            .test()
+            .scopes(&["records:read", "drafts:read"])
+            .create()
             .await;
         assert_eq!(
             ids(&app, &reader, json!({ "p": true })).await,
@@ -314,8 +277,12 @@ both_dbs!(
             id
         );
         // drafts:read alone does not replace records:read.
-        let (no_read, _) = app
-            .key(KeyType::Secret, KeyMode::Test, &["drafts:read"])
+        let no_read = app
+            .new_key()
+            .secret()
+            .test()
+            .scopes(&["drafts:read"])
+            .create()
             .await;
         assert_eq!(
             list(&app, &no_read, json!({ "p": true })).await.code(),
@@ -327,16 +294,20 @@ both_dbs!(
 both_dbs!(
     writes_are_validated_naming_the_field,
     |app: TestApp| async move {
-        let k = keys(&app).await;
+        let k = app.default_tenant().await;
         blog_models(&app, &k.root).await;
-        let ann = create(&app, &k.root, "person", json!({ "name": "Ann" })).await;
-        let taken = create(
-            &app,
-            &k.root,
-            "page",
-            json!({ "title": "Taken", "slug": "taken" }),
-        )
-        .await;
+        let ann = app
+            .create_record(&k.root, "person", json!({ "name": "Ann" }))
+            .await
+            .id;
+        let taken = app
+            .create_record(
+                &k.root,
+                "page",
+                json!({ "title": "Taken", "slug": "taken" }),
+            )
+            .await
+            .id;
         let cases: Vec<(Value, &str, &str)> = vec![
             (
                 json!({ "title": "x", "colour": "red" }),
@@ -381,7 +352,7 @@ both_dbs!(
         ];
         for (data, field, needle) in cases {
             let reply = app
-                .gql(&k.root, CREATE, json!({ "m": "page", "d": data }))
+                .gql(&k.root, CREATE_RECORD, json!({ "m": "page", "d": data }))
                 .await;
             assert_eq!(
                 reply.code(),
@@ -389,21 +360,21 @@ both_dbs!(
                 "{data}: {}",
                 reply.body
             );
-            assert_eq!(error_field(&reply), Some(field), "{data}: {}", reply.body);
-            assert!(message(&reply).contains(field), "{}", message(&reply));
+            assert_eq!(reply.error_field(), Some(field), "{data}: {}", reply.body);
+            assert!(reply.message().contains(field), "{}", reply.message());
             assert!(
-                message(&reply).contains(needle),
+                reply.message().contains(needle),
                 "{data}: {}",
-                message(&reply)
+                reply.message()
             );
         }
         let reply = app
-            .gql(&k.root, CREATE, json!({ "m": "page", "d": [1] }))
+            .gql(&k.root, CREATE_RECORD, json!({ "m": "page", "d": [1] }))
             .await;
         assert_eq!(reply.code(), Some("BAD_USER_INPUT"));
-        assert_eq!(error_field(&reply), Some("data"));
+        assert_eq!(reply.error_field(), Some("data"));
         let reply = app
-            .gql(&k.root, CREATE, json!({ "m": "nope", "d": {} }))
+            .gql(&k.root, CREATE_RECORD, json!({ "m": "nope", "d": {} }))
             .await;
         assert_eq!(reply.code(), Some("NOT_FOUND"));
 
@@ -411,7 +382,7 @@ both_dbs!(
         let ok = app
         .data(
             &k.root,
-            CREATE,
+            CREATE_RECORD,
             json!({ "m": "page", "d": { "title": "Full", "slug": "full", "body": "b", "rank": -3,
                 "score": 2.5, "featured": true, "date": "2026-11-23T12:00:00+02:00",
                 "meta": { "any": [1, "thing"] }, "author": ann } }),
@@ -428,50 +399,45 @@ both_dbs!(
         let reply = app
             .gql(
                 &k.root,
-                UPDATE,
+                UPDATE_RECORD,
                 json!({ "id": full, "d": { "title": "Full", "slug": "taken" } }),
             )
             .await;
         assert_eq!(reply.code(), Some("BAD_USER_INPUT"));
-        assert_eq!(error_field(&reply), Some("slug"));
+        assert_eq!(reply.error_field(), Some("slug"));
         app.data(
             &k.root,
-            UPDATE,
+            UPDATE_RECORD,
             json!({ "id": full, "d": { "title": "Full 2", "slug": "full" } }),
         )
         .await;
 
         // A value stays reserved while the published snapshot holds it.
-        publish(&app, &k.root, &taken).await;
+        app.publish_record(&k.root, &taken).await;
         app.data(
             &k.root,
-            UPDATE,
+            UPDATE_RECORD,
             json!({ "id": taken, "d": { "title": "Taken", "slug": "moved" } }),
         )
         .await;
         let reply = app
             .gql(
                 &k.root,
-                CREATE,
+                CREATE_RECORD,
                 json!({ "m": "page", "d": { "title": "y", "slug": "taken" } }),
             )
             .await;
-        assert_eq!(error_field(&reply), Some("slug"), "{}", reply.body);
-        publish(&app, &k.root, &taken).await;
-        create(
-            &app,
-            &k.root,
-            "page",
-            json!({ "title": "y", "slug": "taken" }),
-        )
-        .await;
+        assert_eq!(reply.error_field(), Some("slug"), "{}", reply.body);
+        app.publish_record(&k.root, &taken).await;
+        app.create_record(&k.root, "page", json!({ "title": "y", "slug": "taken" }))
+            .await;
     }
 );
 
 both_dbs!(
     concurrent_duplicates_are_refused_by_the_database,
     |app: TestApp| async move {
-        let k = keys(&app).await;
+        let k = app.default_tenant().await;
         blog_models(&app, &k.root).await;
         let attempts = (0..8).map(|i| {
             let app = app.clone();
@@ -479,7 +445,7 @@ both_dbs!(
             async move {
                 app.gql(
                     &key,
-                    CREATE,
+                    CREATE_RECORD,
                     json!({ "m": "page", "d": { "title": format!("t{i}"), "slug": "same" } }),
                 )
                 .await
@@ -518,13 +484,16 @@ both_dbs!(
 );
 
 both_dbs!(versions_and_expected_version, |app: TestApp| async move {
-    let k = keys(&app).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
-    let id = create(&app, &k.root, "page", json!({ "title": "v1" })).await;
+    let id = app
+        .create_record(&k.root, "page", json!({ "title": "v1" }))
+        .await
+        .id;
     let d = app
         .data(
             &k.root,
-            UPDATE,
+            UPDATE_RECORD,
             json!({ "id": id, "d": { "title": "v2" }, "v": 1 }),
         )
         .await;
@@ -532,31 +501,39 @@ both_dbs!(versions_and_expected_version, |app: TestApp| async move {
     let stale = app
         .gql(
             &k.root,
-            UPDATE,
+            UPDATE_RECORD,
             json!({ "id": id, "d": { "title": "v3" }, "v": 1 }),
         )
         .await;
     assert_eq!(stale.code(), Some("CONFLICT"));
-    assert!(message(&stale).contains("version 2"), "{}", message(&stale));
+    assert!(stale.message().contains("version 2"), "{}", stale.message());
     let d = app
-        .data(&k.root, UPDATE, json!({ "id": id, "d": { "title": "v3" } }))
+        .data(
+            &k.root,
+            UPDATE_RECORD,
+            json!({ "id": id, "d": { "title": "v3" } }),
+        )
         .await;
     assert_eq!(d["updateRecord"]["version"], 3);
     // updateRecord replaces data whole.
     let d = app
         .data(
             &k.root,
-            UPDATE,
+            UPDATE_RECORD,
             json!({ "id": id, "d": { "title": "v4", "rank": 1 } }),
         )
         .await;
     let d2 = app
-        .data(&k.root, UPDATE, json!({ "id": id, "d": { "title": "v5" } }))
+        .data(
+            &k.root,
+            UPDATE_RECORD,
+            json!({ "id": id, "d": { "title": "v5" } }),
+        )
         .await;
     assert_eq!(d["updateRecord"]["data"]["rank"], 1);
     assert_eq!(d2["updateRecord"]["data"], json!({ "title": "v5" }));
     assert_eq!(
-        app.gql(&k.root, UPDATE, json!({ "id": "missing", "d": {} }))
+        app.gql(&k.root, UPDATE_RECORD, json!({ "id": "missing", "d": {} }))
             .await
             .code(),
         Some("NOT_FOUND")
@@ -564,18 +541,25 @@ both_dbs!(versions_and_expected_version, |app: TestApp| async move {
 });
 
 both_dbs!(scopes_gate_content_fields, |app: TestApp| async move {
-    let k = keys(&app).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
-    let id = create(&app, &k.root, "page", json!({ "title": "t" })).await;
-    let (reader, _) = app
-        .key(KeyType::Secret, KeyMode::Live, &["records:read"])
+    let id = app
+        .create_record(&k.root, "page", json!({ "title": "t" }))
+        .await
+        .id;
+    let reader = app
+        .new_key()
+        .secret()
+        .live()
+        .scopes(&["records:read"])
+        .create()
         .await;
     let cases = [
-        (CREATE, json!({ "m": "page", "d": { "title": "x" } })),
-        (UPDATE, json!({ "id": id, "d": { "title": "x" } })),
-        (PUBLISH, json!({ "id": id })),
-        (UNPUBLISH, json!({ "id": id })),
-        (DELETE, json!({ "id": id })),
+        (CREATE_RECORD, json!({ "m": "page", "d": { "title": "x" } })),
+        (UPDATE_RECORD, json!({ "id": id, "d": { "title": "x" } })),
+        (PUBLISH_RECORD, json!({ "id": id })),
+        (UNPUBLISH_RECORD, json!({ "id": id })),
+        (DELETE_RECORD, json!({ "id": id })),
         ("{ models { key } }", json!({})),
         ("{ model(key: \"page\") { key } }", json!({})),
         (
@@ -587,8 +571,12 @@ both_dbs!(scopes_gate_content_fields, |app: TestApp| async move {
         let reply = app.gql(&reader, query, vars).await;
         assert_eq!(reply.code(), Some("FORBIDDEN"), "{query}: {}", reply.body);
     }
-    let (writer, _) = app
-        .key(KeyType::Secret, KeyMode::Live, &["records:write"])
+    let writer = app
+        .new_key()
+        .secret()
+        .live()
+        .scopes(&["records:write"])
+        .create()
         .await;
     assert_eq!(
         list(&app, &writer, json!({})).await.code(),
@@ -599,17 +587,15 @@ both_dbs!(scopes_gate_content_fields, |app: TestApp| async move {
 both_dbs!(
     documented_query_works_with_a_public_live_key,
     |app: TestApp| async move {
-        let k = keys(&app).await;
+        let k = app.default_tenant().await;
         blog_models(&app, &k.root).await;
-        let id = create(
-            &app,
-            &k.root,
-            "page",
-            json!({ "title": "Home", "slug": "home" }),
-        )
-        .await;
-        create(&app, &k.root, "page", json!({ "title": "Draft only" })).await;
-        publish(&app, &k.root, &id).await;
+        let id = app
+            .create_record(&k.root, "page", json!({ "title": "Home", "slug": "home" }))
+            .await
+            .id;
+        app.create_record(&k.root, "page", json!({ "title": "Draft only" }))
+            .await;
+        app.publish_record(&k.root, &id).await;
         let reply = app
             .gql(
                 &k.live,
@@ -627,7 +613,7 @@ both_dbs!(
             .data(&k.root, r#"mutation { createRecord(modelKey: "page", data: { title: "Inline", slug: "inline" }) { id } }"#, json!({}))
             .await;
         let inline = d["createRecord"]["id"].as_str().unwrap().to_owned();
-        publish(&app, &k.root, &inline).await;
+        app.publish_record(&k.root, &inline).await;
         let d = app
             .data(&k.live, r#"{ records(modelKey: "page", limit: 10, where: { slug: "inline" }) { items { id } totalCount } }"#, json!({}))
             .await;
@@ -641,20 +627,21 @@ both_dbs!(
 both_dbs!(
     cursor_walk_visits_every_record_once_under_inserts,
     |app: TestApp| async move {
-        let k = keys(&app).await;
+        let k = app.default_tenant().await;
         blog_models(&app, &k.root).await;
         let mut originals = HashSet::new();
         for i in 0..23 {
             app.clock
                 .advance(ChronoDuration::milliseconds(if i % 3 == 0 { 0 } else { 1 }));
-            let id = create(
-                &app,
-                &k.root,
-                "page",
-                json!({ "title": format!("p{i:02}"), "rank": i % 4 }),
-            )
-            .await;
-            publish(&app, &k.root, &id).await;
+            let id = app
+                .create_record(
+                    &k.root,
+                    "page",
+                    json!({ "title": format!("p{i:02}"), "rank": i % 4 }),
+                )
+                .await
+                .id;
+            app.publish_record(&k.root, &id).await;
             originals.insert(id);
         }
         let orders = [
@@ -678,14 +665,15 @@ both_dbs!(
                 }
                 // Meanwhile, others insert (before and after the cursor).
                 for j in 0..2 {
-                    let id = create(
-                        &app,
-                        &k.root,
-                        "page",
-                        json!({ "title": format!("new{inserted}-{j}"), "rank": j * 3 }),
-                    )
-                    .await;
-                    publish(&app, &k.root, &id).await;
+                    let id = app
+                        .create_record(
+                            &k.root,
+                            "page",
+                            json!({ "title": format!("new{inserted}-{j}"), "rank": j * 3 }),
+                        )
+                        .await
+                        .id;
+                    app.publish_record(&k.root, &id).await;
                     inserted += 1;
                 }
                 if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
@@ -707,7 +695,7 @@ both_dbs!(
         for limit in [0, 101, -1] {
             let reply = list(&app, &k.live, json!({ "l": limit })).await;
             assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "{limit}");
-            assert_eq!(error_field(&reply), Some("limit"));
+            assert_eq!(reply.error_field(), Some("limit"));
         }
         assert_eq!(ids(&app, &k.live, json!({ "l": 100 })).await.len(), 100);
         // A cursor is only good for the ordering it came from.
@@ -733,20 +721,24 @@ both_dbs!(
 both_dbs!(
     concurrent_inserts_during_a_walk,
     |app: TestApp| async move {
-        let k = keys(&app).await;
+        let k = app.default_tenant().await;
         blog_models(&app, &k.root).await;
         let mut originals = HashSet::new();
         for i in 0..30 {
             app.clock.advance(ChronoDuration::milliseconds(1));
-            originals
-                .insert(create(&app, &k.root, "page", json!({ "title": format!("p{i}") })).await);
+            originals.insert(
+                app.create_record(&k.root, "page", json!({ "title": format!("p{i}") }))
+                    .await
+                    .id,
+            );
         }
         let writer = {
             let app = app.clone();
             let key = k.root.clone();
             tokio::spawn(async move {
                 for i in 0..30 {
-                    create(&app, &key, "page", json!({ "title": format!("c{i}") })).await;
+                    app.create_record(&key, "page", json!({ "title": format!("c{i}") }))
+                        .await;
                 }
             })
         };
@@ -776,7 +768,7 @@ both_dbs!(
 );
 
 both_dbs!(where_semantics, |app: TestApp| async move {
-    let k = keys(&app).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
     let rows = [
         json!({ "title": "Alpha", "slug": "a", "rank": 1, "score": 1.5, "featured": true, "date": "2026-01-01T00:00:00Z", "body": "Hello World" }),
@@ -786,8 +778,8 @@ both_dbs!(where_semantics, |app: TestApp| async move {
     ];
     let mut id = Vec::new();
     for r in rows {
-        let i = create(&app, &k.root, "page", r).await;
-        publish(&app, &k.root, &i).await;
+        let i = app.create_record(&k.root, "page", r).await.id;
+        app.publish_record(&k.root, &i).await;
         id.push(i);
     }
     let check = |w: Value, expected: Vec<usize>| {
@@ -865,11 +857,11 @@ both_dbs!(where_semantics, |app: TestApp| async move {
         );
     }
     let reply = list(&app, &k.live, json!({ "w": { "nope": 1 } })).await;
-    assert!(message(&reply).contains("nope"));
+    assert!(reply.message().contains("nope"));
 });
 
 both_dbs!(order_by_semantics, |app: TestApp| async move {
-    let k = keys(&app).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
     let mut id = Vec::new();
     for (title, rank) in [
@@ -879,19 +871,16 @@ both_dbs!(order_by_semantics, |app: TestApp| async move {
         ("d", json!(2)),
     ] {
         app.clock.advance(ChronoDuration::seconds(1));
-        let i = create(
-            &app,
-            &k.root,
-            "page",
-            json!({ "title": title, "rank": rank }),
-        )
-        .await;
+        let i = app
+            .create_record(&k.root, "page", json!({ "title": title, "rank": rank }))
+            .await
+            .id;
         id.push(i);
     }
     // Published in reverse order.
     for i in id.iter().rev() {
         app.clock.advance(ChronoDuration::seconds(1));
-        publish(&app, &k.root, i).await;
+        app.publish_record(&k.root, i).await;
     }
     let order = |o: Value| {
         let app = app.clone();
@@ -941,7 +930,7 @@ both_dbs!(order_by_semantics, |app: TestApp| async move {
     // The published view orders by published values: a draft edit does not move a record.
     app.data(
         &k.root,
-        UPDATE,
+        UPDATE_RECORD,
         json!({ "id": id[1], "d": { "title": "zzz", "rank": 1 } }),
     )
     .await;
@@ -956,56 +945,46 @@ both_dbs!(order_by_semantics, |app: TestApp| async move {
 });
 
 both_dbs!(projects_are_isolated, |app: TestApp| async move {
-    let k = keys(&app).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
-    let mine = create(
-        &app,
-        &k.root,
-        "page",
-        json!({ "title": "Mine", "slug": "mine" }),
-    )
-    .await;
-    publish(&app, &k.root, &mine).await;
-
-    quire::db::ensure_project(&app.state.db.conn, "other", app.clock.now_utc())
+    let mine = app
+        .create_record(&k.root, "page", json!({ "title": "Mine", "slug": "mine" }))
         .await
-        .unwrap();
-    let (other_root, _) = app
-        .key_in("other", KeyType::Secret, KeyMode::Test, &["*"])
-        .await;
-    let (other_live, _) = app
-        .key_in("other", KeyType::Public, KeyMode::Live, &["records:read"])
-        .await;
+        .id;
+    app.publish_record(&k.root, &mine).await;
+
+    let other = app.tenant("other").await;
 
     // No model "page" there yet: it is missing, not someone else's.
     assert_eq!(
-        list(&app, &other_live, json!({})).await.code(),
+        list(&app, &other.live, json!({})).await.code(),
         Some("NOT_FOUND")
     );
-    let models = app.data(&other_root, "{ models { key } }", json!({})).await;
+    let models = app.data(&other.root, "{ models { key } }", json!({})).await;
     assert_eq!(models["models"], json!([]));
     assert_eq!(
-        app.data(&other_root, "{ model(key: \"page\") { key } }", json!({}))
+        app.data(&other.root, "{ model(key: \"page\") { key } }", json!({}))
             .await["model"],
         Value::Null
     );
 
     // The same model key may exist in both; contents stay apart.
-    blog_models(&app, &other_root).await;
-    let theirs = create(
-        &app,
-        &other_root,
-        "page",
-        json!({ "title": "Theirs", "slug": "mine" }),
-    )
-    .await;
-    publish(&app, &other_root, &theirs).await;
+    blog_models(&app, &other.root).await;
+    let theirs = app
+        .create_record(
+            &other.root,
+            "page",
+            json!({ "title": "Theirs", "slug": "mine" }),
+        )
+        .await
+        .id;
+    app.publish_record(&other.root, &theirs).await;
     assert_eq!(
-        ids(&app, &other_live, json!({})).await,
+        ids(&app, &other.live, json!({})).await,
         vec![theirs.clone()]
     );
     assert_eq!(
-        total(&app, &other_live, json!({ "w": { "slug": "mine" } })).await,
+        total(&app, &other.live, json!({ "w": { "slug": "mine" } })).await,
         1
     );
     assert_eq!(
@@ -1017,42 +996,45 @@ both_dbs!(projects_are_isolated, |app: TestApp| async move {
         Vec::<String>::new()
     );
 
-    for (key, foreign) in [(&other_root, &mine), (&k.root, &theirs)] {
+    for (key, foreign) in [(&other.root, &mine), (&k.root, &theirs)] {
         assert_eq!(
             app.data(key, RECORD, json!({ "id": foreign, "p": true }))
                 .await["record"],
             Value::Null
         );
         for (query, vars) in [
-            (UPDATE, json!({ "id": foreign, "d": { "title": "hijack" } })),
-            (PUBLISH, json!({ "id": foreign })),
-            (UNPUBLISH, json!({ "id": foreign })),
-            (DELETE, json!({ "id": foreign })),
+            (
+                UPDATE_RECORD,
+                json!({ "id": foreign, "d": { "title": "hijack" } }),
+            ),
+            (PUBLISH_RECORD, json!({ "id": foreign })),
+            (UNPUBLISH_RECORD, json!({ "id": foreign })),
+            (DELETE_RECORD, json!({ "id": foreign })),
         ] {
             let reply = app.gql(key, query, vars).await;
             assert_eq!(reply.code(), Some("NOT_FOUND"), "{query}: {}", reply.body);
         }
     }
     // A reference cannot point into another project.
-    let person = create(&app, &k.root, "person", json!({ "name": "Ann" })).await;
+    let person = app
+        .create_record(&k.root, "person", json!({ "name": "Ann" }))
+        .await
+        .id;
     let reply = app
         .gql(
-            &other_root,
-            CREATE,
+            &other.root,
+            CREATE_RECORD,
             json!({ "m": "page", "d": { "title": "x", "author": person } }),
         )
         .await;
-    assert_eq!(error_field(&reply), Some("author"));
+    assert_eq!(reply.error_field(), Some("author"));
     // Still intact.
     let seen = app.data(&k.live, RECORD, json!({ "id": mine })).await;
     assert_eq!(seen["record"]["data"]["title"], "Mine");
 });
 
-pub(crate) const UPDATE_MODEL: &str =
-    "mutation($k: String!, $i: UpdateModelInput!) { updateModel(key: $k, input: $i) { key name fields { name required unique } } }";
-
 both_dbs!(models_lifecycle, |app: TestApp| async move {
-    let k = keys(&app).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
     let models = app.data(&k.root, "{ models { key name fields { name type required unique referenceModelKey } createdAt } }", json!({})).await;
     assert_eq!(models["models"].as_array().unwrap().len(), 2);
@@ -1118,20 +1100,34 @@ both_dbs!(models_lifecycle, |app: TestApp| async move {
             "{input}: {}",
             reply.body
         );
-        assert_eq!(error_field(&reply), Some(field), "{input}");
+        assert_eq!(reply.error_field(), Some(field), "{input}");
     }
     // A model may reference itself.
-    app.data(
-        &k.root,
-        CREATE_MODEL,
-        json!({ "i": { "key": "node", "name": "Node", "fields": [
-        { "name": "parent", "type": "REFERENCE", "referenceModelKey": "node" } ] } }),
-    )
-    .await;
+    let node = app
+        .create_model(
+            &k.root,
+            json!({ "key": "node", "name": "Node", "fields": [
+            { "name": "parent", "type": "REFERENCE", "referenceModelKey": "node" } ] }),
+        )
+        .await;
+    assert_eq!((node.key.as_str(), node.name.as_str()), ("node", "Node"));
+    let parent = &node.fields[0];
+    assert_eq!(
+        (parent.name.as_str(), parent.field_type.as_str()),
+        ("parent", "REFERENCE")
+    );
+    assert!(!parent.required && !parent.unique);
+    assert_eq!(parent.reference_model_key.as_deref(), Some("node"));
 
     // updateModel: add fields; tighten only when the data allows.
-    let a = create(&app, &k.root, "person", json!({ "name": "Ann" })).await;
-    let b = create(&app, &k.root, "person", json!({ "name": "Ann" })).await;
+    let a = app
+        .create_record(&k.root, "person", json!({ "name": "Ann" }))
+        .await
+        .id;
+    let b = app
+        .create_record(&k.root, "person", json!({ "name": "Ann" }))
+        .await
+        .id;
     let fields = |extra: Value, name_unique: bool| {
         let mut f = vec![
             json!({ "name": "name", "type": "STRING", "required": true, "unique": name_unique }),
@@ -1150,17 +1146,17 @@ both_dbs!(models_lifecycle, |app: TestApp| async move {
         .await;
     assert_eq!(reply.code(), Some("BAD_USER_INPUT"));
     assert!(
-        message(&reply).contains(&a) || message(&reply).contains(&b),
+        reply.message().contains(&a) || reply.message().contains(&b),
         "{}",
-        message(&reply)
+        reply.message()
     );
     let reply = app.gql(&k.root, UPDATE_MODEL, json!({ "k": "person", "i": {
         "fields": fields(json!([{ "name": "email", "type": "STRING", "required": true }]), false) } })).await;
     assert_eq!(reply.code(), Some("BAD_USER_INPUT"));
     assert!(
-        message(&reply).contains(&a) && message(&reply).contains(&b),
+        reply.message().contains(&a) && reply.message().contains(&b),
         "{}",
-        message(&reply)
+        reply.message()
     );
     let reply = app
         .gql(
@@ -1169,7 +1165,7 @@ both_dbs!(models_lifecycle, |app: TestApp| async move {
             json!({ "k": "person", "i": { "fields": [] } }),
         )
         .await;
-    assert!(message(&reply).contains("cannot be removed"));
+    assert!(reply.message().contains("cannot be removed"));
     let reply = app
         .gql(
             &k.root,
@@ -1183,13 +1179,17 @@ both_dbs!(models_lifecycle, |app: TestApp| async move {
     let reply = app
         .gql(
             &k.root,
-            UPDATE,
+            UPDATE_RECORD,
             json!({ "id": b, "d": { "name": "Bob", "email": "bob@example.com" } }),
         )
         .await;
-    assert_eq!(error_field(&reply), Some("email"));
-    app.data(&k.root, UPDATE, json!({ "id": b, "d": { "name": "Bob" } }))
-        .await;
+    assert_eq!(reply.error_field(), Some("email"));
+    app.data(
+        &k.root,
+        UPDATE_RECORD,
+        json!({ "id": b, "d": { "name": "Bob" } }),
+    )
+    .await;
     let changed = app
         .data(
             &k.root,
@@ -1204,11 +1204,11 @@ both_dbs!(models_lifecycle, |app: TestApp| async move {
     let reply = app
         .gql(
             &k.root,
-            CREATE,
+            CREATE_RECORD,
             json!({ "m": "person", "d": { "name": "Ann" } }),
         )
         .await;
-    assert_eq!(error_field(&reply), Some("name"));
+    assert_eq!(reply.error_field(), Some("name"));
     // Loosened again, duplicates are fine.
     app.data(
         &k.root,
@@ -1217,7 +1217,8 @@ both_dbs!(models_lifecycle, |app: TestApp| async move {
         "fields": fields(json!([{ "name": "email", "type": "STRING" }]), false) } }),
     )
     .await;
-    create(&app, &k.root, "person", json!({ "name": "Ann" })).await;
+    app.create_record(&k.root, "person", json!({ "name": "Ann" }))
+        .await;
 
     // deleteModel: not while records exist or another model references it.
     let reply = app
@@ -1252,18 +1253,22 @@ both_dbs!(models_lifecycle, |app: TestApp| async move {
 });
 
 both_dbs!(records_list_command, |app: TestApp| async move {
-    let k = keys(&app).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
-    let id = create(&app, &k.root, "page", json!({ "title": "Home" })).await;
-    create(&app, &k.root, "page", json!({ "title": "Draft" })).await;
-    publish(&app, &k.root, &id).await;
-    let run = |key: String, args: Vec<&'static str>| {
+    let id = app
+        .create_record(&k.root, "page", json!({ "title": "Home" }))
+        .await
+        .id;
+    app.create_record(&k.root, "page", json!({ "title": "Draft" }))
+        .await;
+    app.publish_record(&k.root, &id).await;
+    let run = |key: TestKey, args: Vec<&'static str>| {
         let url = app.url("");
         async move {
             tokio::process::Command::new(env!("CARGO_BIN_EXE_quire"))
                 .args(args)
                 .env("QUIRE_URL", url)
-                .env("QUIRE_API_KEY", key)
+                .env("QUIRE_API_KEY", key.secret)
                 .output()
                 .await
                 .unwrap()
@@ -1296,18 +1301,18 @@ both_dbs!(records_list_command, |app: TestApp| async move {
 });
 
 both_dbs!(concurrent_writes_all_succeed, |app: TestApp| async move {
-    let k = keys(&app).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
     let writes = (0..32).map(|i| {
         let app = app.clone();
         let key = k.root.clone();
         async move {
             let reply = app
-                .gql(&key, CREATE, json!({ "m": "page", "d": { "title": format!("t{i}"), "slug": format!("s{i}") } }))
+                .gql(&key, CREATE_RECORD, json!({ "m": "page", "d": { "title": format!("t{i}"), "slug": format!("s{i}") } }))
                 .await;
             assert!(reply.body.get("errors").is_none(), "{}", reply.body);
             let id = reply.body["data"]["createRecord"]["id"].as_str().unwrap().to_owned();
-            let reply = app.gql(&key, PUBLISH, json!({ "id": id })).await;
+            let reply = app.gql(&key, PUBLISH_RECORD, json!({ "id": id })).await;
             assert!(reply.body.get("errors").is_none(), "{}", reply.body);
         }
     });
@@ -1322,8 +1327,8 @@ async fn where_on_a_unique_field_reads_through_primary_keys() {
     use quire::content::query::{explain, ListRecords};
     use quire::content::View;
 
-    let app = TestApp::spawn(crate::support::Backend::Sqlite).await;
-    let k = keys(&app).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
     let project = quire::db::project_by_name(&app.state.db.conn, "default")
         .await

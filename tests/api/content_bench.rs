@@ -28,7 +28,6 @@ const BATCH: usize = 500;
 async fn sqlite() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     bench(&app, "SQLite").await;
-    app.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +37,6 @@ async fn postgres() {
         return;
     };
     bench(&app, "PostgreSQL").await;
-    app.cleanup().await;
 }
 
 fn field(name: &str, field_type: FieldType, unique: bool) -> FieldDef {

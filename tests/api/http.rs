@@ -1,7 +1,6 @@
 //! GraphQL over HTTP: status codes, negotiation, limits, hostile input,
 //! CORS, GraphiQL, health and metrics.
 
-use quire::auth::key::{KeyMode, KeyType};
 use serde_json::{json, Value};
 
 use crate::support::{Backend, Reply, TestApp};
@@ -95,7 +94,6 @@ async fn negotiates_media_types_and_statuses() {
     )
     .await;
     assert_eq!(bad_type.status, 415);
-    app.cleanup().await;
 }
 
 #[tokio::test]
@@ -257,8 +255,12 @@ async fn batches_can_be_refused() {
 #[tokio::test]
 async fn public_keys_get_no_introspection_and_no_suggestions() {
     let app = sqlite().await;
-    let (public, _) = app
-        .key(KeyType::Public, KeyMode::Live, &["records:read"])
+    let public = app
+        .new_key()
+        .public()
+        .live()
+        .scopes(&["records:read"])
+        .create()
         .await;
     let secret = app.root_key().await;
     let introspect = "{ __schema { queryType { name } } }";

@@ -5,8 +5,7 @@ use quire::auth::key::{ApiKeySecret, KeyMode, KeyType};
 use serde_json::{json, Value};
 
 use crate::both_dbs;
-use crate::keys::{works, CREATE};
-use crate::support::{Backend, ClockExt, TestApp};
+use crate::support::TestApp;
 
 const EXPORT: &str = "{ exportApiKeys }";
 const IMPORT: &str = "mutation($k: JSON!, $m: ImportMode!) { importApiKeys(input: { keys: $k, mode: $m }) { imported overwritten skipped revoked } }";
@@ -54,54 +53,40 @@ fn counts(imported: i64, overwritten: i64, skipped: i64, revoked: i64) -> Value 
     json!({ "imported": imported, "overwritten": overwritten, "skipped": skipped, "revoked": revoked })
 }
 
-async fn create(
-    app: &TestApp,
-    key: &str,
-    name: &str,
-    key_type: &str,
-    mode: &str,
-    scopes: &[&str],
-) -> (String, String) {
-    let data = app
-        .data(
-            key,
-            CREATE,
-            json!({ "i": { "name": name, "type": key_type, "mode": mode, "scopes": scopes } }),
-        )
-        .await;
-    (
-        data["createApiKey"]["key"].as_str().unwrap().to_owned(),
-        data["createApiKey"]["apiKey"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    )
-}
-
 both_dbs!(
     export_holds_no_secret_and_imported_keys_work_elsewhere,
     |app: TestApp| async move {
-        let (root, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
-        let (web, _) = create(&app, &root, "web", "PUBLIC", "LIVE", &["records:read"]).await;
-        let (ops, ops_id) = create(
-            &app,
-            &root,
-            "ops",
-            "SECRET",
-            "TEST",
-            &["records:read", "schemas:read"],
-        )
-        .await;
-        let (gone, gone_id) = create(&app, &root, "gone", "SECRET", "TEST", &[]).await;
-        app.data(
-            &root,
-            "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
-            json!({ "id": gone_id }),
-        )
-        .await;
+        let root = app.new_key().secret().live().scopes(&["*"]).create().await;
+        let web = app
+            .new_key()
+            .name("web")
+            .public()
+            .live()
+            .scopes(&["records:read"])
+            .create_as(&root)
+            .await
+            .key;
+        let ops = app
+            .new_key()
+            .name("ops")
+            .secret()
+            .test()
+            .scopes(&["records:read", "schemas:read"])
+            .create_as(&root)
+            .await
+            .key;
+        let gone = app
+            .new_key()
+            .name("gone")
+            .secret()
+            .test()
+            .create_as(&root)
+            .await;
+        app.revoke_api_key(&root, &gone.api_key.id).await;
+        let gone = gone.key;
         let exported = app.data(&root, EXPORT, json!({})).await["exportApiKeys"].clone();
         let text = exported.to_string();
-        for secret in [&root, &web, &ops, &gone] {
+        for secret in [&root.secret, &web, &ops, &gone] {
             assert!(
                 !text.contains(secret.as_str()) && !text.contains(&secret[8..40]),
                 "a plaintext in the export"
@@ -125,17 +110,17 @@ both_dbs!(
         for field in ["rateLimitPerHour", "expiresAt", "createdAt", "maskedKey"] {
             assert!(ops_entry.get(field).is_some(), "{field}");
         }
-        let _ = ops_id;
 
         // Another deployment (its own database) takes the file.
-        let backend = if app.database_url.starts_with("postgres") {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
-        };
-        let other = TestApp::spawn(backend).await;
-        let (importer, _) = other.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
-        assert!(!works(&other, &web).await);
+        let other = TestApp::spawn(app.backend()).await;
+        let importer = other
+            .new_key()
+            .secret()
+            .live()
+            .scopes(&["*"])
+            .create()
+            .await;
+        assert!(!other.works(&web).await);
         let result = import(&other, &importer, exported.clone(), "ADD_NEW_ONLY").await;
         assert_eq!(result, counts(3, 0, 0, 0));
         let viewer = other
@@ -149,20 +134,27 @@ both_dbs!(
             viewer["viewer"]["key"],
             json!({ "name": "ops", "type": "SECRET", "mode": "TEST", "scopes": ["records:read", "schemas:read"] })
         );
-        assert!(works(&other, &web).await && works(&other, &root).await);
-        assert!(!works(&other, &gone).await);
+        assert!(other.works(&web).await && other.works(&root).await);
+        assert!(!other.works(&gone).await);
         // Importing again changes nothing.
         assert_eq!(
             import(&other, &importer, exported, "ADD_NEW_ONLY").await,
             counts(0, 0, 3, 0)
         );
-        other.cleanup().await;
     }
 );
 
 both_dbs!(import_modes, |app: TestApp| async move {
-    let (root, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
-    let (keep_old, _) = create(&app, &root, "keep", "SECRET", "TEST", &["records:read"]).await;
+    let root = app.new_key().secret().live().scopes(&["*"]).create().await;
+    let keep_old = app
+        .new_key()
+        .name("keep")
+        .secret()
+        .test()
+        .scopes(&["records:read"])
+        .create_as(&root)
+        .await
+        .key;
 
     // ADD_NEW_ONLY: existing names are skipped.
     let (keep_1, keep_1_entry) = entry("keep", KeyType::Secret, KeyMode::Test, &["records:read"]);
@@ -175,9 +167,7 @@ both_dbs!(import_modes, |app: TestApp| async move {
     )
     .await;
     assert_eq!(result, counts(1, 0, 1, 0));
-    assert!(
-        works(&app, &keep_old).await && !works(&app, &keep_1).await && works(&app, &fresh).await
-    );
+    assert!(app.works(&keep_old).await && !app.works(&keep_1).await && app.works(&fresh).await);
 
     // ERROR_IF_EXISTS: one existing name and nothing is imported.
     let (other, other_entry) = entry("other", KeyType::Secret, KeyMode::Test, &[]);
@@ -189,12 +179,12 @@ both_dbs!(import_modes, |app: TestApp| async move {
         )
         .await;
     assert_eq!(reply.code(), Some("CONFLICT"), "{}", reply.body);
-    assert!(!works(&app, &other).await && works(&app, &keep_old).await);
+    assert!(!app.works(&other).await && app.works(&keep_old).await);
     assert_eq!(
         import(&app, &root, file(&[&other_entry]), "ERROR_IF_EXISTS").await,
         counts(1, 0, 0, 0)
     );
-    assert!(works(&app, &other).await);
+    assert!(app.works(&other).await);
 
     // OVERWRITE_IF_EXISTS: the existing key of that name is replaced at once.
     let (newer, newer_entry) = entry("newer", KeyType::Secret, KeyMode::Test, &["records:read"]);
@@ -207,21 +197,25 @@ both_dbs!(import_modes, |app: TestApp| async move {
     .await;
     assert_eq!(result, counts(1, 1, 0, 0));
     assert!(
-        !works(&app, &keep_old).await,
+        !app.works(&keep_old).await,
         "the overwritten key fails at once"
     );
-    assert!(works(&app, &keep_1).await && works(&app, &newer).await);
+    assert!(app.works(&keep_1).await && app.works(&newer).await);
 
     // REPLACE_ALL by a weaker importer: revokes what it may revoke, except itself.
-    let (strong, _) = app
-        .key(KeyType::Secret, KeyMode::Live, &["records:write"])
+    let strong = app
+        .new_key()
+        .secret()
+        .live()
+        .scopes(&["records:write"])
+        .create()
         .await;
-    let (weak, weak_id) = app
-        .key(
-            KeyType::Secret,
-            KeyMode::Live,
-            &["apikeys:import", "apikeys:read", "records:read"],
-        )
+    let weak = app
+        .new_key()
+        .secret()
+        .live()
+        .scopes(&["apikeys:import", "apikeys:read", "records:read"])
+        .create()
         .await;
     let weak_name = app
         .data(&weak, "{ viewer { key { name } } }", json!({}))
@@ -245,13 +239,12 @@ both_dbs!(import_modes, |app: TestApp| async move {
         (&other, false),
         (&newer, false),
         (&alpha, true),
-        (&root, true),
-        (&strong, true),
-        (&weak, true),
+        (&root.secret, true),
+        (&strong.secret, true),
+        (&weak.secret, true),
     ] {
-        assert_eq!(works(&app, k).await, alive, "{}", &k[..12]);
+        assert_eq!(app.works(k).await, alive, "{}", &k[..12]);
     }
-    let _ = weak_id;
 
     // REPLACE_ALL with the project's own export brings the same keys back.
     let exported = app.data(&root, EXPORT, json!({})).await["exportApiKeys"].clone();
@@ -261,20 +254,20 @@ both_dbs!(import_modes, |app: TestApp| async move {
         counts(0, 3, 1, 0),
         "alpha, strong and weak are replaced by themselves; root skips itself"
     );
-    for k in [&alpha, &root, &strong, &weak] {
-        assert!(works(&app, k).await);
+    for k in [&alpha, &root.secret, &strong.secret, &weak.secret] {
+        assert!(app.works(k).await);
     }
 });
 
 both_dbs!(
     import_attacks_are_refused_whole,
     |app: TestApp| async move {
-        let (weak, _) = app
-            .key(
-                KeyType::Secret,
-                KeyMode::Test,
-                &["apikeys:import", "apikeys:read", "records:read"],
-            )
+        let weak = app
+            .new_key()
+            .secret()
+            .test()
+            .scopes(&["apikeys:import", "apikeys:read", "records:read"])
+            .create()
             .await;
         let (fine, fine_entry) = entry("fine", KeyType::Secret, KeyMode::Test, &["records:read"]);
 
@@ -294,7 +287,7 @@ both_dbs!(
             .await;
         assert_eq!(reply.code(), Some("FORBIDDEN"), "{}", reply.body);
         assert!(
-            !works(&app, &broad).await && !works(&app, &fine).await,
+            !app.works(&broad).await && !app.works(&fine).await,
             "nothing imported"
         );
 
@@ -308,14 +301,17 @@ both_dbs!(
             )
             .await;
         assert_eq!(reply.code(), Some("FORBIDDEN"));
-        assert!(!works(&app, &live).await);
+        assert!(!app.works(&live).await);
 
         // A hash that another project holds, active or revoked.
-        quire::db::ensure_project(&app.state.db.conn, "other", app.clock.now_utc())
-            .await
-            .unwrap();
-        let (foreign, foreign_id) = app
-            .key_in("other", KeyType::Secret, KeyMode::Test, &["records:read"])
+        let other = app.tenant("other").await;
+        let foreign = app
+            .new_key()
+            .in_project(&other.project)
+            .secret()
+            .test()
+            .scopes(&["records:read"])
+            .create()
             .await;
         let stolen = entry_for(&foreign, "stolen", &["records:read"]);
         for _ in 0..2 {
@@ -327,10 +323,10 @@ both_dbs!(
                 )
                 .await;
             assert_eq!(reply.code(), Some("CONFLICT"), "{}", reply.body);
-            assert!(!works(&app, &fine).await, "nothing imported");
+            assert!(!app.works(&fine).await, "nothing imported");
             app.state
                 .keys
-                .revoke(&quire::keys::Actor::Admin, None, &foreign_id)
+                .revoke(&quire::keys::Actor::Admin, None, &foreign.id)
                 .await
                 .unwrap();
         }
@@ -351,16 +347,20 @@ both_dbs!(
             let result = import(&app, &weak, file(&[&same_name, &same_hash]), mode).await;
             assert_eq!(result, counts(0, 0, 2, 0), "{mode}");
         }
-        assert!(works(&app, &weak).await);
+        assert!(app.works(&weak).await);
 
         // A key revoked in this project cannot come back through an import.
-        let (dead, dead_id) = app
-            .key(KeyType::Secret, KeyMode::Test, &["records:read"])
+        let dead = app
+            .new_key()
+            .secret()
+            .test()
+            .scopes(&["records:read"])
+            .create()
             .await;
         app.data(&weak, "{ apiKeys { id } }", json!({})).await;
         app.state
             .keys
-            .revoke(&quire::keys::Actor::Admin, None, &dead_id)
+            .revoke(&quire::keys::Actor::Admin, None, &dead.id)
             .await
             .unwrap();
         let zombie = entry_for(&dead, "zombie", &["records:read"]);
@@ -372,7 +372,7 @@ both_dbs!(
             )
             .await;
         assert_eq!(reply.code(), Some("CONFLICT"));
-        assert!(!works(&app, &dead).await);
+        assert!(!app.works(&dead).await);
 
         // Malformed files.
         let (_, twin_a) = entry("twin", KeyType::Secret, KeyMode::Test, &[]);
@@ -390,14 +390,14 @@ both_dbs!(
                 .await;
             assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "{}", reply.body);
         }
-        assert!(!works(&app, &fine).await);
+        assert!(!app.works(&fine).await);
     }
 );
 
 both_dbs!(
     import_errors_name_the_field_and_the_event_tells_each_entry,
     |app: TestApp| async move {
-        let (root, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
+        let root = app.new_key().secret().live().scopes(&["*"]).create().await;
 
         // A bad entry is named by its index and field; nothing is imported.
         let (good, good_entry) = entry("good", KeyType::Secret, KeyMode::Test, &["records:read"]);
@@ -415,12 +415,27 @@ both_dbs!(
             reply.body.pointer("/errors/0/extensions/field"),
             Some(&json!("keys[1].scopes"))
         );
-        assert!(!works(&app, &good).await);
+        assert!(!app.works(&good).await);
 
         // REPLACE_ALL: `old` is revoked, `web` comes back renamed by its own
         // entry, `fresh` is new, and the importer's twin is skipped.
-        let (web, _) = create(&app, &root, "web", "PUBLIC", "LIVE", &["records:read"]).await;
-        let (old, _) = create(&app, &root, "old", "SECRET", "TEST", &[]).await;
+        let web = app
+            .new_key()
+            .name("web")
+            .public()
+            .live()
+            .scopes(&["records:read"])
+            .create_as(&root)
+            .await
+            .key;
+        let old = app
+            .new_key()
+            .name("old")
+            .secret()
+            .test()
+            .create_as(&root)
+            .await
+            .key;
         let twin = entry_for(&root, "twin", &["records:read"]);
         let site = entry_for(&web, "site", &["records:read"]);
         let (fresh, fresh_entry) =
@@ -433,8 +448,8 @@ both_dbs!(
         )
         .await;
         assert_eq!(result, counts(1, 1, 1, 1));
-        assert!(works(&app, &web).await && works(&app, &fresh).await);
-        assert!(!works(&app, &old).await);
+        assert!(app.works(&web).await && app.works(&fresh).await);
+        assert!(!app.works(&old).await);
         let viewer = app
             .data(&web, "{ viewer { key { name } } }", json!({}))
             .await;

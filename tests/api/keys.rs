@@ -5,34 +5,17 @@
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
-use quire::auth::key::{KeyMode, KeyType};
 use serde_json::{json, Value};
 
 use crate::both_dbs;
-use crate::support::{ClockExt, TestApp};
+use crate::support::ops::ApiKey;
+use crate::support::ops::{CREATE_API_KEY, REVOKE_API_KEY, ROTATE_API_KEY, UPDATE_API_KEY};
+use crate::support::{KeyBuilder, TestApp, TestKey};
 
-pub const CREATE: &str = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key apiKey { id name type mode scopes maskedKey rateLimitPerHour status } } }";
-pub const ROTATE: &str = "mutation($id: ID!, $g: Int) { rotateApiKey(id: $id, gracePeriodSeconds: $g) { key apiKey { id name type mode scopes maskedKey rateLimitPerHour status } } }";
-pub const REVOKE: &str = "mutation($id: ID!) { revokeApiKey(id: $id) { id status revokedAt } }";
-pub const UPDATE: &str = "mutation($id: ID!, $i: UpdateApiKeyInput!) { updateApiKey(id: $id, input: $i) { id name rateLimitPerHour scopes } }";
-pub const AUDIT: &str = "query($l: Int, $a: String) { auditEvents(limit: $l, after: $a) { items { id action actorKeyId targetKeyId detail createdAt } pageInfo { hasNextPage endCursor } } }";
-
-/// Whether `key` authenticates.
-pub async fn works(app: &TestApp, key: &str) -> bool {
-    let status = app
-        .gql(key, "{ viewer { key { id } } }", json!({}))
-        .await
-        .status;
-    assert!(status == 200 || status == 401, "unexpected status {status}");
-    status == 200
-}
-
-fn input(name: &str, key_type: &str, mode: &str, scopes: &[&str]) -> Value {
-    json!({ "i": { "name": name, "type": key_type, "mode": mode, "scopes": scopes } })
-}
+const AUDIT: &str = "query($l: Int, $a: String) { auditEvents(limit: $l, after: $a) { items { id action actorKeyId targetKeyId detail createdAt } pageInfo { hasNextPage endCursor } } }";
 
 /// Every audit event the key can see, newest first, walking the pages.
-pub async fn all_events(app: &TestApp, key: &str) -> Vec<Value> {
+async fn all_events(app: &TestApp, key: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut after = Value::Null;
     loop {
@@ -48,118 +31,85 @@ pub async fn all_events(app: &TestApp, key: &str) -> Vec<Value> {
 
 both_dbs!(creation_rules, |app: TestApp| async move {
     let root = app.root_key().await;
-    let cases: Vec<(&str, Value, &str)> = vec![
+    let key = |name: &str| app.new_key().name(name).secret().test();
+    let cases: Vec<(&str, KeyBuilder, &str)> = vec![
         (
             "public key with a secret scope",
-            input("a", "PUBLIC", "LIVE", &["records:write"]),
+            key("a").public().live().scopes(&["records:write"]),
             "BAD_USER_INPUT",
         ),
         (
             "drafts:read on sk_live_",
-            input("b", "SECRET", "LIVE", &["drafts:read"]),
+            key("b").secret().live().scopes(&["drafts:read"]),
             "BAD_USER_INPUT",
         ),
         (
             "drafts:read on pk_test_",
-            input("c", "PUBLIC", "TEST", &["drafts:read"]),
+            key("c").public().test().scopes(&["drafts:read"]),
             "BAD_USER_INPUT",
         ),
         (
             "unknown scope",
-            input("d", "SECRET", "TEST", &["records:reed"]),
+            key("d").scopes(&["records:reed"]),
             "BAD_USER_INPUT",
         ),
-        (
-            "empty name",
-            input("", "SECRET", "TEST", &[]),
-            "BAD_USER_INPUT",
-        ),
-        (
-            "blank name",
-            input("   ", "SECRET", "TEST", &[]),
-            "BAD_USER_INPUT",
-        ),
+        ("empty name", key(""), "BAD_USER_INPUT"),
+        ("blank name", key("   "), "BAD_USER_INPUT"),
         (
             "101-character name",
-            input(&"n".repeat(101), "SECRET", "TEST", &[]),
+            key(&"n".repeat(101)),
             "BAD_USER_INPUT",
         ),
-        (
-            "limit 0",
-            json!({ "i": { "name": "e", "type": "SECRET", "mode": "TEST", "scopes": [], "rateLimitPerHour": 0 } }),
-            "BAD_USER_INPUT",
-        ),
+        ("limit 0", key("e").limit(0), "BAD_USER_INPUT"),
         (
             "limit above 10,000,000",
-            json!({ "i": { "name": "f", "type": "SECRET", "mode": "TEST", "scopes": [], "rateLimitPerHour": 10_000_001 } }),
+            key("f").limit(10_000_001),
             "BAD_USER_INPUT",
         ),
         (
             "expiresAt in the past",
-            json!({ "i": { "name": "g", "type": "SECRET", "mode": "TEST", "scopes": [], "expiresAt": (app.clock.now_utc() - ChronoDuration::seconds(1)).to_rfc3339() } }),
+            key("g").expires_in(ChronoDuration::seconds(-1)),
             "BAD_USER_INPUT",
         ),
     ];
-    for (case, vars, code) in cases {
-        let reply = app.gql(&root, CREATE, vars).await;
+    for (case, key, code) in cases {
+        let reply = key.try_create_as(&root).await;
         assert_eq!(reply.code(), Some(code), "{case}: {}", reply.body);
     }
     // 100 characters, the top budget and a future expiry are fine.
-    let ok = json!({ "i": { "name": "n".repeat(100), "type": "SECRET", "mode": "TEST", "scopes": ["records:read"],
-        "rateLimitPerHour": 10_000_000, "expiresAt": (app.clock.now_utc() + ChronoDuration::hours(1)).to_rfc3339() } });
-    app.data(&root, CREATE, ok).await;
+    key(&"n".repeat(100))
+        .scopes(&["records:read"])
+        .limit(10_000_000)
+        .expires_in(ChronoDuration::hours(1))
+        .create_as(&root)
+        .await;
     // `*` expands to what the new key may hold.
-    let data = app
-        .data(
-            &root,
-            CREATE,
-            input("star-public", "PUBLIC", "TEST", &["*"]),
-        )
+    let star_public = key("star-public")
+        .public()
+        .test()
+        .scopes(&["*"])
+        .create_as(&root)
         .await;
-    assert_eq!(
-        data["createApiKey"]["apiKey"]["scopes"]
-            .as_array()
-            .unwrap()
-            .len(),
-        6
-    );
-    let data = app
-        .data(
-            &root,
-            CREATE,
-            input("star-secret", "SECRET", "TEST", &["*"]),
-        )
-        .await;
-    assert_eq!(
-        data["createApiKey"]["apiKey"]["scopes"]
-            .as_array()
-            .unwrap()
-            .len(),
-        21
-    );
+    assert_eq!(star_public.api_key.scopes.len(), 6);
+    let star_secret = key("star-secret").scopes(&["*"]).create_as(&root).await;
+    assert_eq!(star_secret.api_key.scopes.len(), 21);
     // Names are unique among active keys only.
-    let data = app
-        .data(&root, CREATE, input("dup", "SECRET", "TEST", &[]))
-        .await;
-    let dup_id = data["createApiKey"]["apiKey"]["id"].clone();
+    let dup = key("dup").create_as(&root).await;
     assert_eq!(
-        app.gql(&root, CREATE, input("dup", "PUBLIC", "TEST", &[]))
-            .await
-            .code(),
+        key("dup").public().test().try_create_as(&root).await.code(),
         Some("CONFLICT")
     );
-    app.data(&root, REVOKE, json!({ "id": dup_id })).await;
-    app.data(&root, CREATE, input("dup", "PUBLIC", "TEST", &[]))
-        .await;
+    app.revoke_api_key(&root, &dup.api_key.id).await;
+    key("dup").public().test().create_as(&root).await;
 });
 
 both_dbs!(a_key_cannot_mint_a_broader_key, |app: TestApp| async move {
-    let (weak, _) = app
-        .key(
-            KeyType::Secret,
-            KeyMode::Test,
-            &["apikeys:create", "records:read"],
-        )
+    let weak = app
+        .new_key()
+        .secret()
+        .test()
+        .scopes(&["apikeys:create", "records:read"])
+        .create()
         .await;
     for scopes in [
         &["records:write"][..],
@@ -167,7 +117,12 @@ both_dbs!(a_key_cannot_mint_a_broader_key, |app: TestApp| async move {
         &["*"],
     ] {
         let reply = app
-            .gql(&weak, CREATE, input("broader", "SECRET", "TEST", scopes))
+            .new_key()
+            .name("broader")
+            .secret()
+            .test()
+            .scopes(scopes)
+            .try_create_as(&weak)
             .await;
         assert_eq!(
             reply.code(),
@@ -178,14 +133,20 @@ both_dbs!(a_key_cannot_mint_a_broader_key, |app: TestApp| async move {
         assert!(reply.body["data"].is_null() || reply.body["data"]["createApiKey"].is_null());
     }
     // A subset is fine, and `*` on a public key is within reach only if held.
-    app.data(
-        &weak,
-        CREATE,
-        input("narrower", "PUBLIC", "TEST", &["records:read"]),
-    )
-    .await;
+    app.new_key()
+        .name("narrower")
+        .public()
+        .test()
+        .scopes(&["records:read"])
+        .create_as(&weak)
+        .await;
     let reply = app
-        .gql(&weak, CREATE, input("pub-star", "PUBLIC", "TEST", &["*"]))
+        .new_key()
+        .name("pub-star")
+        .public()
+        .test()
+        .scopes(&["*"])
+        .try_create_as(&weak)
         .await;
     assert_eq!(reply.code(), Some("FORBIDDEN"));
 });
@@ -193,26 +154,28 @@ both_dbs!(a_key_cannot_mint_a_broader_key, |app: TestApp| async move {
 both_dbs!(
     a_weaker_key_cannot_rotate_update_or_revoke_a_stronger_one,
     |app: TestApp| async move {
-        let (strong, strong_id) = app
-            .key(
-                KeyType::Secret,
-                KeyMode::Test,
-                &["records:read", "records:write"],
-            )
+        let strong = app
+            .new_key()
+            .secret()
+            .test()
+            .scopes(&["records:read", "records:write"])
+            .create()
             .await;
-        let (weak, _) = app
-            .key(
-                KeyType::Secret,
-                KeyMode::Test,
-                &[
-                    "apikeys:update",
-                    "apikeys:delete",
-                    "apikeys:read",
-                    "records:read",
-                ],
-            )
+        let weak = app
+            .new_key()
+            .secret()
+            .test()
+            .scopes(&[
+                "apikeys:update",
+                "apikeys:delete",
+                "apikeys:read",
+                "records:read",
+            ])
+            .create()
             .await;
-        let reply = app.gql(&weak, ROTATE, json!({ "id": strong_id })).await;
+        let reply = app
+            .gql(&weak, ROTATE_API_KEY, json!({ "id": strong.id }))
+            .await;
         assert_eq!(reply.code(), Some("FORBIDDEN"), "{}", reply.body);
         assert!(
             !reply.body.to_string().contains("sk_test_"),
@@ -222,19 +185,21 @@ both_dbs!(
         let reply = app
             .gql(
                 &weak,
-                UPDATE,
-                json!({ "id": strong_id, "i": { "rateLimitPerHour": 1 } }),
+                UPDATE_API_KEY,
+                json!({ "id": strong.id, "i": { "rateLimitPerHour": 1 } }),
             )
             .await;
         assert_eq!(reply.code(), Some("FORBIDDEN"));
-        let reply = app.gql(&weak, REVOKE, json!({ "id": strong_id })).await;
+        let reply = app
+            .gql(&weak, REVOKE_API_KEY, json!({ "id": strong.id }))
+            .await;
         assert_eq!(reply.code(), Some("FORBIDDEN"));
-        assert!(works(&app, &strong).await, "the stronger key still works");
+        assert!(app.works(&strong).await, "the stronger key still works");
         let key = app
             .data(
                 &weak,
                 "query($id: ID!) { apiKey(id: $id) { rateLimitPerHour status } }",
-                json!({ "id": strong_id }),
+                json!({ "id": strong.id }),
             )
             .await;
         assert_eq!(
@@ -247,11 +212,15 @@ both_dbs!(
 both_dbs!(
     test_keys_see_and_manage_test_keys_only,
     |app: TestApp| async move {
-        let (live, live_id) = app
-            .key(KeyType::Secret, KeyMode::Live, &["records:read"])
+        let live = app
+            .new_key()
+            .secret()
+            .live()
+            .scopes(&["records:read"])
+            .create()
             .await;
-        let (test_admin, _) = app.key(KeyType::Secret, KeyMode::Test, &["*"]).await;
-        let (live_admin, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
+        let test_admin = app.new_key().secret().test().scopes(&["*"]).create().await;
+        let live_admin = app.new_key().secret().live().scopes(&["*"]).create().await;
 
         let listed = app
             .data(&test_admin, "{ apiKeys { id mode } }", json!({}))
@@ -268,27 +237,31 @@ both_dbs!(
             .data(
                 &test_admin,
                 "query($id: ID!) { apiKey(id: $id) { id } }",
-                json!({ "id": live_id }),
+                json!({ "id": live.id }),
             )
             .await;
         assert!(one["apiKey"].is_null());
         for (op, vars) in [
-            (ROTATE, json!({ "id": live_id })),
-            (REVOKE, json!({ "id": live_id })),
-            (UPDATE, json!({ "id": live_id, "i": { "name": "x" } })),
+            (ROTATE_API_KEY, json!({ "id": live.id })),
+            (REVOKE_API_KEY, json!({ "id": live.id })),
+            (
+                UPDATE_API_KEY,
+                json!({ "id": live.id, "i": { "name": "x" } }),
+            ),
         ] {
             let reply = app.gql(&test_admin, op, vars).await;
             assert_eq!(reply.code(), Some("NOT_FOUND"), "{op}: {}", reply.body);
         }
         let reply = app
-            .gql(
-                &test_admin,
-                CREATE,
-                input("live-from-test", "SECRET", "LIVE", &["records:read"]),
-            )
+            .new_key()
+            .name("live-from-test")
+            .secret()
+            .live()
+            .scopes(&["records:read"])
+            .try_create_as(&test_admin)
             .await;
         assert_eq!(reply.code(), Some("FORBIDDEN"));
-        assert!(works(&app, &live).await);
+        assert!(app.works(&live).await);
         let export = app.data(&test_admin, "{ exportApiKeys }", json!({})).await;
         assert!(export["exportApiKeys"]["keys"]
             .as_array()
@@ -299,8 +272,8 @@ both_dbs!(
         // A LIVE key manages both modes; the TEST key does not see its events on LIVE keys.
         app.data(
             &live_admin,
-            UPDATE,
-            json!({ "id": live_id, "i": { "name": "renamed-live" } }),
+            UPDATE_API_KEY,
+            json!({ "id": live.id, "i": { "name": "renamed-live" } }),
         )
         .await;
         let listed = app
@@ -317,25 +290,32 @@ both_dbs!(
         assert!(
             test_events
                 .iter()
-                .all(|e| e["targetKeyId"] != json!(live_id)),
+                .all(|e| e["targetKeyId"] != json!(live.id)),
             "{test_events:?}"
         );
         let live_events = all_events(&app, &live_admin).await;
         assert!(live_events
             .iter()
-            .any(|e| e["action"] == "KEY_UPDATED" && e["targetKeyId"] == json!(live_id)));
+            .any(|e| e["action"] == "KEY_UPDATED" && e["targetKeyId"] == json!(live.id)));
     }
 );
 
 both_dbs!(
     a_public_key_calls_no_key_operation,
     |app: TestApp| async move {
-        let (public, id) = app.key(KeyType::Public, KeyMode::Test, &["*"]).await;
+        let public = app.new_key().public().test().scopes(&["*"]).create().await;
+        let create = app
+            .new_key()
+            .name("p")
+            .public()
+            .test()
+            .scopes(&["records:read"])
+            .input();
         let ops: Vec<(&str, Value)> = vec![
-        (CREATE, input("p", "PUBLIC", "TEST", &["records:read"])),
-        (ROTATE, json!({ "id": id })),
-        (REVOKE, json!({ "id": id })),
-        (UPDATE, json!({ "id": id, "i": { "name": "p2" } })),
+        (CREATE_API_KEY, create),
+        (ROTATE_API_KEY, json!({ "id": public.id })),
+        (REVOKE_API_KEY, json!({ "id": public.id })),
+        (UPDATE_API_KEY, json!({ "id": public.id, "i": { "name": "p2" } })),
         ("mutation { importApiKeys(input: { keys: {keys: []}, mode: ADD_NEW_ONLY }) { imported } }", json!({})),
         ("{ apiKeys { id } }", json!({})),
         ("{ exportApiKeys }", json!({})),
@@ -345,7 +325,7 @@ both_dbs!(
             let reply = app.gql(&public, op, vars).await;
             assert_eq!(reply.code(), Some("FORBIDDEN"), "{op}: {}", reply.body);
         }
-        assert!(works(&app, &public).await);
+        assert!(app.works(&public).await);
     }
 );
 
@@ -353,15 +333,19 @@ both_dbs!(
     update_changes_name_and_budget_only,
     |app: TestApp| async move {
         let root = app.root_key().await;
-        let (key, id) = app
-            .key(KeyType::Secret, KeyMode::Test, &["records:read"])
+        let key = app
+            .new_key()
+            .secret()
+            .test()
+            .scopes(&["records:read"])
+            .create()
             .await;
-        assert!(works(&app, &key).await);
+        assert!(app.works(&key).await);
         let data = app
             .data(
                 &root,
-                UPDATE,
-                json!({ "id": id, "i": { "name": "renamed", "rateLimitPerHour": 42 } }),
+                UPDATE_API_KEY,
+                json!({ "id": key.id, "i": { "name": "renamed", "rateLimitPerHour": 42 } }),
             )
             .await;
         assert_eq!(data["updateApiKey"]["name"], "renamed");
@@ -385,7 +369,7 @@ both_dbs!(
             (json!({ "rateLimitPerHour": 10_000_001 }), "BAD_USER_INPUT"),
         ] {
             assert_eq!(
-                app.gql(&root, UPDATE, json!({ "id": id, "i": i }))
+                app.gql(&root, UPDATE_API_KEY, json!({ "id": key.id, "i": i }))
                     .await
                     .code(),
                 Some(code)
@@ -393,31 +377,39 @@ both_dbs!(
         }
         // Scopes, type and mode are not part of the input at all.
         let reply = app
-            .gql(&root, UPDATE, json!({ "id": id, "i": { "scopes": ["*"] } }))
+            .gql(
+                &root,
+                UPDATE_API_KEY,
+                json!({ "id": key.id, "i": { "scopes": ["*"] } }),
+            )
             .await;
         assert!(reply.body["errors"].is_array() && reply.body["data"].is_null());
-        let (_, other) = app.key(KeyType::Secret, KeyMode::Test, &[]).await;
+        let other = app.new_key().secret().test().create().await;
         let reply = app
             .gql(
                 &root,
-                UPDATE,
-                json!({ "id": other, "i": { "name": "renamed" } }),
+                UPDATE_API_KEY,
+                json!({ "id": other.id, "i": { "name": "renamed" } }),
             )
             .await;
         assert_eq!(reply.code(), Some("CONFLICT"));
-        app.data(&root, REVOKE, json!({ "id": other })).await;
+        app.revoke_api_key(&root, &other.id).await;
         let reply = app
             .gql(
                 &root,
-                UPDATE,
-                json!({ "id": other, "i": { "name": "zombie" } }),
+                UPDATE_API_KEY,
+                json!({ "id": other.id, "i": { "name": "zombie" } }),
             )
             .await;
         assert_eq!(reply.code(), Some("BAD_USER_INPUT"));
         assert_eq!(
-            app.gql(&root, UPDATE, json!({ "id": "nope", "i": { "name": "x" } }))
-                .await
-                .code(),
+            app.gql(
+                &root,
+                UPDATE_API_KEY,
+                json!({ "id": "nope", "i": { "name": "x" } })
+            )
+            .await
+            .code(),
             Some("NOT_FOUND")
         );
     }
@@ -428,48 +420,50 @@ both_dbs!(
     |app: TestApp| async move {
         let root = app.root_key().await;
         let created = app
-            .data(
-                &root,
-                CREATE,
-                json!({ "i": { "name": "svc", "type": "SECRET", "mode": "TEST",
-        "scopes": ["records:read", "apikeys:read"], "rateLimitPerHour": 77 } }),
-            )
+            .new_key()
+            .name("svc")
+            .secret()
+            .test()
+            .scopes(&["records:read", "apikeys:read"])
+            .limit(77)
+            .create_as(&root)
             .await;
-        let old = created["createApiKey"]["key"].as_str().unwrap().to_owned();
-        let before = created["createApiKey"]["apiKey"].clone();
-        let id = before["id"].clone();
-        assert!(works(&app, &old).await, "cached before the rotation");
-        let rotated = app.data(&root, ROTATE, json!({ "id": id })).await;
-        let new = rotated["rotateApiKey"]["key"].as_str().unwrap().to_owned();
-        let after = rotated["rotateApiKey"]["apiKey"].clone();
+        let old = created.key;
+        let before = created.api_key;
+        assert!(app.works(&old).await, "cached before the rotation");
+        let rotated = app.rotate_api_key(&root, &before.id, 0).await;
+        let new = rotated.key;
+        let after = rotated.api_key;
         assert_ne!(new, old);
         assert!(new.starts_with("sk_test_") && new.len() == 46);
-        for field in [
-            "id",
-            "name",
-            "type",
-            "mode",
-            "scopes",
-            "rateLimitPerHour",
-            "status",
-        ] {
-            assert_eq!(before[field], after[field], "{field}");
-        }
-        assert_ne!(before["maskedKey"], after["maskedKey"]);
+        // Everything but the secret stays: id, name, type, mode, scopes,
+        // rateLimitPerHour, status.
+        assert_eq!(
+            ApiKey {
+                masked_key: before.masked_key.clone(),
+                ..after.clone()
+            },
+            before
+        );
+        assert_ne!(before.masked_key, after.masked_key);
         assert!(
-            !works(&app, &old).await,
+            !app.works(&old).await,
             "the old secret fails as soon as the mutation returns"
         );
-        assert!(works(&app, &new).await);
+        assert!(app.works(&new).await);
         let viewer = app.data(&new, "{ viewer { key { id } } }", json!({})).await;
-        assert_eq!(viewer["viewer"]["key"]["id"], id);
+        assert_eq!(viewer["viewer"]["key"]["id"], before.id);
         // A key may rotate itself (its scopes are its own).
-        let (me, me_id) = app
-            .key(KeyType::Secret, KeyMode::Test, &["apikeys:update"])
+        let me = app
+            .new_key()
+            .secret()
+            .test()
+            .scopes(&["apikeys:update"])
+            .create()
             .await;
-        let mine = app.data(&me, ROTATE, json!({ "id": me_id })).await;
-        assert!(!works(&app, &me).await);
-        assert!(works(&app, mine["rotateApiKey"]["key"].as_str().unwrap()).await);
+        let mine = app.rotate_api_key(&me, &me.id, 0).await;
+        assert!(!app.works(&me).await);
+        assert!(app.works(&mine.key).await);
     }
 );
 
@@ -477,51 +471,53 @@ both_dbs!(
     rotation_with_grace_keeps_the_old_secret_until_then,
     |app: TestApp| async move {
         let root = app.root_key().await;
-        let (old, id) = app
-            .key(KeyType::Public, KeyMode::Test, &["records:read"])
+        let old = app
+            .new_key()
+            .public()
+            .test()
+            .scopes(&["records:read"])
+            .create()
             .await;
-        assert!(works(&app, &old).await);
+        let id = old.id.clone();
+        assert!(app.works(&old).await);
         for bad in [-1, 7 * 24 * 3600 + 1] {
-            let reply = app.gql(&root, ROTATE, json!({ "id": id, "g": bad })).await;
+            let reply = app
+                .gql(&root, ROTATE_API_KEY, json!({ "id": id, "g": bad }))
+                .await;
             assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "grace {bad}");
         }
-        let rotated = app
-            .data(&root, ROTATE, json!({ "id": id, "g": 3600 }))
-            .await;
-        let new = rotated["rotateApiKey"]["key"].as_str().unwrap().to_owned();
-        assert!(works(&app, &old).await, "old secret within grace");
-        assert!(works(&app, &new).await);
+        let new = app.rotate_api_key(&root, &id, 3600).await.key;
+        assert!(app.works(&old).await, "old secret within grace");
+        assert!(app.works(&new).await);
         app.clock.advance(ChronoDuration::seconds(3599));
-        assert!(works(&app, &old).await, "one second before the grace ends");
+        assert!(app.works(&old).await, "one second before the grace ends");
         app.clock.advance(ChronoDuration::seconds(1));
-        assert!(!works(&app, &old).await, "grace over");
-        assert!(works(&app, &new).await);
+        assert!(!app.works(&old).await, "grace over");
+        assert!(app.works(&new).await);
         // The top grace (7 days) is accepted; revoking ends both secrets.
-        let again = app
-            .data(&root, ROTATE, json!({ "id": id, "g": 7 * 24 * 3600 }))
-            .await;
-        let newest = again["rotateApiKey"]["key"].as_str().unwrap().to_owned();
-        assert!(works(&app, &new).await && works(&app, &newest).await);
-        app.data(&root, REVOKE, json!({ "id": id })).await;
-        assert!(!works(&app, &new).await && !works(&app, &newest).await);
-        let reply = app.gql(&root, ROTATE, json!({ "id": id })).await;
+        let newest = app.rotate_api_key(&root, &id, 7 * 24 * 3600).await.key;
+        assert!(app.works(&new).await && app.works(&newest).await);
+        app.revoke_api_key(&root, &id).await;
+        assert!(!app.works(&new).await && !app.works(&newest).await);
+        let reply = app.gql(&root, ROTATE_API_KEY, json!({ "id": id })).await;
         assert_eq!(
             reply.code(),
             Some("BAD_USER_INPUT"),
             "a revoked key cannot be rotated"
         );
         // Nor can an expired one (rotation keeps expiresAt; it would stay dead).
-        let expires = (app.clock.now_utc() + ChronoDuration::minutes(1)).to_rfc3339();
-        let created = app
-            .data(
-                &root,
-                CREATE,
-                json!({ "i": { "name": "brief", "type": "SECRET", "mode": "TEST", "scopes": [], "expiresAt": expires } }),
-            )
+        let brief = app
+            .new_key()
+            .name("brief")
+            .secret()
+            .test()
+            .expires_in(ChronoDuration::minutes(1))
+            .create_as(&root)
             .await;
         app.clock.advance(ChronoDuration::minutes(2));
-        let id = created["createApiKey"]["apiKey"]["id"].clone();
-        let reply = app.gql(&root, ROTATE, json!({ "id": id })).await;
+        let reply = app
+            .gql(&root, ROTATE_API_KEY, json!({ "id": brief.api_key.id }))
+            .await;
         assert_eq!(
             reply.code(),
             Some("BAD_USER_INPUT"),
@@ -531,42 +527,44 @@ both_dbs!(
 );
 
 both_dbs!(a_key_may_always_revoke_itself, |app: TestApp| async move {
-    let (me, me_id) = app
-        .key(KeyType::Secret, KeyMode::Test, &["apikeys:delete"])
+    let me = app
+        .new_key()
+        .secret()
+        .test()
+        .scopes(&["apikeys:delete"])
+        .create()
         .await;
-    let data = app.data(&me, REVOKE, json!({ "id": me_id })).await;
-    assert_eq!(data["revokeApiKey"]["status"], "REVOKED");
-    assert!(!works(&app, &me).await);
+    let revoked = app.revoke_api_key(&me, &me.id).await;
+    assert_eq!(revoked.status, "REVOKED");
+    assert!(!app.works(&me).await);
 });
 
 both_dbs!(
     audit_log_tells_the_story_without_secrets,
     |app: TestApp| async move {
-        let (root, root_id) = app.key(KeyType::Secret, KeyMode::Test, &["*"]).await;
+        let root = app.new_key().secret().test().scopes(&["*"]).create().await;
+        let root_id = root.id.clone();
         let created = app
-            .data(
-                &root,
-                CREATE,
-                input("story", "SECRET", "TEST", &["records:read"]),
-            )
+            .new_key()
+            .name("story")
+            .secret()
+            .test()
+            .scopes(&["records:read"])
+            .create_as(&root)
             .await;
-        let first = created["createApiKey"]["key"].as_str().unwrap().to_owned();
-        let id = created["createApiKey"]["apiKey"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let first = created.key;
+        let id = created.api_key.id;
         app.data(
             &root,
-            UPDATE,
+            UPDATE_API_KEY,
             json!({ "id": id, "i": { "rateLimitPerHour": 5 } }),
         )
         .await;
-        let rotated = app.data(&root, ROTATE, json!({ "id": id, "g": 60 })).await;
-        let second = rotated["rotateApiKey"]["key"].as_str().unwrap().to_owned();
+        let second = app.rotate_api_key(&root, &id, 60).await.key;
         let export = app.data(&root, "{ exportApiKeys }", json!({})).await;
         app.data(&root, "mutation($k: JSON!) { importApiKeys(input: { keys: $k, mode: ADD_NEW_ONLY }) { skipped } }",
         json!({ "k": export["exportApiKeys"] })).await;
-        app.data(&root, REVOKE, json!({ "id": id })).await;
+        app.revoke_api_key(&root, &id).await;
 
         let events = all_events(&app, &root).await;
         let ours: Vec<&Value> = events
@@ -608,7 +606,7 @@ both_dbs!(
         assert_eq!(admin["actorKeyId"], Value::Null);
         assert_eq!(admin["detail"]["source"], "admin");
         let text = serde_json::to_string(&events).unwrap();
-        for secret in [&root, &first, &second] {
+        for secret in [&root.secret, &first, &second] {
             assert!(
                 !text.contains(secret.as_str()) && !text.contains(&secret[8..40]),
                 "a secret in the audit log"
@@ -645,10 +643,17 @@ both_dbs!(
 /// audit log counts the same story.
 async fn race(app: &TestApp, revocations: usize) {
     let root = app.root_key().await;
-    let (original, id) = app
-        .key(KeyType::Secret, KeyMode::Test, &["records:read"])
+    let TestKey {
+        secret: original,
+        id,
+    } = app
+        .new_key()
+        .secret()
+        .test()
+        .scopes(&["records:read"])
+        .create()
         .await;
-    assert!(works(app, &original).await);
+    assert!(app.works(&original).await);
     let mut tasks = Vec::new();
     for i in 0..50 {
         let app = app.clone();
@@ -657,11 +662,11 @@ async fn race(app: &TestApp, revocations: usize) {
         let revoke = i % 10 == 5 && i / 10 < revocations;
         tasks.push(tokio::spawn(async move {
             if revoke {
-                let reply = app.gql(&root, REVOKE, json!({ "id": id })).await;
+                let reply = app.gql(&root, REVOKE_API_KEY, json!({ "id": id })).await;
                 assert!(reply.body.get("errors").is_none(), "{}", reply.body);
                 None
             } else {
-                let reply = app.gql(&root, ROTATE, json!({ "id": id })).await;
+                let reply = app.gql(&root, ROTATE_API_KEY, json!({ "id": id })).await;
                 match reply.body["data"]["rotateApiKey"]["key"].as_str() {
                     Some(key) => Some(Some(key.to_owned())),
                     None => {
@@ -680,7 +685,7 @@ async fn race(app: &TestApp, revocations: usize) {
     }
     let mut valid = Vec::new();
     for s in &secrets {
-        if works(app, s).await {
+        if app.works(s).await {
             valid.push(s.clone());
         }
     }
@@ -741,9 +746,13 @@ both_dbs!(
 both_dbs!(
     last_used_at_is_written_off_path_at_most_once_a_minute,
     |app: TestApp| async move {
-        let root = app.root_key().await;
-        let (key, id) = app
-            .key(KeyType::Public, KeyMode::Test, &["records:read"])
+        let root = app.root_key().await.secret;
+        let TestKey { secret: key, id } = app
+            .new_key()
+            .public()
+            .test()
+            .scopes(&["records:read"])
+            .create()
             .await;
         let q = "query($id: ID!) { apiKey(id: $id) { lastUsedAt } }";
         let read = |app: TestApp, root: String, id: String| async move {
@@ -755,7 +764,7 @@ both_dbs!(
         );
         let writes = app.state.authenticator.last_used().writes();
         for _ in 0..20 {
-            assert!(works(&app, &key).await);
+            assert!(app.works(&key).await);
         }
         let started = Instant::now();
         let first = loop {
@@ -773,14 +782,14 @@ both_dbs!(
         tokio::time::sleep(Duration::from_millis(600)).await;
         app.clock.advance(ChronoDuration::seconds(59));
         for _ in 0..5 {
-            assert!(works(&app, &key).await);
+            assert!(app.works(&key).await);
         }
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(read(app.clone(), root.clone(), id.clone()).await, first);
         // The root key's own uses are written too; at most two rows so far.
         assert!(app.state.authenticator.last_used().writes() - writes <= 2);
         app.clock.advance(ChronoDuration::seconds(2));
-        assert!(works(&app, &key).await);
+        assert!(app.works(&key).await);
         let started = Instant::now();
         loop {
             let v = read(app.clone(), root.clone(), id.clone()).await;
@@ -795,7 +804,7 @@ both_dbs!(
         }
         // Rotation keeps usage.
         let before = read(app.clone(), root.clone(), id.clone()).await;
-        app.data(&root, ROTATE, json!({ "id": id })).await;
+        app.rotate_api_key(&root, &id, 0).await;
         assert_eq!(read(app.clone(), root.clone(), id.clone()).await, before);
     }
 );

@@ -1,12 +1,15 @@
 //! quire's integration tests: one binary, a fresh database per test, run on
-//! SQLite and (with `QUIRE_TEST_DATABASE_URL`) on PostgreSQL.
+//! SQLite and (with `QUIRE_TEST_DATABASE_URL`) on PostgreSQL. Shared helpers
+//! live in `support/`; the feature files below import from it only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 mod auth;
+mod authorization;
 mod bootstrap;
+mod cleanup;
 mod content;
 mod content_bench;
 mod error_codes;

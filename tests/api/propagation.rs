@@ -5,13 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use quire::auth::key::{KeyMode, KeyType};
 use serde_json::{json, Value};
 
-use crate::bootstrap::Server;
 use crate::both_dbs;
-use crate::keys::{CREATE, REVOKE, ROTATE, UPDATE};
-use crate::support::{Backend, FreshDb, TestApp};
+use crate::support::ops::{CREATE_API_KEY, REVOKE_API_KEY, ROTATE_API_KEY, UPDATE_API_KEY};
+use crate::support::{redis_url, Backend, FreshDb, Server, TestApp};
 
 async fn call(server: &Server, key: &str, query: &str, variables: Value) -> (u16, String) {
     let res = reqwest::Client::new()
@@ -66,11 +64,11 @@ async fn bootstrap_key(server: &Server) -> String {
     }
 }
 
-async fn new_key(server: &Server, root: &str, name: &str) -> (String, String) {
+async fn create_key(server: &Server, root: &str, name: &str) -> (String, String) {
     let created = data(
         server,
         root,
-        CREATE,
+        CREATE_API_KEY,
         json!({ "i": { "name": name, "type": "SECRET", "mode": "TEST", "scopes": ["records:read"] } }),
     )
     .await;
@@ -83,25 +81,22 @@ async fn new_key(server: &Server, root: &str, name: &str) -> (String, String) {
     )
 }
 
-async fn changes_reach_the_other_instance(backend: Backend) {
-    let Some(db) = FreshDb::create(backend).await else {
-        return;
-    };
+both_dbs!(changes_reach_the_other_instance, |db: FreshDb| async move {
     let a = Server::start(&db.url, &[]).await;
     let root = bootstrap_key(&a).await;
     let b = Server::start(&db.url, &[]).await;
 
     // Revoked through A: refused by A at once, by B within 2 s.
-    let (k1, k1_id) = new_key(&a, &root, "k1").await;
+    let (k1, k1_id) = create_key(&a, &root, "k1").await;
     assert_eq!(status(&b, &k1).await, 200, "cached on B");
-    data(&a, &root, REVOKE, json!({ "id": k1_id })).await;
+    data(&a, &root, REVOKE_API_KEY, json!({ "id": k1_id })).await;
     assert_eq!(status(&a, &k1).await, 401);
     refused_within_2s(&b, &k1, "revoked through A").await;
 
     // Rotated through A without grace: the old secret dies on B too.
-    let (k2, k2_id) = new_key(&a, &root, "k2").await;
+    let (k2, k2_id) = create_key(&a, &root, "k2").await;
     assert_eq!(status(&b, &k2).await, 200);
-    let rotated = data(&a, &root, ROTATE, json!({ "id": k2_id })).await;
+    let rotated = data(&a, &root, ROTATE_API_KEY, json!({ "id": k2_id })).await;
     let k2_new = rotated["rotateApiKey"]["key"].as_str().unwrap().to_owned();
     refused_within_2s(&b, &k2, "rotated through A").await;
     assert_eq!(status(&b, &k2_new).await, 200);
@@ -110,7 +105,7 @@ async fn changes_reach_the_other_instance(backend: Backend) {
     data(
         &a,
         &root,
-        UPDATE,
+        UPDATE_API_KEY,
         json!({ "id": k2_id, "i": { "rateLimitPerHour": 321 } }),
     )
     .await;
@@ -134,7 +129,7 @@ async fn changes_reach_the_other_instance(backend: Backend) {
     }
 
     // `quire admin keys revoke` (a third process): both instances within 2 s.
-    let (k3, k3_id) = new_key(&a, &root, "k3").await;
+    let (k3, k3_id) = create_key(&a, &root, "k3").await;
     assert_eq!(status(&a, &k3).await, 200);
     assert_eq!(status(&b, &k3).await, 200);
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_quire"))
@@ -153,23 +148,9 @@ async fn changes_reach_the_other_instance(backend: Backend) {
 
     a.stop().await;
     b.stop().await;
-    db.cleanup().await;
-}
+});
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_reach_the_other_instance_sqlite() {
-    changes_reach_the_other_instance(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_reach_the_other_instance_postgres() {
-    changes_reach_the_other_instance(Backend::Postgres).await;
-}
-
-async fn no_plaintext_in_logs(backend: Backend) {
-    let Some(db) = FreshDb::create(backend).await else {
-        return;
-    };
+both_dbs!(no_plaintext_in_logs, |db: FreshDb| async move {
     let server = Server::start(&db.url, &[("RUST_LOG", "debug")]).await;
     let root = bootstrap_key(&server).await;
     let mut secrets = vec![root.clone()];
@@ -180,7 +161,7 @@ async fn no_plaintext_in_logs(backend: Backend) {
         others.push(body);
     };
 
-    let (k, k_id) = new_key(&server, &root, "watched").await;
+    let (k, k_id) = create_key(&server, &root, "watched").await;
     secrets.push(k.clone());
     record(
         call(
@@ -191,7 +172,13 @@ async fn no_plaintext_in_logs(backend: Backend) {
         )
         .await,
     );
-    let rotated = data(&server, &root, ROTATE, json!({ "id": k_id, "g": 60 })).await;
+    let rotated = data(
+        &server,
+        &root,
+        ROTATE_API_KEY,
+        json!({ "id": k_id, "g": 60 }),
+    )
+    .await;
     let k2 = rotated["rotateApiKey"]["key"].as_str().unwrap().to_owned();
     secrets.push(k2.clone());
     for key in [&k, &k2, &root] {
@@ -230,7 +217,7 @@ async fn no_plaintext_in_logs(backend: Backend) {
         call(
             &server,
             &root,
-            UPDATE,
+            UPDATE_API_KEY,
             json!({ "id": k_id, "i": { "name": "watched-2" } }),
         )
         .await,
@@ -247,7 +234,7 @@ async fn no_plaintext_in_logs(backend: Backend) {
         )
         .await,
     );
-    record(call(&server, &root, REVOKE, json!({ "id": k_id })).await);
+    record(call(&server, &root, REVOKE_API_KEY, json!({ "id": k_id })).await);
     for key in [&k, &k2] {
         record(call(&server, key, "{ viewer { key { id } } }", json!({})).await);
     }
@@ -276,18 +263,7 @@ async fn no_plaintext_in_logs(backend: Backend) {
         }
     }
     server.stop().await;
-    db.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_plaintext_in_logs_sqlite() {
-    no_plaintext_in_logs(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_plaintext_in_logs_postgres() {
-    no_plaintext_in_logs(Backend::Postgres).await;
-}
+});
 
 struct Run {
     ok: bool,
@@ -311,7 +287,7 @@ async fn quire(app: &TestApp, key: &str, args: &[&str]) -> Run {
 }
 
 both_dbs!(api_keys_client_commands, |app: TestApp| async move {
-    let (root, _) = app.key(KeyType::Secret, KeyMode::Live, &["*"]).await;
+    let root = app.new_key().secret().live().scopes(&["*"]).create().await;
     let data = r#"{"name":"cli","type":"secret","mode":"test","scopes":["records:read"],"rateLimitPerHour":99}"#;
     let run = quire(
         &app,
@@ -400,19 +376,16 @@ both_dbs!(api_keys_client_commands, |app: TestApp| async move {
     assert!(!run.ok && !run.stderr.is_empty());
 });
 
-/// With Redis, a change reaches an instance that does not even poll the
-/// database feed.
-async fn redis_carries_key_changes(backend: Backend) {
-    let Ok(redis_url) = std::env::var("QUIRE_TEST_REDIS_URL") else {
-        eprintln!("skipped: QUIRE_TEST_REDIS_URL is not set");
-        return;
-    };
+// With Redis, a change reaches an instance that does not even poll the
+// database feed.
+both_dbs!(redis_carries_key_changes, |backend: Backend| async move {
+    let Some(redis_url) = redis_url() else { return };
     let url = redis_url.clone();
     let Some(app) = TestApp::try_spawn_with(backend, move |c| c.redis_url = Some(url.into())).await
     else {
         return;
     };
-    let mut config = quire::config::Config::for_database(app.database_url.clone());
+    let mut config = quire::config::Config::for_database(app.database_url().to_owned());
     config.redis_url = Some(redis_url.into());
     let other = quire::App::with_clock(config, app.clock.clone())
         .await
@@ -425,8 +398,12 @@ async fn redis_carries_key_changes(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let root = app.root_key().await;
-    let (key, id) = app
-        .key(KeyType::Secret, KeyMode::Test, &["records:read"])
+    let key = app
+        .new_key()
+        .secret()
+        .test()
+        .scopes(&["records:read"])
+        .create()
         .await;
     let hash = quire::auth::key::ApiKeySecret::parse(&key).unwrap().hash();
     let now = || quire::clock::Clock::now(&*app.clock);
@@ -438,9 +415,7 @@ async fn redis_carries_key_changes(backend: Backend) {
             .is_ok(),
         "cached on the other instance"
     );
-    assert!(
-        app.data(&root, REVOKE, json!({ "id": id })).await["revokeApiKey"]["status"] == "REVOKED"
-    );
+    assert!(app.revoke_api_key(&root, &key.id).await.status == "REVOKED");
     let started = Instant::now();
     while other
         .key_cache
@@ -454,15 +429,4 @@ async fn redis_carries_key_changes(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    app.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_carries_key_changes_sqlite() {
-    redis_carries_key_changes(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_carries_key_changes_postgres() {
-    redis_carries_key_changes(Backend::Postgres).await;
-}
+});

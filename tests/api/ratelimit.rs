@@ -2,29 +2,19 @@
 //! and Redis stores), concurrency, headers, batches, Redis failure, restart.
 
 use std::collections::VecDeque;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use quire::auth::key::{KeyMode, KeyType};
 use quire::ratelimit::Limiter;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::bootstrap::{free_port, Server};
-use crate::support::{Backend, FreshDb, Reply, TestApp};
-
-fn redis_url() -> Option<String> {
-    match std::env::var("QUIRE_TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            eprintln!("skipped: QUIRE_TEST_REDIS_URL is not set (Redis variant)");
-            None
-        }
-    }
-}
+use crate::both_dbs;
+use crate::support::{
+    free_port, redis_url, Backend, FreshDb, OwnRedis, Reply, Server, TestApp, TestKey,
+};
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap()
@@ -192,9 +182,9 @@ fn rate_headers(reply: &Reply) -> (u64, u64, i64) {
     )
 }
 
-async fn limited_key(app: &TestApp, limit: i64) -> String {
-    let (key, id) = app.key(KeyType::Secret, KeyMode::Test, &["*"]).await;
-    set_limit(app, &id, limit).await;
+async fn limited_key(app: &TestApp, limit: i64) -> TestKey {
+    let key = app.new_key().secret().test().scopes(&["*"]).create().await;
+    set_limit(app, &key.id, limit).await;
     key
 }
 
@@ -284,12 +274,12 @@ async fn headers_viewer_batches_and_429() {
 #[tokio::test]
 async fn a_new_limit_applies_from_the_next_request() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let (key, id) = app.key(KeyType::Secret, KeyMode::Test, &["*"]).await;
-    set_limit(&app, &id, 2).await;
+    let key = app.new_key().secret().test().scopes(&["*"]).create().await;
+    set_limit(&app, &key.id, 2).await;
     assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 200);
     assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 200);
     assert_eq!(app.gql(&key, "{ __typename }", json!({})).await.status, 429);
-    set_limit(&app, &id, 3).await;
+    set_limit(&app, &key.id, 3).await;
     let reply = app.gql(&key, "{ __typename }", json!({})).await;
     assert_eq!(reply.status, 200);
     assert_eq!(rate_headers(&reply), (3, 0, rate_headers(&reply).2));
@@ -368,29 +358,114 @@ async fn two_processes_sharing_redis_admit_exactly_the_budget() {
     b.stop().await;
 }
 
-#[tokio::test]
-async fn restart_keeps_the_remaining_budget() {
-    let db = FreshDb::create(Backend::Sqlite).await.unwrap();
-    let server = Server::start(&db.url, &[]).await;
-    let key = admin_key(&db.url, 1000).await;
-    assert_eq!(count_ok(&[&server], &key, 30).await, 30);
-    terminate(server).await;
-    let server = Server::start(&db.url, &[]).await;
-    let res = reqwest::Client::new()
-        .post(server.url("/graphql"))
-        .header("x-api-key", &key)
-        .json(&json!({ "query": "{ __typename }" }))
-        .send()
-        .await
-        .unwrap();
-    let remaining: u64 = res.headers()["x-ratelimit-remaining"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(remaining, 1000 - 31);
-    server.stop().await;
-}
+// A graceful restart keeps each key's remaining budget (the local store
+// saves its windows on SIGTERM and loads them on start).
+both_dbs!(
+    restart_keeps_the_remaining_budget,
+    |db: FreshDb| async move {
+        let server = Server::start(&db.url, &[]).await;
+        let key = admin_key(&db.url, 1000).await;
+        assert_eq!(count_ok(&[&server], &key, 30).await, 30);
+        terminate(server).await;
+        let server = Server::start(&db.url, &[]).await;
+        let res = reqwest::Client::new()
+            .post(server.url("/graphql"))
+            .header("x-api-key", &key)
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+            .await
+            .unwrap();
+        let remaining: u64 = res.headers()["x-ratelimit-remaining"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(remaining, 1000 - 31);
+        server.stop().await;
+    }
+);
+
+// The local store's windows survive a restart through the database:
+// `persist` saves them, a new limiter's `restore` loads them and clears what
+// was saved.
+both_dbs!(
+    a_restored_limiter_keeps_the_window,
+    |db: FreshDb| async move {
+        let database = db.open().await;
+        let t0 = at(1_800_000_000);
+        let (key, other) = (new_key_id(), new_key_id());
+        let before = Limiter::new(None).unwrap();
+        for minute in 0..3 {
+            for _ in 0..10 {
+                let now = t0 + chrono::Duration::minutes(minute);
+                assert!(before.check(&key, 100, 1, now).await.allowed);
+            }
+        }
+        assert!(before.check(&other, 5, 5, t0).await.allowed);
+        let saved_at = t0 + chrono::Duration::minutes(3);
+        assert_eq!(before.persist(&database, saved_at).await.unwrap(), 2);
+
+        // A new process: nothing counted until it restores.
+        let later = saved_at + chrono::Duration::seconds(10);
+        let after = Limiter::new(None).unwrap();
+        assert_eq!(after.peek(&key, 100, later).await.remaining, 100);
+        assert_eq!(after.restore(&database, later).await.unwrap(), 2);
+        assert_eq!(
+            after.peek(&key, 100, later).await,
+            before.peek(&key, 100, later).await,
+            "the same window: remaining budget and reset"
+        );
+        assert_eq!(after.peek(&key, 100, later).await.remaining, 70);
+        // From here on it decides as the limiter that never stopped does.
+        for limiter in [&before, &after] {
+            let next = limiter.check(&key, 100, 1, later).await;
+            assert!(next.allowed);
+            assert_eq!(next.remaining, 69);
+            assert!(limiter.check(&key, 100, 69, later).await.allowed);
+            assert!(!limiter.check(&key, 100, 1, later).await.allowed, "spent");
+            assert!(!limiter.check(&other, 5, 1, later).await.allowed, "spent");
+        }
+        for minutes in [10, 59, 60, 61, 62, 63, 64, 90] {
+            let then = t0 + chrono::Duration::minutes(minutes);
+            assert_eq!(
+                after.peek(&key, 100, then).await,
+                before.peek(&key, 100, then).await,
+                "{minutes} minutes on"
+            );
+        }
+        // The first minute's requests age out of the window (within a bucket).
+        let aged = t0 + chrono::Duration::seconds(3_600 + 60);
+        assert!(after.peek(&key, 100, aged).await.remaining >= 10);
+
+        // What was restored is gone from the database.
+        let again = Limiter::new(None).unwrap();
+        assert_eq!(again.restore(&database, later).await.unwrap(), 0);
+        assert_eq!(again.peek(&key, 100, later).await.remaining, 100);
+    }
+);
+
+// A window saved more than an hour ago has nothing left to restore; the
+// restore still clears it.
+both_dbs!(
+    a_window_saved_over_an_hour_ago_is_not_restored,
+    |db: FreshDb| async move {
+        let database = db.open().await;
+        let t0 = at(1_800_000_000);
+        let key = new_key_id();
+        let before = Limiter::new(None).unwrap();
+        assert!(before.check(&key, 10, 10, t0).await.allowed);
+        assert_eq!(before.persist(&database, t0).await.unwrap(), 1);
+
+        let after = Limiter::new(None).unwrap();
+        let two_hours_later = t0 + chrono::Duration::hours(2);
+        assert_eq!(after.restore(&database, two_hours_later).await.unwrap(), 0);
+        assert_eq!(after.peek(&key, 10, two_hours_later).await.remaining, 10);
+        // Cleared: not even a restore dated back at the save finds it.
+        let back_then = Limiter::new(None).unwrap();
+        assert_eq!(back_then.restore(&database, t0).await.unwrap(), 0);
+        assert_eq!(back_then.peek(&key, 10, t0).await.remaining, 10);
+    }
+);
 
 /// SIGTERM, then wait for a graceful exit.
 async fn terminate(mut server: Server) {
@@ -405,44 +480,6 @@ async fn terminate(mut server: Server) {
     assert!(exited.is_ok(), "quire did not stop on SIGTERM");
 }
 
-/// Our own redis-server on a free port, killed and restarted mid-run.
-pub(crate) struct OwnRedis {
-    pub child: tokio::process::Child,
-    pub port: u16,
-}
-
-impl OwnRedis {
-    pub async fn start(port: u16) -> Option<Self> {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .ok()?;
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Some(Self { child, port });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_failure_falls_back_and_recovers() {
     let port = free_port();
@@ -450,7 +487,7 @@ async fn redis_failure_falls_back_and_recovers() {
         eprintln!("skipped: redis-server is not installed");
         return;
     };
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = redis.url();
     let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url.clone().into()))
         .await
         .unwrap();

@@ -5,13 +5,11 @@
 
 use std::time::Duration;
 
-use quire::auth::key::{KeyMode, KeyType};
 use serde_json::json;
 
-use crate::bootstrap::free_port;
-use crate::content::{CREATE, CREATE_MODEL, DELETE, PUBLISH, UNPUBLISH, UPDATE, UPDATE_MODEL};
-use crate::ratelimit::OwnRedis;
-use crate::support::{Backend, ClockExt, TestApp};
+use crate::both_dbs;
+use crate::support::ops::{DELETE_RECORD, UNPUBLISH_RECORD, UPDATE_MODEL, UPDATE_RECORD};
+use crate::support::{free_port, redis_url, Backend, OwnRedis, Tenant, TestApp, TestKey};
 
 const LIST: &str = "{ records(modelKey: \"page\") { items { id data status version updatedAt publishedAt } totalCount } }";
 const ONE: &str = "query($id: ID!) { record(id: $id) { id data status version } }";
@@ -19,32 +17,24 @@ const BY_SLUG: &str =
     "query($w: JSON) { records(modelKey: \"page\", where: $w) { items { id data } } }";
 const TMP: &str = "{ records(modelKey: \"tmp\") { items { id } } }";
 
-fn redis_url() -> Option<String> {
-    let url = std::env::var("QUIRE_TEST_REDIS_URL").ok();
-    if url.is_none() {
-        eprintln!("skipped: QUIRE_TEST_REDIS_URL is not set (Redis variant)");
-    }
-    url
+/// The default project's keys (`root`: an `sk_test_` key with every scope,
+/// `live`: a `pk_live_` key reading records) and its `page` model.
+async fn setup(app: &TestApp) -> Tenant {
+    let tenant = app.default_tenant().await;
+    page_model(app, &tenant.root).await;
+    tenant
 }
 
-/// `(root, live)`: an `sk_test_` key with every scope and a `pk_live_` key
-/// reading records; the `page` model.
-async fn setup(app: &TestApp) -> (String, String) {
-    let root = app.root_key().await;
-    let live = app
-        .key(KeyType::Public, KeyMode::Live, &["records:read"])
-        .await
-        .0;
-    app.data(
-        &root,
-        CREATE_MODEL,
-        json!({ "i": { "key": "page", "name": "Page", "fields": [
+/// The `page` model: a unique `slug` and a `title`.
+async fn page_model(app: &TestApp, root: &str) {
+    app.create_model(
+        root,
+        json!({ "key": "page", "name": "Page", "fields": [
             { "name": "slug", "type": "STRING", "required": true, "unique": true },
             { "name": "title", "type": "STRING" }
-        ] } }),
+        ] }),
     )
     .await;
-    (root, live)
 }
 
 /// What the published view should show of the one record: `None` when it
@@ -96,23 +86,19 @@ async fn reads_show(reader: &TestApp, key: &str, id: &str, expected: Shown, step
 
 /// Every kind of change, made through `writer`, then read through `reader`.
 async fn no_stale_reads(writer: &TestApp, reader: &TestApp, root: &str, live: &str) {
-    let created = writer
-        .data(
-            root,
-            CREATE,
-            json!({ "m": "page", "d": { "slug": "a", "title": "v1" } }),
-        )
-        .await;
-    let id = created["createRecord"]["id"].as_str().unwrap().to_owned();
+    let id = writer
+        .create_record(root, "page", json!({ "slug": "a", "title": "v1" }))
+        .await
+        .id;
     reads_show(reader, live, &id, None, "draft only").await;
 
-    writer.data(root, PUBLISH, json!({ "id": id })).await;
+    writer.publish_record(root, &id).await;
     reads_show(reader, live, &id, Some(("v1", "PUBLISHED", 2)), "published").await;
 
     writer
         .data(
             root,
-            UPDATE,
+            UPDATE_RECORD,
             json!({ "id": id, "d": { "slug": "a", "title": "v2" } }),
         )
         .await;
@@ -125,7 +111,7 @@ async fn no_stale_reads(writer: &TestApp, reader: &TestApp, root: &str, live: &s
     )
     .await;
 
-    writer.data(root, PUBLISH, json!({ "id": id })).await;
+    writer.publish_record(root, &id).await;
     reads_show(
         reader,
         live,
@@ -135,10 +121,12 @@ async fn no_stale_reads(writer: &TestApp, reader: &TestApp, root: &str, live: &s
     )
     .await;
 
-    writer.data(root, UNPUBLISH, json!({ "id": id })).await;
+    writer
+        .data(root, UNPUBLISH_RECORD, json!({ "id": id }))
+        .await;
     reads_show(reader, live, &id, None, "unpublished").await;
 
-    writer.data(root, PUBLISH, json!({ "id": id })).await;
+    writer.publish_record(root, &id).await;
     reads_show(
         reader,
         live,
@@ -174,10 +162,9 @@ async fn no_stale_reads(writer: &TestApp, reader: &TestApp, root: &str, live: &s
 
     // A deleted model's records are an error, not a cached empty page.
     writer
-        .data(
+        .create_model(
             root,
-            CREATE_MODEL,
-            json!({ "i": { "key": "tmp", "name": "Tmp", "fields": [{ "name": "x", "type": "STRING" }] } }),
+            json!({ "key": "tmp", "name": "Tmp", "fields": [{ "name": "x", "type": "STRING" }] }),
         )
         .await;
     for _ in 0..2 {
@@ -194,14 +181,14 @@ async fn no_stale_reads(writer: &TestApp, reader: &TestApp, root: &str, live: &s
         gone.body
     );
 
-    writer.data(root, DELETE, json!({ "id": id })).await;
+    writer.data(root, DELETE_RECORD, json!({ "id": id })).await;
     reads_show(reader, live, &id, None, "deleted").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_stale_reads_on_one_sqlite_instance() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let (root, live) = setup(&app).await;
+    let Tenant { root, live, .. } = setup(&app).await;
     no_stale_reads(&app, &app, &root, &live).await;
 }
 
@@ -213,35 +200,26 @@ async fn no_stale_reads_on_one_postgres_instance_with_redis() {
     else {
         return;
     };
-    let (root, live) = setup(&app).await;
+    let Tenant { root, live, .. } = setup(&app).await;
     no_stale_reads(&app, &app, &root, &live).await;
-    app.cleanup().await;
 }
 
-/// Two instances behind a load balancer: writes on one, reads on the other.
-async fn across_instances(backend: Backend) {
-    let Some(url) = redis_url() else { return };
-    let shared = url.clone();
-    let Some(writer) =
-        TestApp::try_spawn_with(backend, |c| c.redis_url = Some(shared.into())).await
-    else {
-        return;
-    };
-    let reader = writer.sibling(|c| c.redis_url = Some(url.into())).await;
-    let (root, live) = setup(&writer).await;
-    no_stale_reads(&writer, &reader, &root, &live).await;
-    writer.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_stale_reads_across_postgres_instances_sharing_redis() {
-    across_instances(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_stale_reads_across_sqlite_instances_sharing_redis() {
-    across_instances(Backend::Sqlite).await;
-}
+// Two instances behind a load balancer: writes on one, reads on the other.
+both_dbs!(
+    no_stale_reads_across_instances_sharing_redis,
+    |backend: Backend| async move {
+        let Some(url) = redis_url() else { return };
+        let shared = url.clone();
+        let Some(writer) =
+            TestApp::try_spawn_with(backend, |c| c.redis_url = Some(shared.into())).await
+        else {
+            return;
+        };
+        let reader = writer.sibling(|c| c.redis_url = Some(url.into())).await;
+        let Tenant { root, live, .. } = setup(&writer).await;
+        no_stale_reads(&writer, &reader, &root, &live).await;
+    }
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_without_redis_does_not_cache() {
@@ -249,43 +227,30 @@ async fn postgres_without_redis_does_not_cache() {
         return;
     };
     assert!(!app.state.read_cache.is_enabled());
-    let (root, live) = setup(&app).await;
+    let Tenant { root, live, .. } = setup(&app).await;
     let id = app
-        .data(
-            &root,
-            CREATE,
-            json!({ "m": "page", "d": { "slug": "a", "title": "v1" } }),
-        )
-        .await["createRecord"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.data(&root, PUBLISH, json!({ "id": id })).await;
+        .create_record(&root, "page", json!({ "slug": "a", "title": "v1" }))
+        .await
+        .id;
+    app.publish_record(&root, &id).await;
     for _ in 0..2 {
         app.data(&live, LIST, json!({})).await;
     }
     assert_eq!(app.state.read_cache.stats(), (0, 0));
-    app.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drafts_never_reach_the_published_view() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let (root, live) = setup(&app).await;
+    let Tenant { root, live, .. } = setup(&app).await;
     let id = app
-        .data(
-            &root,
-            CREATE,
-            json!({ "m": "page", "d": { "slug": "a", "title": "public" } }),
-        )
-        .await["createRecord"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.data(&root, PUBLISH, json!({ "id": id })).await;
+        .create_record(&root, "page", json!({ "slug": "a", "title": "public" }))
+        .await
+        .id;
+    app.publish_record(&root, &id).await;
     app.data(
         &root,
-        UPDATE,
+        UPDATE_RECORD,
         json!({ "id": id, "d": { "slug": "a", "title": "draft" } }),
     )
     .await;
@@ -323,26 +288,24 @@ async fn drafts_never_reach_the_published_view() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cached_answers_only_reach_keys_that_may_read_them() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let (root, live) = setup(&app).await;
+    let Tenant { root, live, .. } = setup(&app).await;
     let id = app
-        .data(
-            &root,
-            CREATE,
-            json!({ "m": "page", "d": { "slug": "a", "title": "mine" } }),
-        )
-        .await["createRecord"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.data(&root, PUBLISH, json!({ "id": id })).await;
+        .create_record(&root, "page", json!({ "slug": "a", "title": "mine" }))
+        .await
+        .id;
+    app.publish_record(&root, &id).await;
     for _ in 0..2 {
         app.data(&live, LIST, json!({})).await;
         app.data(&live, ONE, json!({ "id": id })).await;
     }
 
     // Same project, no records:read: FORBIDDEN, not the cached page.
-    let (schemas_only, _) = app
-        .key(KeyType::Secret, KeyMode::Test, &["schemas:read"])
+    let schemas_only = app
+        .new_key()
+        .secret()
+        .test()
+        .scopes(&["schemas:read"])
+        .create()
         .await;
     for query in [LIST, ONE] {
         let reply = app.gql(&schemas_only, query, json!({ "id": id })).await;
@@ -351,50 +314,32 @@ async fn cached_answers_only_reach_keys_that_may_read_them() {
     }
 
     // Another project, same query texts: its own (empty) content.
-    quire::db::ensure_project(&app.state.db.conn, "other", app.clock.now_utc())
-        .await
-        .unwrap();
-    let (other_root, _) = app
-        .key_in("other", KeyType::Secret, KeyMode::Test, &["*"])
-        .await;
-    let (other_live, _) = app
-        .key_in("other", KeyType::Public, KeyMode::Live, &["records:read"])
-        .await;
-    let missing = app.gql(&other_live, LIST, json!({})).await;
+    let other = app.tenant("other").await;
+    let missing = app.gql(&other.live, LIST, json!({})).await;
     assert!(missing.code().is_some(), "{}", missing.body);
-    setup_model_only(&app, &other_root).await;
+    page_model(&app, &other.root).await;
     for _ in 0..2 {
-        let theirs = app.data(&other_live, LIST, json!({})).await;
+        let theirs = app.data(&other.live, LIST, json!({})).await;
         assert_eq!(theirs["records"]["items"], json!([]));
-        let theirs = app.data(&other_live, ONE, json!({ "id": id })).await;
+        let theirs = app.data(&other.live, ONE, json!({ "id": id })).await;
         assert!(theirs["record"].is_null());
     }
-}
-
-async fn setup_model_only(app: &TestApp, root: &str) {
-    app.data(
-        root,
-        CREATE_MODEL,
-        json!({ "i": { "key": "page", "name": "Page", "fields": [
-            { "name": "slug", "type": "STRING", "required": true, "unique": true },
-            { "name": "title", "type": "STRING" }
-        ] } }),
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cache_hits_count_against_the_budget() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let (root, _) = setup(&app).await;
+    let root = setup(&app).await.root;
     let created = app
-        .data(
-            &root,
-            "mutation { createApiKey(input: {name: \"tight\", type: PUBLIC, mode: TEST, scopes: [\"records:read\"], rateLimitPerHour: 3}) { key } }",
-            json!({}),
-        )
+        .new_key()
+        .name("tight")
+        .public()
+        .test()
+        .scopes(&["records:read"])
+        .limit(3)
+        .create_as(&root)
         .await;
-    let tight = created["createApiKey"]["key"].as_str().unwrap();
+    let tight = created.key.as_str();
     for remaining in ["2", "1", "0"] {
         let reply = app.gql(tight, LIST, json!({})).await;
         assert_eq!(reply.status, 200);
@@ -415,7 +360,7 @@ async fn cache_hits_count_against_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_show_hit_rate_and_size() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let (_, live) = setup(&app).await;
+    let live = setup(&app).await.live;
     for _ in 0..3 {
         app.data(&live, LIST, json!({})).await;
     }
@@ -441,7 +386,7 @@ async fn metrics_show_hit_rate_and_size() {
 
 /// Our own Redis and an instance on it, with one published record (`v1`)
 /// whose reads are cached; `None` (saying so) without `redis-server`.
-async fn published_v1_on_own_redis() -> Option<(OwnRedis, String, TestApp, String, String, String)>
+async fn published_v1_on_own_redis() -> Option<(OwnRedis, String, TestApp, TestKey, TestKey, String)>
 {
     let port = free_port();
     let Some(redis) = OwnRedis::start(port).await else {
@@ -452,18 +397,12 @@ async fn published_v1_on_own_redis() -> Option<(OwnRedis, String, TestApp, Strin
     let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.redis_url = Some(url.clone().into()))
         .await
         .unwrap();
-    let (root, live) = setup(&app).await;
+    let Tenant { root, live, .. } = setup(&app).await;
     let id = app
-        .data(
-            &root,
-            CREATE,
-            json!({ "m": "page", "d": { "slug": "a", "title": "v1" } }),
-        )
-        .await["createRecord"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.data(&root, PUBLISH, json!({ "id": id })).await;
+        .create_record(&root, "page", json!({ "slug": "a", "title": "v1" }))
+        .await
+        .id;
+    app.publish_record(&root, &id).await;
     reads_show(
         &app,
         &live,
@@ -488,11 +427,11 @@ async fn redis_outage_and_data_loss_serve_nothing_stale() {
     // Published while Redis is down: no instance can be told.
     app.data(
         &root,
-        UPDATE,
+        UPDATE_RECORD,
         json!({ "id": id, "d": { "slug": "a", "title": "v2" } }),
     )
     .await;
-    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    app.publish_record(&root, &id).await;
     let during = app.data(&live, ONE, json!({ "id": id })).await;
     assert_eq!(
         during["record"]["data"]["title"], "v2",
@@ -539,11 +478,11 @@ async fn a_change_redis_missed_is_announced_later() {
         .unwrap();
     app.data(
         &root,
-        UPDATE,
+        UPDATE_RECORD,
         json!({ "id": id, "d": { "slug": "a", "title": "v2" } }),
     )
     .await;
-    app.data(&root, PUBLISH, json!({ "id": id })).await;
+    app.publish_record(&root, &id).await;
     let during = app.data(&live, ONE, json!({ "id": id })).await;
     assert_eq!(
         during["record"]["data"]["title"], "v2",
