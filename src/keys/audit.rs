@@ -56,7 +56,7 @@ impl AuditAction {
 }
 
 /// Appends one event.
-pub async fn record<C: ConnectionTrait>(
+pub(crate) async fn record<C: ConnectionTrait>(
     db: &C,
     project_id: &str,
     action: AuditAction,
@@ -85,7 +85,7 @@ pub async fn record<C: ConnectionTrait>(
 /// after the event `after` (exclusive); also whether more follow.
 ///
 /// A TEST key sees the events whose actor or target is a TEST key.
-pub async fn list<C: ConnectionTrait>(
+pub(crate) async fn list<C: ConnectionTrait>(
     db: &C,
     project_id: &str,
     actor: &Actor,

@@ -277,7 +277,7 @@ fn name_conflict(e: sea_orm::DbErr, name: &str) -> AppError {
 }
 
 /// Lists a project's keys that the actor may see, oldest first.
-pub async fn list_keys<C: ConnectionTrait>(
+pub(crate) async fn list_keys<C: ConnectionTrait>(
     db: &C,
     project_id: &str,
     actor: &Actor,
@@ -298,7 +298,7 @@ pub async fn list_keys<C: ConnectionTrait>(
 
 /// One key of the project, if the actor may see it; otherwise `None`, so a
 /// hidden key looks exactly like a missing one.
-pub async fn get_key<C: ConnectionTrait>(
+pub(crate) async fn get_key<C: ConnectionTrait>(
     db: &C,
     project_id: &str,
     actor: &Actor,
@@ -560,7 +560,7 @@ pub(crate) async fn rotate_key<C: ConnectionTrait + TransactionTrait>(
 
 /// Writes to the change feed that every instance follows to drop stale
 /// cache entries of `key_id` (see [`feed`]).
-pub async fn announce_change<C: ConnectionTrait>(
+pub(crate) async fn announce_change<C: ConnectionTrait>(
     db: &C,
     key_id: &str,
     now: DateTime<Utc>,

@@ -143,7 +143,7 @@ impl ExportEntry {
 
 /// Exports the active keys the actor can see (itself included) and records
 /// a `KEYS_EXPORTED` event.
-pub async fn export_keys<C: ConnectionTrait>(
+pub(crate) async fn export_keys<C: ConnectionTrait>(
     db: &C,
     project_id: &str,
     actor: &Actor,
@@ -651,7 +651,7 @@ fn same_key(e: &Entry, k: &api_keys::Model) -> AppResult<()> {
 /// plans against the project's keys, and applies the plan in one
 /// transaction. Returns the counts and the ids of keys whose cached state
 /// must be dropped.
-pub async fn import_keys<C: ConnectionTrait + TransactionTrait>(
+pub(crate) async fn import_keys<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     project_id: &str,
     actor: &Actor,
