@@ -3,7 +3,7 @@
 //! `importApiKeys` reads that file back in one transaction with one of four
 //! modes (SPEC §5).
 //!
-//! An import decides, then does. [`import_keys`] reads the file, takes the
+//! An import decides, then does. `import_keys` reads the file, takes the
 //! project's lock, loads the keys the file can meet (`Existing`) and hands
 //! them to `plan_import`, a pure function holding every rule: imported
 //! scopes ⊆ the importer's, TEST importers bring TEST keys only, the
