@@ -174,6 +174,13 @@ impl AppError {
         AppError::Unavailable(cause.into())
     }
 
+    /// Whether this is a refusal by a rule (bad input, a conflict, a missing
+    /// thing, a missing scope…), decided before anything was written, as
+    /// opposed to a failure of the database or of quire itself.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, AppError::Internal(_) | AppError::Unavailable(_))
+    }
+
     /// The row of the code table this error belongs to.
     pub fn code(&self) -> Code {
         match self {

@@ -182,9 +182,10 @@ impl ContentService {
             .map(drop)
     }
 
-    /// Runs a write armed with a [`crate::changes::Pending`]: the change it made is
-    /// announced before this returns; a write cut off mid-commit (or one
-    /// that failed) is announced in doubt.
+    /// Runs a write armed with a [`crate::changes::Pending`]: the change it
+    /// made is announced before this returns. A write refused by a rule
+    /// wrote nothing; one that failed otherwise (the commit itself may have
+    /// landed) or was cut off mid-commit is announced in doubt.
     async fn announced<T>(
         &self,
         p: &Principal,
@@ -192,9 +193,18 @@ impl ContentService {
         change: impl FnOnce(&T) -> Change,
     ) -> AppResult<T> {
         let pending = self.changes.arm(&p.project_id);
-        let written = write.await?;
-        pending.committed(change(&written)).await;
-        Ok(written)
+        match write.await {
+            Ok(written) => {
+                pending.committed(change(&written)).await;
+                Ok(written)
+            }
+            Err(e) => {
+                if e.is_refusal() {
+                    pending.nothing();
+                }
+                Err(e)
+            }
+        }
     }
 }
 

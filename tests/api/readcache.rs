@@ -500,3 +500,45 @@ async fn a_change_redis_missed_is_announced_later() {
     )
     .await;
 }
+
+// A write a rule refuses wrote nothing: the cached answers stay valid (and
+// the next read is a hit), while the refused write answers with its code.
+both_dbs!(refused_writes_keep_the_cache, |app: TestApp| async move {
+    if !app.state.read_cache.is_enabled() {
+        return; // PostgreSQL without Redis: no cache to keep
+    }
+    let Tenant { root, live, .. } = setup(&app).await;
+    let id = app
+        .create_record(&root, "page", json!({ "slug": "a", "title": "v1" }))
+        .await
+        .id;
+    app.publish_record(&root, &id).await;
+    reads_show(&app, &live, &id, Some(("v1", "PUBLISHED", 2)), "published").await;
+    for (case, variables, code) in [
+        (
+            "stale version",
+            json!({ "id": id, "d": { "slug": "a", "title": "v2" }, "v": 1 }),
+            "CONFLICT",
+        ),
+        (
+            "unknown field",
+            json!({ "id": id, "d": { "slug": "a", "nope": 1 } }),
+            "BAD_USER_INPUT",
+        ),
+        (
+            "no such record",
+            json!({ "id": "missing", "d": { "slug": "b" } }),
+            "NOT_FOUND",
+        ),
+    ] {
+        let reply = app.gql(&root, UPDATE_RECORD, variables).await;
+        assert_eq!(reply.code(), Some(code), "{case}: {}", reply.body);
+        let (hits, _) = app.state.read_cache.stats();
+        app.data(&live, LIST, json!({})).await;
+        assert_eq!(
+            app.state.read_cache.stats().0,
+            hits + 1,
+            "{case}: the cache was invalidated by a write that wrote nothing"
+        );
+    }
+});
