@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
+use axum::handler::Handler;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -35,9 +36,13 @@ pub fn build_router(state: AppState) -> Router {
         schemas: std::sync::Arc::new(Schemas::build(&state.config)),
         app: state.clone(),
     };
+    // GraphiQL is for browsers' GETs only: POSTs skip its layer.
+    let browsers = middleware::from_fn(graphql::graphiql_for_browsers);
     let graphql = Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
-        .route_layer(middleware::from_fn(graphql::graphiql_for_browsers))
+        .route(
+            "/graphql",
+            get(graphql::get.layer(browsers)).post(graphql::post),
+        )
         .with_state(endpoint);
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -46,6 +51,7 @@ pub fn build_router(state: AppState) -> Router {
         .with_state(state)
         .merge(graphql)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(limit_headers))
         .layer(cors)
         .layer(middleware::from_fn(track))
@@ -92,6 +98,11 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 
 async fn not_found() -> Response {
     AppError::NotFound("no such route".into()).into_response()
+}
+
+/// A method the route does not take (axum adds the `Allow` header).
+async fn method_not_allowed() -> Response {
+    AppError::MethodNotAllowed("this method is not allowed here".into()).into_response()
 }
 
 async fn limit_headers(req: Request, next: Next) -> Response {

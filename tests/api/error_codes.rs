@@ -73,6 +73,12 @@ async fn every_refusal_carries_its_code() {
             "METHOD_NOT_ALLOWED",
         ),
         (
+            "a method /graphql does not take",
+            c.put(&url).header("x-api-key", &key).body("{}"),
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
             "headers too large",
             c.post(&url)
                 .header("x-api-key", &key)
@@ -96,5 +102,8 @@ async fn every_refusal_carries_its_code() {
             "{case}: {}",
             reply.body
         );
+        if status == 405 {
+            assert!(reply.header("allow").is_some(), "{case}: no Allow header");
+        }
     }
 }

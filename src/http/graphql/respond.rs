@@ -46,18 +46,19 @@ pub fn answer(media: Media, mut resp: async_graphql::Response) -> Answer {
     };
     let bytes = if request_error {
         // A request error never carries `data` (GraphQL over HTTP).
-        serde_json::to_value(&resp).map(|mut body| {
+        serialize(serde_json::to_value(&resp).map(|mut body| {
             if let Some(obj) = body.as_object_mut() {
                 obj.remove("data");
             }
             body
-        })
+        }))
     } else {
-        serde_json::to_value(&resp)
+        // Straight to bytes: the hot path builds no JSON tree.
+        serialize_bytes(serde_json::to_vec(&resp))
     };
     Answer {
         status,
-        bytes: serialize(bytes),
+        bytes,
         error_free: resp.errors.is_empty(),
     }
 }
@@ -71,7 +72,11 @@ pub fn batch(media: Media, mut responses: Vec<async_graphql::Response>) -> Respo
             status = code.status();
         }
     }
-    bytes_response(status, media, serialize(serde_json::to_value(&responses)))
+    bytes_response(
+        status,
+        media,
+        serialize_bytes(serde_json::to_vec(&responses)),
+    )
 }
 
 /// Marks request errors (no data, no path: parse or validation) that carry
@@ -101,7 +106,11 @@ fn deciding_code(resp: &async_graphql::Response) -> Option<Code> {
 /// The bytes of a JSON body; a body that cannot be serialized (it never
 /// should) is logged and answered as an internal error.
 fn serialize(value: Result<Value, serde_json::Error>) -> Bytes {
-    match value.and_then(|v| serde_json::to_vec(&v)) {
+    serialize_bytes(value.and_then(|v| serde_json::to_vec(&v)))
+}
+
+fn serialize_bytes(bytes: Result<Vec<u8>, serde_json::Error>) -> Bytes {
+    match bytes {
         Ok(bytes) => Bytes::from(bytes),
         Err(cause) => {
             let e = AppError::internal(format!("cannot serialize a response: {cause}"));
@@ -112,7 +121,7 @@ fn serialize(value: Result<Value, serde_json::Error>) -> Bytes {
 
 /// A JSON body in `media`.
 pub fn body_response(status: StatusCode, media: Media, body: &Value) -> Response {
-    bytes_response(status, media, serialize(Ok(body.clone())))
+    bytes_response(status, media, serialize_bytes(serde_json::to_vec(body)))
 }
 
 /// Ready bytes in `media`.
