@@ -4,7 +4,7 @@
 //! A request goes through these stages, each in its own module:
 //!
 //! 1. [`negotiate`]: the media type from `Accept` (406); GraphiQL for
-//!    browsers (a route layer, before anything else);
+//!    browsers (a layer on the GET handler, before anything else);
 //! 2. authentication ([`crate::auth::extract`]): 401;
 //! 3. [`request`]: the body or the URL parameters (415, 413, 400);
 //! 4. the read cache: a stored answer at the project's current generation
