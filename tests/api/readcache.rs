@@ -84,6 +84,16 @@ async fn reads_show(reader: &TestApp, key: &str, id: &str, expected: Shown, step
     );
 }
 
+/// The one `page` record, `{ slug: "a", title: "v1" }`, published: its id.
+async fn published_v1(app: &TestApp, root: &str) -> String {
+    let id = app
+        .create_record(root, "page", json!({ "slug": "a", "title": "v1" }))
+        .await
+        .id;
+    app.publish_record(root, &id).await;
+    id
+}
+
 /// Every kind of change, made through `writer`, then read through `reader`.
 async fn no_stale_reads(writer: &TestApp, reader: &TestApp, root: &str, live: &str) {
     let id = writer
@@ -228,11 +238,7 @@ async fn postgres_without_redis_does_not_cache() {
     };
     assert!(!app.state.read_cache.is_enabled());
     let Tenant { root, live, .. } = setup(&app).await;
-    let id = app
-        .create_record(&root, "page", json!({ "slug": "a", "title": "v1" }))
-        .await
-        .id;
-    app.publish_record(&root, &id).await;
+    published_v1(&app, &root).await;
     for _ in 0..2 {
         app.data(&live, LIST, json!({})).await;
     }
@@ -398,11 +404,7 @@ async fn published_v1_on_own_redis() -> Option<(OwnRedis, String, TestApp, TestK
         .await
         .unwrap();
     let Tenant { root, live, .. } = setup(&app).await;
-    let id = app
-        .create_record(&root, "page", json!({ "slug": "a", "title": "v1" }))
-        .await
-        .id;
-    app.publish_record(&root, &id).await;
+    let id = published_v1(&app, &root).await;
     reads_show(
         &app,
         &live,
@@ -508,11 +510,7 @@ both_dbs!(refused_writes_keep_the_cache, |app: TestApp| async move {
         return; // PostgreSQL without Redis: no cache to keep
     }
     let Tenant { root, live, .. } = setup(&app).await;
-    let id = app
-        .create_record(&root, "page", json!({ "slug": "a", "title": "v1" }))
-        .await
-        .id;
-    app.publish_record(&root, &id).await;
+    let id = published_v1(&app, &root).await;
     reads_show(&app, &live, &id, Some(("v1", "PUBLISHED", 2)), "published").await;
     for (case, variables, code) in [
         (
