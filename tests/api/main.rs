@@ -12,6 +12,7 @@ mod bootstrap;
 mod cleanup;
 mod content;
 mod content_bench;
+mod dependencies;
 mod error_codes;
 mod http;
 mod import;
