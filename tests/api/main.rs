@@ -10,6 +10,7 @@ mod auth;
 mod authorization;
 mod bootstrap;
 mod cleanup;
+mod cli;
 mod content;
 mod content_bench;
 mod dependencies;
