@@ -309,7 +309,7 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        with_retry_after(response)
+        with_status_headers(response)
     }
 }
 
@@ -317,13 +317,22 @@ impl IntoResponse for AppError {
 /// several times a second while it is unreachable.
 pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 1;
 
-/// Adds `Retry-After` to a 503 that has none.
-pub fn with_retry_after(mut response: Response) -> Response {
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .entry(header::RETRY_AFTER)
-            .or_insert(HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECONDS));
+/// Adds the headers a status calls for: `Retry-After` on a 503 that has
+/// none, `WWW-Authenticate: Bearer` on every 401.
+pub fn with_status_headers(mut response: Response) -> Response {
+    match response.status() {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            response
+                .headers_mut()
+                .entry(header::RETRY_AFTER)
+                .or_insert(HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECONDS));
+        }
+        StatusCode::UNAUTHORIZED => {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        _ => {}
     }
     response
 }

@@ -105,19 +105,34 @@ where
     }
 }
 
+/// The key a request presents: `x-api-key`, or `Authorization: Bearer`, or
+/// both when they agree. Two different keys are refused (`Err`), as is a
+/// header that is not text or a bearer token that is missing.
 fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ()> {
-    if let Some(v) = headers.get("x-api-key") {
-        return v.to_str().map(|s| Some(s.trim())).map_err(|_| ());
-    }
-    if let Some(v) = headers.get(header::AUTHORIZATION) {
-        let v = v.to_str().map_err(|_| ())?;
-        let (scheme, token) = v.trim().split_once(' ').ok_or(())?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(());
+    let api_key = match headers.get("x-api-key") {
+        Some(v) => Some(v.to_str().map_err(|_| ())?.trim()),
+        None => None,
+    };
+    let bearer = match headers.get(header::AUTHORIZATION) {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| ())?.trim();
+            match v.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Some(token.trim())
+                }
+                // Another scheme (a proxy's Basic auth, say) is not ours
+                // when the key comes in `x-api-key`.
+                _ if api_key.is_some() => None,
+                _ => return Err(()),
+            }
         }
-        return Ok(Some(token.trim()));
+        None => None,
+    };
+    match (api_key, bearer) {
+        (Some(a), Some(b)) if a != b => Err(()),
+        (Some(key), _) | (None, Some(key)) => Ok(Some(key)),
+        (None, None) => Ok(None),
     }
-    Ok(None)
 }
 
 fn refuse(reason: &'static str, key: Option<&ApiKeySecret>) -> AppError {
