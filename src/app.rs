@@ -21,8 +21,8 @@ use crate::content::ContentService;
 use crate::db::Database;
 use crate::error::StartError;
 use crate::keys::KeyService;
-use crate::ratelimit::Limiter;
 use crate::ratelimit::redis_store::RedisStore;
+use crate::ratelimit::Limiter;
 use crate::readcache::{self, ReadCache};
 use crate::redis_link::RedisLink;
 
@@ -85,11 +85,7 @@ impl App {
         if restored > 0 {
             tracing::info!(keys = restored, "restored rate-limit windows");
         }
-        let read_cache = Arc::new(ReadCache::new(
-            &config,
-            db.conn.clone(),
-            redis.clone(),
-        ));
+        let read_cache = Arc::new(ReadCache::new(&config, db.conn.clone(), redis.clone()));
         let mut changes = Changes::new();
         changes.listen(read_cache.clone());
         let changes = Arc::new(changes);

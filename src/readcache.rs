@@ -46,8 +46,7 @@ use futures::future::BoxFuture;
 use redis::Script;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    Statement,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement,
 };
 use serde_json::{Map, Value};
 
@@ -430,7 +429,10 @@ impl ReadCache {
             ))
             .await?;
         let seen = match row {
-            Some(row) => (row.try_get::<i64>("", "total")?, row.try_get::<i64>("", "n")?),
+            Some(row) => (
+                row.try_get::<i64>("", "total")?,
+                row.try_get::<i64>("", "n")?,
+            ),
             None => (0, 0),
         };
         if last != Some(seen) {
@@ -548,8 +550,10 @@ async fn read_generation<C: ConnectionTrait>(
     db: &C,
     project_id: &str,
 ) -> Result<Option<i64>, DbErr> {
-    Ok(content_generations::Entity::find_by_id(project_id.to_owned())
-        .one(db)
-        .await?
-        .map(|row| row.generation))
+    Ok(
+        content_generations::Entity::find_by_id(project_id.to_owned())
+            .one(db)
+            .await?
+            .map(|row| row.generation),
+    )
 }

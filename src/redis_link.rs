@@ -238,17 +238,13 @@ impl RedisLink {
             return Err(Unanswered::BackingOff);
         }
         // Set before trying, so a cancelled probe still counts for its second.
-        self.next_probe_ms.store(
-            now + PROBE_INTERVAL.as_millis() as i64,
-            Ordering::Release,
-        );
+        self.next_probe_ms
+            .store(now + PROBE_INTERVAL.as_millis() as i64, Ordering::Release);
         self.probes.fetch_add(1, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::Acquire);
         let attempt = async {
             let conn = connect(self.client.clone()).await?;
-            let value = call(conn.clone())
-                .await
-                .map_err(|e| e.to_string())?;
+            let value = call(conn.clone()).await.map_err(|e| e.to_string())?;
             Ok::<_, String>((conn, value))
         };
         let outcome = match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
@@ -296,10 +292,8 @@ impl RedisLink {
         }
         *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Slot::Empty;
         let now = self.elapsed_ms();
-        self.next_probe_ms.store(
-            now + PROBE_INTERVAL.as_millis() as i64,
-            Ordering::Release,
-        );
+        self.next_probe_ms
+            .store(now + PROBE_INTERVAL.as_millis() as i64, Ordering::Release);
         if self.up.swap(false, Ordering::AcqRel) {
             metrics::gauge!("quire_redis_up").set(0.0);
             self.down_since_ms.store(now, Ordering::Release);

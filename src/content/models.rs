@@ -14,8 +14,8 @@ use super::schema::{find_model, list_models, lock_model, ContentModel};
 use super::sql::{data_expr, DataColumn, Sql};
 use super::unique::make_unique;
 use crate::db::{begin_write, new_id};
-use crate::readcache::bump_generation;
 use crate::error::{AppError, AppResult};
+use crate::readcache::bump_generation;
 
 /// How many record ids an error names when records stand in the way.
 const NAMED_RECORDS: u64 = 5;

@@ -22,8 +22,8 @@ use super::schema::{lock_model, model_by_id, require_model, ContentModel};
 use super::unique::sync_unique_values;
 use super::View;
 use crate::db::{begin_write, new_id};
-use crate::readcache::bump_generation;
 use crate::error::{AppError, AppResult};
+use crate::readcache::bump_generation;
 
 /// A record as one view shows it, with its model's key.
 #[derive(Clone, Debug)]

@@ -78,13 +78,13 @@ impl Broadcast {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                let reachable = this
-                    .link
-                    .run(|mut conn| async move {
-                        redis::cmd("PING").query_async::<()>(&mut conn).await
-                    })
-                    .await
-                    .is_ok();
+                let reachable =
+                    this.link
+                        .run(|mut conn| async move {
+                            redis::cmd("PING").query_async::<()>(&mut conn).await
+                        })
+                        .await
+                        .is_ok();
                 if reachable {
                     let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
                         let mut pubsub = this.link.client().get_async_pubsub().await?;

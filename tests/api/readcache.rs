@@ -625,7 +625,10 @@ async fn a_paused_redis_is_waited_for_by_one_probe_a_second() {
         if link.is_up() && shared {
             break;
         }
-        assert!(Instant::now() < deadline, "not back on Redis 5 s after SIGCONT");
+        assert!(
+            Instant::now() < deadline,
+            "not back on Redis 5 s after SIGCONT"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     reads_show(
@@ -664,7 +667,10 @@ async fn redis_figures_start_at_zero_and_an_outage_is_logged_once() {
         "quire_redis_up ",
         "quire_ratelimit_redis_up ",
     ] {
-        assert!(metrics.contains(line), "/metrics lacks {line:?}:\n{metrics}");
+        assert!(
+            metrics.contains(line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
     }
 
     tokio::time::sleep(Duration::from_millis(100)).await;
