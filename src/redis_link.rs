@@ -390,7 +390,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dead_port_fails_fast_and_recovers_when_a_probe_succeeds() {
+    async fn a_dead_port_fails_fast_and_is_probed_once_a_second() {
         // Nothing listens here (bound, then closed).
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
