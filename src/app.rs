@@ -69,7 +69,11 @@ impl App {
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
         // The recorder first: every figure below is exported from the start.
         let metrics = metrics_handle();
-        let db = Database::connect(&config.database.database_url).await?;
+        let db = Database::connect_with_timeout(
+            &config.database.database_url,
+            Duration::from_secs(config.db_timeout_seconds),
+        )
+        .await?;
         db.migrate(clock.now()).await?;
         let redis = config
             .redis_url
@@ -102,10 +106,11 @@ impl App {
         let content = ContentService::new(db.clone(), clock.clone(), changes);
         let authenticator = Arc::new(Authenticator::new(
             key_cache.clone(),
-            db.conn.clone(),
+            db.clone(),
             clock.clone(),
             LastUsed::start(db.conn.clone()),
         ));
+        db.health.export_metrics();
         Ok(Arc::new(App {
             limiter,
             read_cache,

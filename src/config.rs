@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_ALIASES: usize = 50;
 pub const DEFAULT_RATE_LIMIT_PER_HOUR: u32 = 10_000;
 /// Default `QUIRE_READ_CACHE_MB`.
 pub const DEFAULT_READ_CACHE_MB: u64 = 32;
+/// Default `QUIRE_DB_TIMEOUT_SECONDS`: the longest a database statement may take.
+pub const DEFAULT_DB_TIMEOUT_SECONDS: u64 = 5;
 
 /// A URL that may carry a password: shown redacted by `Debug` and
 /// `Display`; [`SecretUrl::expose`] gives the real one to the client that
@@ -146,6 +148,10 @@ pub struct Config {
     /// cache off (it is also off on PostgreSQL without Redis).
     #[arg(long, env = "QUIRE_READ_CACHE_MB", default_value_t = DEFAULT_READ_CACHE_MB)]
     pub read_cache_mb: u64,
+    /// Longest a database statement may take, in seconds; longer is
+    /// abandoned with 503.
+    #[arg(long, env = "QUIRE_DB_TIMEOUT_SECONDS", default_value_t = DEFAULT_DB_TIMEOUT_SECONDS)]
+    pub db_timeout_seconds: u64,
 }
 
 impl Config {
@@ -167,6 +173,7 @@ impl Config {
             public_introspection: false,
             default_rate_limit_per_hour: DEFAULT_RATE_LIMIT_PER_HOUR,
             read_cache_mb: DEFAULT_READ_CACHE_MB,
+            db_timeout_seconds: DEFAULT_DB_TIMEOUT_SECONDS,
         }
     }
 }

@@ -105,6 +105,12 @@ impl KeyCache {
         self.lookups.load(Ordering::Relaxed)
     }
 
+    /// Whether a key of this hash is cached (a resolve will likely not
+    /// read the database).
+    pub fn holds(&self, hash: [u8; 32]) -> bool {
+        self.positive.contains_key(&hash) || self.negative.contains_key(&hash)
+    }
+
     /// Resolves a hash to a valid principal, or says why not.
     pub async fn resolve(
         &self,

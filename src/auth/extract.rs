@@ -11,19 +11,19 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use sea_orm::DatabaseConnection;
 
 use super::cache::{KeyCache, ResolveError};
 use super::key::ApiKeySecret;
 use super::last_used::LastUsed;
 use super::principal::Principal;
 use crate::clock::Clock;
+use crate::db::Database;
 use crate::error::AppError;
 
 /// Turns request headers into a principal.
 pub struct Authenticator {
     cache: Arc<KeyCache>,
-    db: DatabaseConnection,
+    db: Database,
     clock: Arc<dyn Clock>,
     last_used: LastUsed,
 }
@@ -32,7 +32,7 @@ impl Authenticator {
     /// An authenticator over `cache`, loading misses from `db`.
     pub fn new(
         cache: Arc<KeyCache>,
-        db: DatabaseConnection,
+        db: Database,
         clock: Arc<dyn Clock>,
         last_used: LastUsed,
     ) -> Self {
@@ -64,7 +64,17 @@ impl Authenticator {
         };
         let secret = ApiKeySecret::parse(raw).map_err(|e| refuse(e.reason(), None))?;
         let now = self.clock.now();
-        match self.cache.resolve(&self.db, secret.hash(), now).await {
+        // A miss reads the database: bounded like any request's database
+        // work, and refused at once while the database is down; a cached
+        // key keeps working.
+        let health = &self.db.health;
+        let resolving = self.cache.resolve(&self.db.conn, secret.hash(), now);
+        let resolved = if self.cache.holds(secret.hash()) {
+            health.bound(resolving).await?
+        } else {
+            health.guard(resolving).await?
+        };
+        match resolved {
             Ok(principal) => {
                 self.last_used.touch(&principal.key_id, now);
                 Ok(principal)
