@@ -31,7 +31,7 @@
 //! | [`error`] | `AppError` and the one code table (HTTP status, `extensions.code`); start-up errors |
 //! | [`config`] | typed configuration from flags and `QUIRE_*` variables |
 //! | [`clock`] | injectable time |
-//! | [`redis_link`] | a lazily made Redis connection that backs off after failures (limiter, read cache, key broadcast) |
+//! | [`redis_link`] | the one Redis connection of an instance behind a circuit breaker (one probe a second while Redis is away), shared by the limiter, the read cache and the key broadcast |
 
 pub mod app;
 pub mod auth;

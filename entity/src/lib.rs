@@ -3,6 +3,7 @@
 pub mod api_key_graces;
 pub mod api_keys;
 pub mod audit_events;
+pub mod content_generations;
 pub mod key_changes;
 pub mod kinds;
 pub mod markers;

@@ -11,9 +11,12 @@ pub mod local;
 pub mod redis_store;
 pub mod window;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::db::Database;
+use crate::redis_link::RedisLink;
 use local::LocalStore;
 use redis_store::RedisStore;
 pub use window::Decision;
@@ -28,17 +31,25 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// A limiter on the local store, shared through Redis when a URL is given.
+    /// A limiter on the local store, shared through Redis when a URL is
+    /// given (on a Redis link of its own: the server shares the instance's
+    /// link through [`Limiter::on_link`]).
     pub fn new(redis_url: Option<&str>) -> Result<Self, String> {
-        let redis = redis_url.map(RedisStore::new).transpose()?;
-        Ok(Self {
+        let link = redis_url.map(RedisLink::new).transpose()?;
+        Ok(Self::on_link(link.map(Arc::new)))
+    }
+
+    /// A limiter on the local store, shared through Redis over `link`.
+    pub fn on_link(link: Option<Arc<RedisLink>>) -> Self {
+        let redis = link.map(RedisStore::new);
+        Self {
             local: LocalStore::new(),
             redis,
             blocked: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(3_700))
                 .build(),
-        })
+        }
     }
 
     /// Whether decisions are shared through Redis.
