@@ -14,7 +14,7 @@ use crate::auth::cache::KeyCache;
 use crate::auth::key::{KeyMode, KeyType};
 use crate::auth::scopes::ScopeSet;
 use crate::changes::Changes;
-use crate::clock::SystemClock;
+use crate::clock::{stamp, SystemClock};
 use crate::db::{self, new_id, Database};
 use crate::error::AppError;
 use crate::keys::transfer::ImportMode;
@@ -316,7 +316,7 @@ fn print_one(json: bool, value: Value, text: impl FnOnce() -> String) {
 }
 
 fn project_json(p: &projects::Model) -> Value {
-    json!({ "id": p.id, "name": p.name, "createdAt": p.created_at })
+    json!({ "id": p.id, "name": p.name, "createdAt": stamp(p.created_at) })
 }
 
 /// A key as the GraphQL `ApiKey` type shows it.
@@ -330,9 +330,9 @@ pub fn key_json(k: &api_keys::Model, now: chrono::DateTime<chrono::Utc>) -> Valu
         "maskedKey": keys::masked(k),
         "rateLimitPerHour": k.rate_limit_per_hour,
         "status": format!("{:?}", keys::status_of(k, now)).to_uppercase(),
-        "createdAt": k.created_at,
-        "lastUsedAt": k.last_used_at,
-        "expiresAt": k.expires_at,
-        "revokedAt": k.revoked_at,
+        "createdAt": stamp(k.created_at),
+        "lastUsedAt": k.last_used_at.map(stamp),
+        "expiresAt": k.expires_at.map(stamp),
+        "revokedAt": k.revoked_at.map(stamp),
     })
 }

@@ -259,7 +259,7 @@ pub(crate) async fn insert_key<C: ConnectionTrait>(
             "mode": model.mode.as_str(),
             "scopes": new.scopes.names(),
             "rateLimitPerHour": model.rate_limit_per_hour,
-            "expiresAt": model.expires_at,
+            "expiresAt": model.expires_at.map(crate::clock::stamp),
         })),
         now,
     )
@@ -556,7 +556,7 @@ pub(crate) async fn rotate_key<C: ConnectionTrait + TransactionTrait>(
             "name": key.name,
             "maskedKey": masked(&key),
             "gracePeriodSeconds": grace_seconds,
-            "previousExpiresAt": grace_ends,
+            "previousExpiresAt": crate::clock::stamp(grace_ends),
         })),
         now,
     )

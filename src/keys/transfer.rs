@@ -98,6 +98,7 @@ pub struct ImportResult {
 pub struct ExportFile {
     /// [`EXPORT_FORMAT_VERSION`].
     pub version: u32,
+    #[serde(serialize_with = "crate::clock::serialize_stamp")]
     pub exported_at: DateTime<Utc>,
     /// Every active key the exporter can see, itself included.
     pub keys: Vec<ExportEntry>,
@@ -116,7 +117,9 @@ pub struct ExportEntry {
     /// Wire names, in wire order.
     pub scopes: Vec<String>,
     pub rate_limit_per_hour: i64,
+    #[serde(serialize_with = "crate::clock::serialize_stamp_opt")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::clock::serialize_stamp")]
     pub created_at: DateTime<Utc>,
     /// e.g. `sk_live_abcd…wxyz`.
     pub masked_key: String,
@@ -1425,10 +1428,10 @@ mod tests {
         assert_eq!(p.changed(), names(&["ko", "kw"]));
     }
 
-    /// The old `export_keys` built each entry with `json!`; the serde type
-    /// writes the same JSON.
+    /// Each entry is the JSON SPEC §5 names, instants written as every
+    /// quire timestamp is (UTC, milliseconds, `Z`), and reads back.
     #[test]
-    fn export_entries_serialize_as_before_and_read_back() {
+    fn export_entries_serialize_with_millisecond_stamps_and_read_back() {
         let mut key = row("k1", "ops", SK_TEST, "schemas:read,records:read", '1');
         key.key_hash = "0123456789abcdef".repeat(4);
         key.expires_at = Some(now() + Duration::days(3));
@@ -1442,8 +1445,8 @@ mod tests {
                 "mode": key.mode.as_str().to_uppercase(),
                 "scopes": ScopeSet::from_stored(&key.scopes).names(),
                 "rateLimitPerHour": key.rate_limit_per_hour,
-                "expiresAt": key.expires_at,
-                "createdAt": key.created_at,
+                "expiresAt": "2026-06-04T12:00:00.000Z",
+                "createdAt": "2026-05-02T12:00:00.000Z",
                 "maskedKey": masked(&key),
                 "hash": key.key_hash,
             })
@@ -1463,7 +1466,7 @@ mod tests {
         };
         let file = serde_json::to_value(file).unwrap();
         assert_eq!(file["version"], 1);
-        assert_eq!(file["exportedAt"], json!(now()));
+        assert_eq!(file["exportedAt"], "2026-06-01T12:00:00.000Z");
         let read = parse_entries(&file).unwrap();
         assert_eq!(
             read,
