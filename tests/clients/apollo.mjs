@@ -42,7 +42,14 @@ function makeClient(key) {
         headers: { "x-api-key": key },
         batchMax: 10,
         batchInterval: 20,
-        fetchOptions: { signal: AbortSignal.timeout(15000) },
+        // Every request bounded in time, still cancellable by Apollo.
+        fetch: (uri, options) =>
+          fetch(uri, {
+            ...options,
+            signal: options.signal
+              ? AbortSignal.any([options.signal, AbortSignal.timeout(15000)])
+              : AbortSignal.timeout(15000),
+          }),
       }),
     ]),
     cache: new InMemoryCache(),

@@ -8,8 +8,8 @@
 #   QUIRE_BIN=/path/to/quire bash tests/clients/run.sh
 #
 # Installs from the registries only, cached between runs: npm packages into
-# tests/clients/node_modules, gql into the venv tests/clients/.venv (both
-# gitignored), and `chromium` with apt-get when run as root and it is missing.
+# tests/clients/node_modules, gql into the venv tests/clients/.venv (or
+# tests/clients/.pydeps without a venv module; all gitignored), and `chromium` with apt-get when run as root and it is missing.
 # Nothing downloads a browser build: playwright-core drives /usr/bin/chromium.
 #
 # Exit status: 0 = every check passed; 1 = some failed; 0 with "skipped: …"
@@ -64,12 +64,26 @@ echo "installing @apollo/client, graphql, playwright-core (npm install)…"
 (cd "$HERE" && timeout 300 npm install --no-audit --no-fund --loglevel=error >/dev/null 2>"$HERE/.install.log") ||
   install_failed "npm install failed in $HERE"
 
+# gql into a venv; where python3 has no venv module (Debian without
+# python3-venv), into tests/clients/.pydeps with pip --target instead.
 VENV="$HERE/.venv"
-if ! "$VENV/bin/python" -c 'import gql, requests, requests_toolbelt' >/dev/null 2>&1; then
-  echo "installing gql[requests] into $VENV (pip)…"
-  { python3 -m venv --clear "$VENV" &&
-    timeout 300 "$VENV/bin/pip" install --quiet --disable-pip-version-check 'gql[requests]>=4,<5'; } \
-    >"$HERE/.install.log" 2>&1 || install_failed "could not install gql into $VENV"
+PY="$VENV/bin/python"
+PYDEPS="$HERE/.pydeps"
+PYPATH=""
+if ! "$PY" -c 'import gql, requests, requests_toolbelt' >/dev/null 2>&1; then
+  if PYTHONPATH="$PYDEPS" python3 -c 'import gql, requests, requests_toolbelt' >/dev/null 2>&1; then
+    PY=python3 PYPATH="$PYDEPS"
+  elif python3 -m venv --clear "$VENV" >"$HERE/.install.log" 2>&1; then
+    echo "installing gql[requests] into $VENV (pip)…"
+    timeout 300 "$PY" -m pip install --quiet --disable-pip-version-check 'gql[requests]>=4,<5' \
+      >"$HERE/.install.log" 2>&1 || install_failed "could not install gql into $VENV"
+  else
+    rm -rf "$VENV"
+    echo "installing gql[requests] into $PYDEPS (pip --target; no venv module)…"
+    timeout 300 python3 -m pip install --quiet --disable-pip-version-check --target "$PYDEPS" \
+      'gql[requests]>=4,<5' >"$HERE/.install.log" 2>&1 || install_failed "could not install gql into $PYDEPS"
+    PY=python3 PYPATH="$PYDEPS"
+  fi
 fi
 
 SKIP_BROWSER=""
@@ -90,4 +104,4 @@ echo "quire $("$BIN" --version 2>/dev/null | awk '{print $NF}') ($BIN)"
 # --- the suites (suite.py starts quire, runs gql, apollo.mjs, browser.mjs) ----------
 cd "$HERE"
 exec env QUIRE_BIN="$BIN" CLIENTS_SKIP_BROWSER="$SKIP_BROWSER" CHROMIUM_PATH="$CHROMIUM" \
-  timeout 600 "$VENV/bin/python" suite.py
+  PYTHONPATH="$PYPATH" timeout 600 "$PY" suite.py
