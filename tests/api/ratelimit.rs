@@ -386,8 +386,8 @@ both_dbs!(
 );
 
 // The local store's windows survive a restart through the database:
-// `persist` saves them, a new limiter's `restore` loads them and clears what
-// was saved.
+// `persist` saves them, a new limiter's `restore` loads them and leaves them
+// saved (a crash before the next save still finds them).
 both_dbs!(
     a_restored_limiter_keeps_the_window,
     |db: FreshDb| async move {
@@ -437,15 +437,20 @@ both_dbs!(
         let aged = t0 + chrono::Duration::seconds(3_600 + 60);
         assert!(after.peek(&key, 100, aged).await.remaining >= 10);
 
-        // What was restored is gone from the database.
+        // Restoring did not consume them: a second restart finds the same.
         let again = Limiter::new(None).unwrap();
-        assert_eq!(again.restore(&database, later).await.unwrap(), 0);
-        assert_eq!(again.peek(&key, 100, later).await.remaining, 100);
+        assert_eq!(again.restore(&database, later).await.unwrap(), 2);
+        assert_eq!(again.peek(&key, 100, later).await.remaining, 70);
+        // A later save replaces what was saved rather than adding to it.
+        assert_eq!(after.persist(&database, later).await.unwrap(), 2);
+        let last = Limiter::new(None).unwrap();
+        assert_eq!(last.restore(&database, later).await.unwrap(), 2);
+        assert_eq!(last.peek(&key, 100, later).await.remaining, 0);
     }
 );
 
 // A window saved more than an hour ago has nothing left to restore; the
-// restore still clears it.
+// next save drops it.
 both_dbs!(
     a_window_saved_over_an_hour_ago_is_not_restored,
     |db: FreshDb| async move {
@@ -460,7 +465,9 @@ both_dbs!(
         let two_hours_later = t0 + chrono::Duration::hours(2);
         assert_eq!(after.restore(&database, two_hours_later).await.unwrap(), 0);
         assert_eq!(after.peek(&key, 10, two_hours_later).await.remaining, 10);
-        // Cleared: not even a restore dated back at the save finds it.
+        // Dropped by the next save: not even a restore dated back at the
+        // first save finds it.
+        assert_eq!(after.persist(&database, two_hours_later).await.unwrap(), 0);
         let back_then = Limiter::new(None).unwrap();
         assert_eq!(back_then.restore(&database, t0).await.unwrap(), 0);
         assert_eq!(back_then.peek(&key, 10, t0).await.remaining, 10);
