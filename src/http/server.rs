@@ -119,14 +119,18 @@ impl Draining {
     /// connections were closed with a request unfinished.
     pub async fn finish(self, deadline: tokio::time::Instant) -> usize {
         let Self {
-            drained,
+            mut drained,
             force,
             permits,
             max,
         } = self;
-        if tokio::time::timeout_at(deadline, drained).await.is_ok() {
+        if tokio::time::timeout_at(deadline, &mut drained)
+            .await
+            .is_ok()
+        {
             return 0;
         }
+        drained.abort();
         let left = (max as usize).saturating_sub(permits.available_permits());
         let _ = force.send(true);
         // Every connection task gives its permit back when it ends.
@@ -237,7 +241,10 @@ impl AtLimit {
     fn note(&mut self, max: u32) {
         metrics::counter!("quire_connection_limit_reached_total").increment(1);
         self.unlogged += 1;
-        if self.logged_at.is_none_or(|t| t.elapsed() >= LIMIT_LOG_EVERY) {
+        if self
+            .logged_at
+            .is_none_or(|t| t.elapsed() >= LIMIT_LOG_EVERY)
+        {
             tracing::warn!(
                 max_connections = max,
                 times = self.unlogged,
@@ -272,7 +279,10 @@ impl AcceptErrors {
         }
         metrics::counter!("quire_accept_errors_total").increment(1);
         self.unlogged += 1;
-        if self.logged_at.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_EVERY) {
+        if self
+            .logged_at
+            .is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_EVERY)
+        {
             // ENFILE (23) and EMFILE (24): the system's or our fd limit.
             let out_of_fds = matches!(e.raw_os_error(), Some(23 | 24));
             tracing::error!(
@@ -342,7 +352,10 @@ mod tests {
         let mut out = Vec::new();
         let done = tokio::time::timeout(within, s.read_to_end(&mut out)).await;
         match done {
-            Ok(_) => Some((String::from_utf8_lossy(&out).into_owned(), started.elapsed())),
+            Ok(_) => Some((
+                String::from_utf8_lossy(&out).into_owned(),
+                started.elapsed(),
+            )),
             Err(_) => None,
         }
     }
@@ -379,7 +392,10 @@ mod tests {
         let (_, took) = read_to_close(&mut slow, Duration::from_secs(5))
             .await
             .expect("the connection was not closed");
-        assert!(took >= SHORT / 2 && took < SHORT * 5, "closed after {took:?}");
+        assert!(
+            took >= SHORT / 2 && took < SHORT * 5,
+            "closed after {took:?}"
+        );
         assert!(healthz(addr).await.ends_with("ok"));
     }
 
@@ -411,9 +427,11 @@ mod tests {
         assert!(took < SHORT * 5, "closed after {took:?}");
         // A body that keeps moving, if slowly, is read whole.
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 4\r\n\r\n")
-            .await
-            .unwrap();
+        s.write_all(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 4\r\n\r\n",
+        )
+        .await
+        .unwrap();
         for _ in 0..4 {
             tokio::time::sleep(SHORT / 2).await;
             s.write_all(b"x").await.unwrap();
@@ -481,13 +499,17 @@ mod tests {
             .expect("the idle connection stayed open");
         assert!(took < Duration::from_secs(1));
         let started = Instant::now();
-        let cut = draining
-            .finish(tokio::time::Instant::now() + SHORT)
-            .await;
+        let cut = draining.finish(tokio::time::Instant::now() + SHORT).await;
         assert_eq!(cut, 1);
-        assert!(started.elapsed() < SHORT * 5, "took {:?}", started.elapsed());
         assert!(
-            read_to_close(&mut half_open, Duration::from_secs(2)).await.is_some(),
+            started.elapsed() < SHORT * 5,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            read_to_close(&mut half_open, Duration::from_secs(2))
+                .await
+                .is_some(),
             "the half-open connection was not closed"
         );
     }

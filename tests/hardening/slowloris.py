@@ -197,6 +197,7 @@ def capped(c, binary_path):
         blocked = probe(q.port, timeout=1.5)
         c.figure("(c) /healthz at the cap",
                  "no answer within 1.5 s" if blocked is None else f"{blocked * 1000:.0f} ms")
+        c.check(blocked is None, "(c) at the cap a new connection waits (the cap holds)")
         # ...until the slow ones are dropped: then service resumes.
         resumed_at = None
         while time.monotonic() - t0 < 45:
