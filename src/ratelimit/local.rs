@@ -105,18 +105,23 @@ impl LocalStore {
     /// counts, restored ones included, so nothing is counted twice), and
     /// drops rows saved more than a window ago.
     pub async fn persist(&self, db: &Database, now: i64) -> AppResult<usize> {
-        let mut rows: Vec<(String, String)> = Vec::new();
+        // Copy under each shard's lock, serialize after it: a save running
+        // beside the requests holds a shard only for the copy.
+        let mut windows: Vec<(String, Vec<(i64, u32)>)> = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (key_id, w) in &shard.windows {
                 let buckets = w.buckets(now);
-                if buckets.is_empty() {
-                    continue;
+                if !buckets.is_empty() {
+                    windows.push((key_id.to_string(), buckets));
                 }
-                match serde_json::to_string(&buckets) {
-                    Ok(text) => rows.push((key_id.to_string(), text)),
-                    Err(e) => tracing::warn!(error = %e, "cannot save a rate-limit window"),
-                }
+            }
+        }
+        let mut rows: Vec<(String, String)> = Vec::with_capacity(windows.len());
+        for (key_id, buckets) in windows {
+            match serde_json::to_string(&buckets) {
+                Ok(text) => rows.push((key_id, text)),
+                Err(e) => tracing::warn!(error = %e, "cannot save a rate-limit window"),
             }
         }
         let backend = db.backend();
