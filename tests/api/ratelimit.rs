@@ -474,6 +474,52 @@ both_dbs!(
     }
 );
 
+// SIGTERM with a connection whose headers never finish: the windows are
+// saved before the drain, the straggler is closed at the end of the grace
+// period, and the process exits 0 (it used to wait for it forever).
+#[tokio::test]
+async fn sigterm_with_a_half_open_connection_exits_within_the_grace() {
+    let db = FreshDb::create(Backend::Sqlite).await.unwrap();
+    let grace = [("QUIRE_SHUTDOWN_GRACE_SECONDS", "2")];
+    let mut server = Server::start(&db.url, &grace).await;
+    let key = admin_key(&db.url, 1000).await;
+    assert_eq!(count_ok(&[&server], &key, 20).await, 20);
+    let mut half_open = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut half_open, b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let pid = server.child.id().expect("running");
+    let started = std::time::Instant::now();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exited = tokio::time::timeout(Duration::from_secs(8), server.child.wait())
+        .await
+        .expect("quire did not stop within the grace period")
+        .unwrap();
+    assert!(exited.success(), "{exited:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let server = Server::start(&db.url, &grace).await;
+    let res = reqwest::Client::new()
+        .post(server.url("/graphql"))
+        .header("x-api-key", &key)
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "979");
+    server.stop().await;
+}
+
 /// SIGTERM, then wait for a graceful exit.
 async fn terminate(mut server: Server) {
     let pid = server.child.id().expect("running");
