@@ -61,7 +61,11 @@ impl App {
 
     /// Like [`App::new`] with an injected clock.
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
-        let db = Database::connect(&config.database.database_url).await?;
+        let db = Database::connect_with_timeout(
+            &config.database.database_url,
+            Duration::from_secs(config.db_timeout_seconds),
+        )
+        .await?;
         db.migrate(clock.now()).await?;
         let redis_url = config.redis_url.as_deref();
         let limiter = Limiter::new(redis_url).map_err(StartError::Config)?;
@@ -87,10 +91,12 @@ impl App {
         let content = ContentService::new(db.clone(), clock.clone(), changes);
         let authenticator = Arc::new(Authenticator::new(
             key_cache.clone(),
-            db.conn.clone(),
+            db.clone(),
             clock.clone(),
             LastUsed::start(db.conn.clone()),
         ));
+        let metrics = metrics_handle();
+        db.health.export_metrics();
         Ok(Arc::new(App {
             limiter,
             read_cache,
@@ -101,7 +107,7 @@ impl App {
             authenticator,
             keys,
             content,
-            metrics: metrics_handle(),
+            metrics,
         }))
     }
 

@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_ALIASES: usize = 50;
 pub const DEFAULT_RATE_LIMIT_PER_HOUR: u32 = 10_000;
 /// Default `QUIRE_READ_CACHE_MB`.
 pub const DEFAULT_READ_CACHE_MB: u64 = 32;
+/// Default `QUIRE_DB_TIMEOUT_SECONDS`: the longest a database statement may take.
+pub const DEFAULT_DB_TIMEOUT_SECONDS: u64 = 5;
 /// Default `QUIRE_SHUTDOWN_GRACE_SECONDS`.
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 10;
 /// Default `QUIRE_RATE_LIMIT_SAVE_SECONDS`.
@@ -150,6 +152,10 @@ pub struct Config {
     /// cache off (it is also off on PostgreSQL without Redis).
     #[arg(long, env = "QUIRE_READ_CACHE_MB", default_value_t = DEFAULT_READ_CACHE_MB)]
     pub read_cache_mb: u64,
+    /// Longest a database statement may take, in seconds; longer is
+    /// abandoned with 503.
+    #[arg(long, env = "QUIRE_DB_TIMEOUT_SECONDS", default_value_t = DEFAULT_DB_TIMEOUT_SECONDS)]
+    pub db_timeout_seconds: u64,
     /// Most connections open at once (default: from the file-descriptor
     /// limit, less room for the database, Redis and files).
     #[arg(long, env = "QUIRE_MAX_CONNECTIONS")]
@@ -184,6 +190,7 @@ impl Config {
             public_introspection: false,
             default_rate_limit_per_hour: DEFAULT_RATE_LIMIT_PER_HOUR,
             read_cache_mb: DEFAULT_READ_CACHE_MB,
+            db_timeout_seconds: DEFAULT_DB_TIMEOUT_SECONDS,
             max_connections: None,
             shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE_SECONDS,
             rate_limit_save_seconds: DEFAULT_RATE_LIMIT_SAVE_SECONDS,

@@ -27,7 +27,7 @@
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
 //! | [`changes`] | committed changes and the listeners that follow them |
-//! | [`db`] | opening the database (pragmas, pools), migrations and setup under a lock, the write-transaction idiom, projects |
+//! | [`db`] | opening the database (pragmas, pools, statement timeout), its health (probe, request deadline, 503 at once while unreachable), migrations and setup under a lock, the write-transaction idiom, projects |
 //! | [`error`] | `AppError` and the one code table (HTTP status, `extensions.code`); start-up errors |
 //! | [`config`] | typed configuration from flags and `QUIRE_*` variables |
 //! | [`clock`] | injectable time |

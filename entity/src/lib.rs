@@ -1,5 +1,6 @@
 //! sea-orm entities for quire's tables, one module per table and nothing else.
 
+pub mod api_key_graces;
 pub mod api_keys;
 pub mod audit_events;
 pub mod key_changes;

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::api_keys;
+use entity::{api_key_graces, api_keys};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
@@ -346,6 +346,13 @@ struct Existing {
     /// Every key of any project, revoked or not, whose current or previous
     /// hash is the hash of an entry.
     holders: Vec<api_keys::Model>,
+    /// Older secrets (within a rotation grace) whose hash is an entry's:
+    /// (hash, project id of their key).
+    retired: Vec<(String, String)>,
+}
+
+fn hashes_of(entries: &[Entry]) -> Vec<&str> {
+    entries.iter().map(|e| e.hash.as_str()).collect()
 }
 
 impl Existing {
@@ -368,10 +375,21 @@ impl Existing {
             .filter(api_keys::Column::RevokedAt.is_null())
             .all(db)
             .await?;
+        let graces = api_key_graces::Entity::find()
+            .filter(api_key_graces::Column::KeyHash.is_in(hashes_of(entries)))
+            .all(db)
+            .await?;
+        let mut retired = Vec::with_capacity(graces.len());
+        for grace in graces {
+            if let Some(key) = api_keys::Entity::find_by_id(grace.key_id).one(db).await? {
+                retired.push((grace.key_hash, key.project_id));
+            }
+        }
         Ok(Self {
             project_id: project_id.to_owned(),
             active,
             holders,
+            retired,
         })
     }
 }
@@ -509,6 +527,17 @@ fn plan_import(
         return Err(AppError::Conflict(format!(
             "the key \"{entry}\" is held by another project; nothing was imported"
         )));
+    }
+    if let Some((hash, project)) = existing.retired.first() {
+        let entry = entries
+            .iter()
+            .find(|e| &e.hash == hash)
+            .map_or("?", |e| e.name.as_str());
+        return Err(AppError::Conflict(if *project == existing.project_id {
+            format!("the key \"{entry}\" was rotated away in this project; nothing was imported")
+        } else {
+            format!("the key \"{entry}\" is held by another project; nothing was imported")
+        }));
     }
     // This project's holders by current hash (a previous hash never comes back).
     let mut by_hash: HashMap<&str, &api_keys::Model> = HashMap::new();
@@ -922,6 +951,7 @@ mod tests {
                 .cloned()
                 .collect(),
             holders: keys.iter().filter(|k| holds(k)).cloned().collect(),
+            retired: Vec::new(),
         }
     }
 
@@ -1256,6 +1286,24 @@ mod tests {
         ));
         assert_eq!(code, "CONFLICT");
         assert!(message.contains("rotated away"), "{message}");
+    }
+
+    #[test]
+    fn a_hash_still_within_an_older_grace_aborts_the_import() {
+        let entries = [entry("old", SK_TEST, "records:read", '8')];
+        for (project, words) in [("p", "rotated away"), ("other", "another project")] {
+            let mut existing = existing(&[me()], &entries);
+            existing.retired = vec![(hash('8'), project.to_owned())];
+            let (code, message) = refusal(plan_import(
+                &entries,
+                &existing,
+                ImportMode::AddNewOnly,
+                &as_actor(&me()),
+                now(),
+            ));
+            assert_eq!(code, "CONFLICT");
+            assert!(message.contains(words), "{message}");
+        }
     }
 
     #[test]
