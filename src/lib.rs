@@ -18,7 +18,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`cli`] | the `quire` command line: `serve`, `migrate`, `admin`, client commands |
-//! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, layers |
+//! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, layers, the server loop (header and body timeouts, connection cap, bounded shutdown) |
 //! | [`graphql`] | schema assembly, thin resolvers per domain calling the services |
 //! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the two services; background watchers |
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |

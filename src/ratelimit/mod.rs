@@ -28,6 +28,9 @@ pub struct Limiter {
     /// key id → (unix second until which it cannot fit, the refusal); used
     /// in front of Redis, where it saves a round trip.
     blocked: moka::sync::Cache<String, (i64, Decision)>,
+    /// One save at a time (the periodic one and the one at shutdown may
+    /// meet), so an older snapshot never lands after a newer one.
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl Limiter {
@@ -49,6 +52,7 @@ impl Limiter {
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(3_700))
                 .build(),
+            saving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -95,7 +99,8 @@ impl Limiter {
     }
 
     /// Saves local windows so a restart keeps each key's budget (local
-    /// store only: Redis keeps its own state).
+    /// store only: Redis keeps its own state). Each key's saved row is
+    /// replaced, never added to; rows older than a window are dropped.
     pub async fn persist(
         &self,
         db: &Database,
@@ -104,10 +109,12 @@ impl Limiter {
         if self.redis.is_some() {
             return Ok(0);
         }
+        let _one_at_a_time = self.saving.lock().await;
         self.local.persist(db, now.timestamp()).await
     }
 
-    /// Loads what [`Limiter::persist`] saved (and clears it).
+    /// Loads what [`Limiter::persist`] saved. The saved rows stay, so a
+    /// crash before the next save finds them again.
     pub async fn restore(
         &self,
         db: &Database,
