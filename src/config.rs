@@ -28,6 +28,11 @@ pub const DEFAULT_MAX_ALIASES: usize = 50;
 pub const DEFAULT_RATE_LIMIT_PER_HOUR: u32 = 10_000;
 /// Default `QUIRE_READ_CACHE_MB`.
 pub const DEFAULT_READ_CACHE_MB: u64 = 32;
+/// Default `QUIRE_MAX_QUERY_BYTES`: far above any real query, far below
+/// what a parser should be asked to build a tree for.
+pub const DEFAULT_MAX_QUERY_BYTES: usize = 100 * 1024;
+/// Default `QUIRE_MAX_RESPONSE_BYTES`.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// A URL that may carry a password: shown redacted by `Debug` and
 /// `Display`; [`SecretUrl::expose`] gives the real one to the client that
@@ -146,6 +151,14 @@ pub struct Config {
     /// cache off (it is also off on PostgreSQL without Redis).
     #[arg(long, env = "QUIRE_READ_CACHE_MB", default_value_t = DEFAULT_READ_CACHE_MB)]
     pub read_cache_mb: u64,
+    /// Longest accepted query text, in bytes; a longer one is refused
+    /// before it is parsed.
+    #[arg(long, env = "QUIRE_MAX_QUERY_BYTES", default_value_t = DEFAULT_MAX_QUERY_BYTES)]
+    pub max_query_bytes: usize,
+    /// Largest answer, in bytes; a larger one is refused with
+    /// `RESPONSE_TOO_LARGE` (ask for fewer records or fewer fields).
+    #[arg(long, env = "QUIRE_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: usize,
 }
 
 impl Config {
@@ -167,6 +180,8 @@ impl Config {
             public_introspection: false,
             default_rate_limit_per_hour: DEFAULT_RATE_LIMIT_PER_HOUR,
             read_cache_mb: DEFAULT_READ_CACHE_MB,
+            max_query_bytes: DEFAULT_MAX_QUERY_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }

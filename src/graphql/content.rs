@@ -1,5 +1,7 @@
 //! Content fields: models and records. The rules live in `crate::content`.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -8,6 +10,7 @@ use super::types::PageInfo;
 use super::{app, principal};
 use crate::auth::guard::RequireScope;
 use crate::auth::scopes::Scope;
+use crate::content::budget::AnswerBudget;
 use crate::content::fields::{FieldDef, FieldType};
 use crate::content::models::{ModelChange, NewModel};
 use crate::content::query::{self, CountQuery, OrderTerm};
@@ -183,8 +186,15 @@ impl Field {
     }
 }
 
-/// A record, as the view it was read in shows it.
-pub struct Record(RecordOut);
+/// A record, as the view it was read in shows it (shared, so listing a
+/// page's items copies no data).
+pub struct Record(Arc<RecordOut>);
+
+impl From<RecordOut> for Record {
+    fn from(record: RecordOut) -> Self {
+        Record(Arc::new(record))
+    }
+}
 
 #[Object]
 impl Record {
@@ -195,8 +205,9 @@ impl Record {
         &self.0.model_key
     }
     /// The draft data in the draft view, the published data otherwise.
-    async fn data(&self) -> Json<Value> {
-        Json(self.0.data().clone())
+    async fn data(&self) -> Json<&Value> {
+        // Borrowed: async-graphql's value tree is the only copy it makes.
+        Json(self.0.data())
     }
     async fn status(&self) -> GqlRecordStatus {
         match self.0.status() {
@@ -223,7 +234,7 @@ impl Record {
 
 /// One page of records.
 pub struct RecordPage {
-    items: Vec<RecordOut>,
+    items: Vec<Arc<RecordOut>>,
     page_info: PageInfo,
     count: CountQuery,
 }
@@ -278,9 +289,9 @@ impl ContentQuery {
                 })
                 .collect(),
         };
-        let page = app.content.records(p, req).await?;
+        let page = app.content.records(p, req, &budget(ctx)).await?;
         Ok(RecordPage {
-            items: page.items,
+            items: page.items.into_iter().map(Arc::new).collect(),
             page_info: PageInfo {
                 has_next_page: page.has_next_page,
                 end_cursor: page.end_cursor,
@@ -299,8 +310,11 @@ impl ContentQuery {
     ) -> async_graphql::Result<Option<Record>> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let record = app.content.record(p, &id, preview.unwrap_or(false)).await?;
-        Ok(record.map(Record))
+        let record = app
+            .content
+            .record(p, &id, preview.unwrap_or(false), &budget(ctx))
+            .await?;
+        Ok(record.map(Record::from))
     }
 
     /// The project's models.
@@ -380,9 +394,7 @@ impl ContentMutation {
     ) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        Ok(Record(
-            app.content.create_record(p, &model_key, data.0).await?,
-        ))
+        Ok(app.content.create_record(p, &model_key, data.0).await?.into())
     }
 
     /// Replaces a record's draft data whole; `expectedVersion` that does not
@@ -401,7 +413,7 @@ impl ContentMutation {
             .content
             .update_record(p, &id, data.0, expected_version)
             .await?;
-        Ok(Record(record))
+        Ok(record.into())
     }
 
     /// Publishes the record's draft.
@@ -409,7 +421,7 @@ impl ContentMutation {
     async fn publish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        Ok(Record(app.content.publish_record(p, &id).await?))
+        Ok(app.content.publish_record(p, &id).await?.into())
     }
 
     /// Takes the record out of the published view; its draft stays.
@@ -417,7 +429,7 @@ impl ContentMutation {
     async fn unpublish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        Ok(Record(app.content.unpublish_record(p, &id).await?))
+        Ok(app.content.unpublish_record(p, &id).await?.into())
     }
 
     /// Deletes the record from every view.
@@ -428,4 +440,13 @@ impl ContentMutation {
         app.content.delete_record(p, &id).await?;
         Ok(true)
     }
+}
+
+/// The request's answer budget (set by the HTTP layer); a request that
+/// carries none (a schema run directly) is bounded only by the gate for
+/// large answers.
+fn budget(ctx: &Context<'_>) -> Arc<AnswerBudget> {
+    ctx.data_opt::<Arc<AnswerBudget>>()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(AnswerBudget::new(usize::MAX)))
 }
