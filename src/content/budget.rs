@@ -8,7 +8,7 @@
 //! and a request whose answer grows past [`LARGE_ANSWER_BYTES`] waits for
 //! one of [`LARGE_ANSWERS_AT_ONCE`] permits first, holding nothing large
 //! while it waits. The HTTP layer keeps the budget (and so the permit)
-//! until the answer is serialized.
+//! until the answer's bytes are sent.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,11 +18,12 @@ use crate::error::{AppError, AppResult};
 
 /// An answer whose record data grows past this many bytes is "large": it
 /// is built only with a permit of [`LARGE_ANSWERS`].
-pub const LARGE_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+pub const LARGE_ANSWER_BYTES: usize = 1024 * 1024;
 
-/// How many large answers one instance builds at once. Building an answer
-/// holds it about three times (the data, async-graphql's value tree, the
-/// bytes), so two answers at the 32 MiB default limit stay near 200 MiB.
+/// How many large answers one instance builds (and sends) at once.
+/// Building an answer holds it about twice at a time (the data and
+/// async-graphql's value tree, then that tree and the bytes), so two
+/// answers at the 32 MiB default limit stay near 128 MiB.
 pub const LARGE_ANSWERS_AT_ONCE: usize = 2;
 
 /// The permits for large answers, shared by every request of the process.
@@ -49,6 +50,12 @@ impl AnswerBudget {
     /// The limit, in bytes.
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// Whether this request holds a large-answer permit (its answer must
+    /// keep the budget until the bytes are sent).
+    pub fn is_large(&self) -> bool {
+        self.large.get().is_some()
     }
 
     /// Bytes charged so far (an estimate of the answer's size, used to
@@ -91,10 +98,10 @@ mod tests {
     async fn refuses_past_the_limit_and_gates_large_answers() {
         let budget = AnswerBudget::new(10 * 1024 * 1024);
         assert!(budget.charge(1024).await.is_ok());
-        assert!(budget.large.get().is_none(), "small answers need no permit");
+        assert!(!budget.is_large(), "small answers need no permit");
         assert!(budget.charge(LARGE_ANSWER_BYTES).await.is_ok());
-        assert!(budget.large.get().is_some(), "a large answer holds a permit");
-        let over = budget.charge(8 * 1024 * 1024).await;
+        assert!(budget.is_large(), "a large answer holds a permit");
+        let over = budget.charge(9 * 1024 * 1024).await;
         assert!(matches!(over, Err(AppError::ResponseTooLarge(m)) if m.contains("10485760")));
         drop(budget);
         assert_eq!(LARGE_ANSWERS.available_permits(), LARGE_ANSWERS_AT_ONCE);

@@ -173,7 +173,7 @@ impl<'a> Call<'a> {
         {
             cache.put(key, generation, answer.bytes.clone());
         }
-        let response = respond::bytes_response(answer.status, self.media, answer.bytes);
+        let response = self.response(answer.status, answer.bytes);
         finish(response, label, answer.outcome, &decision)
     }
 
@@ -201,8 +201,19 @@ impl<'a> Call<'a> {
         for op in prepared {
             responses.push(self.execute(op, decision).await);
         }
-        let (response, outcome) = respond::batch(self.media, responses, &self.budget);
+        let (status, bytes, outcome) = respond::batch(responses, &self.budget);
+        let response = self.response(status, bytes);
         finish(response, "batch", outcome, &decision)
+    }
+
+    /// An answer's bytes; a large one keeps the request's budget (its
+    /// permit) until they are sent.
+    fn response(&self, status: StatusCode, bytes: Bytes) -> Response {
+        if self.budget.is_large() {
+            respond::held_response(status, self.media, bytes, Arc::clone(&self.budget))
+        } else {
+            respond::bytes_response(status, self.media, bytes)
+        }
     }
 
     /// A cache hit: rate limited like any request, then the stored body.

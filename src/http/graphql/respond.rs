@@ -10,7 +10,9 @@
 //! `RESPONSE_TOO_LARGE` error. Each response says its [`Outcome`] for the
 //! request metric.
 
-use axum::body::Bytes;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -192,10 +194,9 @@ fn to_capped_bytes<T: serde::Serialize>(value: &T, budget: &AnswerBudget) -> Opt
 /// the whole array is bounded by the budget's limit (a larger one is one
 /// `RESPONSE_TOO_LARGE` answer per operation).
 pub fn batch(
-    media: Media,
     mut responses: Vec<async_graphql::Response>,
     budget: &AnswerBudget,
-) -> (Response, Outcome) {
+) -> (StatusCode, Bytes, Outcome) {
     let mut status = StatusCode::OK;
     let mut outcome = Outcome::OK;
     for resp in &mut responses {
@@ -222,7 +223,7 @@ pub fn batch(
             Bytes::from(all)
         }
     };
-    (bytes_response(status, media, bytes), outcome)
+    (status, bytes, outcome)
 }
 
 /// Marks request errors (no data, no path: parse or validation) that carry
@@ -268,6 +269,33 @@ fn serialize_bytes(bytes: Result<Vec<u8>, serde_json::Error>) -> Bytes {
 /// A JSON body in `media`.
 pub fn body_response(status: StatusCode, media: Media, body: &Value) -> Response {
     bytes_response(status, media, serialize_bytes(serde_json::to_vec(body)))
+}
+
+/// Ready bytes in `media`, keeping `budget` (and its large-answer permit)
+/// until the body has been handed to the connection or dropped with it: a
+/// large answer's permit comes back only when its bytes are gone.
+pub fn held_response(
+    status: StatusCode,
+    media: Media,
+    bytes: Bytes,
+    budget: Arc<AnswerBudget>,
+) -> Response {
+    /// Slices of the one buffer (no copies), so the body is held no longer
+    /// than the connection takes to write it.
+    const CHUNK: usize = 256 * 1024;
+    let length = bytes.len();
+    let chunks = futures::stream::unfold((bytes, budget), |(mut rest, budget)| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        let chunk = rest.split_to(CHUNK.min(rest.len()));
+        Some((Ok::<_, std::convert::Infallible>(chunk), (rest, budget)))
+    });
+    let mut response = (status, Body::from_stream(chunks)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, media.content_type());
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
 }
 
 /// Ready bytes in `media`.
