@@ -272,3 +272,34 @@ async fn metrics_count_requests_by_their_outcome() {
         assert!(after[i] >= before[i] + 1.0, "{what}: {} -> {}", before[i], after[i]);
     }
 }
+
+#[tokio::test]
+async fn data_selected_many_times_is_whole_every_time() {
+    // The last selection of a record's data takes it instead of copying:
+    // every other selection (aliases, fragments, repeated lists) still
+    // gets the whole of it.
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let root = item_model(&app).await;
+    let id = published(&app, &root, json!({ "slug": "m", "body": "b".repeat(70 * 1024) })).await;
+    let reply = app
+        .gql(
+            &root,
+            "query($id: ID!) { records(modelKey: \"item\") { a: items { x: data y: data ...D } b: items { data } }
+               one: record(id: $id) { data d2: data ... on Record { data } } }
+             fragment D on Record { data }",
+            json!({ "id": id }),
+        )
+        .await;
+    let d = &reply.body["data"];
+    let whole = |v: &Value| v["slug"] == "m" && v["body"].as_str().map(str::len) == Some(70 * 1024);
+    for v in [
+        &d["records"]["a"][0]["x"],
+        &d["records"]["a"][0]["y"],
+        &d["records"]["a"][0]["data"],
+        &d["records"]["b"][0]["data"],
+        &d["one"]["data"],
+        &d["one"]["d2"],
+    ] {
+        assert!(whole(v), "{}", reply.body);
+    }
+}
