@@ -28,9 +28,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::budget::AnswerBudget;
 use super::fields::{normalize, unique_text, FieldDef};
 use super::records::RecordOut;
-use super::budget::AnswerBudget;
 use super::schema::{model_by_id, require_model, ContentModel};
 use super::sql::{data_expr, sql_value, DataColumn, Sql};
 use super::View;
@@ -633,7 +633,9 @@ async fn load_data<C: ConnectionTrait>(
             Some(data) => data,
             None if large => {
                 let mut sql = Sql::new(backend);
-                sql.push(&format!("SELECT {col} AS data FROM records r WHERE r.id = "));
+                sql.push(&format!(
+                    "SELECT {col} AS data FROM records r WHERE r.id = "
+                ));
                 sql.bind(row.id.clone());
                 let Some(found) = db.query_one(sql.into_statement()).await? else {
                     continue;
@@ -709,7 +711,9 @@ pub fn check_where_size(value: &Value) -> AppResult<()> {
     } else {
         Err(AppError::bad_field(
             "where",
-            format!("where is larger than {MAX_WHERE_BYTES} bytes of JSON; at most that is allowed"),
+            format!(
+                "where is larger than {MAX_WHERE_BYTES} bytes of JSON; at most that is allowed"
+            ),
         ))
     }
 }

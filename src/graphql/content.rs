@@ -422,7 +422,11 @@ impl ContentMutation {
     ) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        Ok(app.content.create_record(p, &model_key, data.0).await?.into())
+        Ok(app
+            .content
+            .create_record(p, &model_key, data.0)
+            .await?
+            .into())
     }
 
     /// Replaces a record's draft data whole; `expectedVersion` that does not
@@ -509,7 +513,9 @@ impl<T: Clone> LastUse<T> {
         use std::sync::atomic::Ordering;
         let before = self
             .left
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(1))
+            })
             .unwrap_or(0);
         let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
         if before <= 1 {

@@ -37,85 +37,142 @@ async fn published(app: &TestApp, root: &str, data: Value) -> String {
     record.id
 }
 
-both_dbs!(in_takes_at_most_a_thousand_values, |app: TestApp| async move {
-    let root = item_model(&app).await;
-    published(&app, &root, json!({ "slug": "s7", "rank": 7 })).await;
-    for field in ["rank", "slug"] {
-        let values: Vec<Value> = (0..1_000)
-            .map(|i| match field {
-                "rank" => json!(i),
-                _ => json!(format!("s{i}")),
-            })
-            .collect();
-        let ok = app
-            .gql(&root, BY_WHERE, json!({ "w": { field: { "in": values } } }))
-            .await;
-        assert_eq!(ok.body["data"]["records"]["items"].as_array().map(Vec::len), Some(1), "{field}: {}", ok.body);
+both_dbs!(
+    in_takes_at_most_a_thousand_values,
+    |app: TestApp| async move {
+        let root = item_model(&app).await;
+        published(&app, &root, json!({ "slug": "s7", "rank": 7 })).await;
+        for field in ["rank", "slug"] {
+            let values: Vec<Value> = (0..1_000)
+                .map(|i| match field {
+                    "rank" => json!(i),
+                    _ => json!(format!("s{i}")),
+                })
+                .collect();
+            let ok = app
+                .gql(&root, BY_WHERE, json!({ "w": { field: { "in": values } } }))
+                .await;
+            assert_eq!(
+                ok.body["data"]["records"]["items"].as_array().map(Vec::len),
+                Some(1),
+                "{field}: {}",
+                ok.body
+            );
 
-        let mut over = values.clone();
-        over.push(json!(null));
+            let mut over = values.clone();
+            over.push(json!(null));
+            let refused = app
+                .gql(&root, BY_WHERE, json!({ "w": { field: { "in": over } } }))
+                .await;
+            assert_eq!(refused.status, 200, "{}", refused.body);
+            assert_eq!(
+                refused.code(),
+                Some("BAD_USER_INPUT"),
+                "{field}: {}",
+                refused.body
+            );
+            assert_eq!(refused.error_field(), Some("where"));
+            assert!(
+                refused.message().contains("at most 1000 values"),
+                "{}",
+                refused.message()
+            );
+        }
+        // Far past what either database binds: refused the same way, early.
+        let huge: Vec<Value> = (0..70_000).map(|i| json!(i)).collect();
         let refused = app
-            .gql(&root, BY_WHERE, json!({ "w": { field: { "in": over } } }))
+            .gql(&root, BY_WHERE, json!({ "w": { "rank": { "in": huge } } }))
             .await;
-        assert_eq!(refused.status, 200, "{}", refused.body);
-        assert_eq!(refused.code(), Some("BAD_USER_INPUT"), "{field}: {}", refused.body);
-        assert_eq!(refused.error_field(), Some("where"));
-        assert!(refused.message().contains("at most 1000 values"), "{}", refused.message());
+        assert_eq!(refused.code(), Some("BAD_USER_INPUT"), "{}", refused.body);
+        assert_eq!(refused.body["errors"][0]["path"], json!(["records"]));
     }
-    // Far past what either database binds: refused the same way, early.
-    let huge: Vec<Value> = (0..70_000).map(|i| json!(i)).collect();
-    let refused = app
-        .gql(&root, BY_WHERE, json!({ "w": { "rank": { "in": huge } } }))
-        .await;
-    assert_eq!(refused.code(), Some("BAD_USER_INPUT"), "{}", refused.body);
-    assert_eq!(refused.body["errors"][0]["path"], json!(["records"]));
-});
+);
 
-both_dbs!(where_holds_at_most_a_hundred_conditions_and_64_kib, |app: TestApp| async move {
-    let root = item_model(&app).await;
-    // Counted before anything else: unknown fields are not even looked up.
-    let conditions = |n: usize| -> Value {
-        (0..n).map(|i| (format!("f{i}"), json!(1))).collect::<serde_json::Map<_, _>>().into()
-    };
-    let hundred = app.gql(&root, BY_WHERE, json!({ "w": conditions(100) })).await;
-    assert!(hundred.message().contains("unknown field"), "{}", hundred.body);
-    let over = app.gql(&root, BY_WHERE, json!({ "w": conditions(101) })).await;
-    assert_eq!(over.code(), Some("BAD_USER_INPUT"));
-    assert!(over.message().contains("at most 100"), "{}", over.message());
-    // Operators count one each.
-    let ops: serde_json::Map<String, Value> = (0..13)
+both_dbs!(
+    where_holds_at_most_a_hundred_conditions_and_64_kib,
+    |app: TestApp| async move {
+        let root = item_model(&app).await;
+        // Counted before anything else: unknown fields are not even looked up.
+        let conditions = |n: usize| -> Value {
+            (0..n)
+                .map(|i| (format!("f{i}"), json!(1)))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let hundred = app
+            .gql(&root, BY_WHERE, json!({ "w": conditions(100) }))
+            .await;
+        assert!(
+            hundred.message().contains("unknown field"),
+            "{}",
+            hundred.body
+        );
+        let over = app
+            .gql(&root, BY_WHERE, json!({ "w": conditions(101) }))
+            .await;
+        assert_eq!(over.code(), Some("BAD_USER_INPUT"));
+        assert!(over.message().contains("at most 100"), "{}", over.message());
+        // Operators count one each.
+        let ops: serde_json::Map<String, Value> = (0..13)
         .map(|i| (format!("f{i}"), json!({ "eq": 1, "ne": 2, "gt": 0, "gte": 0, "lt": 9, "lte": 9, "in": [1], "contains": "x" })))
         .collect();
-    let over = app.gql(&root, BY_WHERE, json!({ "w": ops })).await;
-    assert!(over.message().contains("104 conditions"), "{}", over.message());
+        let over = app.gql(&root, BY_WHERE, json!({ "w": ops })).await;
+        assert!(
+            over.message().contains("104 conditions"),
+            "{}",
+            over.message()
+        );
 
-    // 64 KiB of JSON: in variables (refused before they become GraphQL
-    // values) and written in the query.
-    let long = "x".repeat(70 * 1024);
-    let big = app
-        .gql(&root, BY_WHERE, json!({ "w": { "body": { "contains": long } } }))
-        .await;
-    assert_eq!((big.status.as_u16(), big.code()), (200, Some("BAD_USER_INPUT")), "{}", big.body);
-    assert!(big.message().contains("65536 bytes"), "{}", big.message());
-    let nested = app
+        // 64 KiB of JSON: in variables (refused before they become GraphQL
+        // values) and written in the query.
+        let long = "x".repeat(70 * 1024);
+        let big = app
+            .gql(
+                &root,
+                BY_WHERE,
+                json!({ "w": { "body": { "contains": long } } }),
+            )
+            .await;
+        assert_eq!(
+            (big.status.as_u16(), big.code()),
+            (200, Some("BAD_USER_INPUT")),
+            "{}",
+            big.body
+        );
+        assert!(big.message().contains("65536 bytes"), "{}", big.message());
+        let nested = app
         .gql(
             &root,
             "query($s: String) { records(modelKey: \"item\", where: { body: { contains: $s } }) { items { id } } }",
             json!({ "s": long }),
         )
         .await;
-    assert!(nested.message().contains("65536 bytes"), "{}", nested.body);
-    let inline = format!(
+        assert!(nested.message().contains("65536 bytes"), "{}", nested.body);
+        let inline = format!(
         "{{ records(modelKey: \"item\", where: {{ body: {{ contains: \"{long}\" }} }}) {{ items {{ id }} }} }}"
     );
-    let inline = app.gql(&root, &inline, json!({})).await;
-    assert_eq!(inline.code(), Some("BAD_USER_INPUT"), "{}", inline.body);
-    assert!(inline.message().contains("65536 bytes"), "{}", inline.message());
-    let fits = app
-        .gql(&root, BY_WHERE, json!({ "w": { "body": { "contains": "x".repeat(60 * 1024) } } }))
-        .await;
-    assert_eq!(fits.body["data"]["records"]["items"], json!([]), "{}", fits.body);
-});
+        let inline = app.gql(&root, &inline, json!({})).await;
+        assert_eq!(inline.code(), Some("BAD_USER_INPUT"), "{}", inline.body);
+        assert!(
+            inline.message().contains("65536 bytes"),
+            "{}",
+            inline.message()
+        );
+        let fits = app
+            .gql(
+                &root,
+                BY_WHERE,
+                json!({ "w": { "body": { "contains": "x".repeat(60 * 1024) } } }),
+            )
+            .await;
+        assert_eq!(
+            fits.body["data"]["records"]["items"],
+            json!([]),
+            "{}",
+            fits.body
+        );
+    }
+);
 
 #[tokio::test]
 async fn query_text_over_the_limit_is_refused_before_parsing() {
@@ -132,16 +189,35 @@ async fn query_text_over_the_limit_is_refused_before_parsing() {
     assert_eq!(fits.body["data"]["__typename"], "Query", "{}", fits.body);
 
     let over = app.gql(&root, &(padded(1_000) + "{"), json!({})).await;
-    assert_eq!(over.code(), Some("GRAPHQL_VALIDATION_FAILED"), "{}", over.body);
-    assert!(over.message().contains("at most 1000"), "{}", over.message());
+    assert_eq!(
+        over.code(),
+        Some("GRAPHQL_VALIDATION_FAILED"),
+        "{}",
+        over.body
+    );
+    assert!(
+        over.message().contains("at most 1000"),
+        "{}",
+        over.message()
+    );
 
     // The same over GET and in each operation of a batch.
     let url = format!("{}?query={}", app.url("/graphql"), "%20".repeat(1_001));
     let get = crate::support::Reply::from(
-        app.client.get(url).header("x-api-key", &root).send().await.unwrap(),
+        app.client
+            .get(url)
+            .header("x-api-key", &root)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
-    assert_eq!(get.code(), Some("GRAPHQL_VALIDATION_FAILED"), "{}", get.body);
+    assert_eq!(
+        get.code(),
+        Some("GRAPHQL_VALIDATION_FAILED"),
+        "{}",
+        get.body
+    );
     let batch = app
         .client
         .post(app.url("/graphql"))
@@ -152,45 +228,86 @@ async fn query_text_over_the_limit_is_refused_before_parsing() {
         .unwrap();
     let batch: Value = batch.json().await.unwrap();
     assert_eq!(batch[0]["data"]["__typename"], "Query", "{batch}");
-    assert_eq!(batch[1]["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED", "{batch}");
+    assert_eq!(
+        batch[1]["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{batch}"
+    );
 }
 
-both_dbs!(answers_over_the_limit_are_refused, |backend: Backend| async move {
-    let Some(app) =
-        TestApp::try_spawn_with(backend, |c| c.max_response_bytes = 250 * 1024).await
-    else {
-        return;
-    };
-    let root = item_model(&app).await;
-    // Records over the inline size are loaded after the budget admits them.
-    let a = published(&app, &root, json!({ "slug": "a", "body": "a".repeat(100 * 1024) })).await;
-    published(&app, &root, json!({ "slug": "b", "body": "b".repeat(100 * 1024) })).await;
-    let list = "query($n: Int) { records(modelKey: \"item\", limit: $n) { items { id data } } }";
-    let two = app.gql(&root, list, json!({ "n": 2 })).await;
-    let items = two.body["data"]["records"]["items"].as_array().cloned().unwrap_or_default();
-    assert_eq!(items.len(), 2, "{}", two.body["errors"]);
-    assert_eq!(items[0]["data"]["body"].as_str().map(str::len), Some(100 * 1024));
-    let one = app
-        .gql(&root, "query($id: ID!) { record(id: $id) { data } }", json!({ "id": a }))
+both_dbs!(
+    answers_over_the_limit_are_refused,
+    |backend: Backend| async move {
+        let Some(app) =
+            TestApp::try_spawn_with(backend, |c| c.max_response_bytes = 250 * 1024).await
+        else {
+            return;
+        };
+        let root = item_model(&app).await;
+        // Records over the inline size are loaded after the budget admits them.
+        let a = published(
+            &app,
+            &root,
+            json!({ "slug": "a", "body": "a".repeat(100 * 1024) }),
+        )
         .await;
-    assert_eq!(one.body["data"]["record"]["data"]["slug"], "a");
+        published(
+            &app,
+            &root,
+            json!({ "slug": "b", "body": "b".repeat(100 * 1024) }),
+        )
+        .await;
+        let list =
+            "query($n: Int) { records(modelKey: \"item\", limit: $n) { items { id data } } }";
+        let two = app.gql(&root, list, json!({ "n": 2 })).await;
+        let items = two.body["data"]["records"]["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(items.len(), 2, "{}", two.body["errors"]);
+        assert_eq!(
+            items[0]["data"]["body"].as_str().map(str::len),
+            Some(100 * 1024)
+        );
+        let one = app
+            .gql(
+                &root,
+                "query($id: ID!) { record(id: $id) { data } }",
+                json!({ "id": a }),
+            )
+            .await;
+        assert_eq!(one.body["data"]["record"]["data"]["slug"], "a");
 
-    published(&app, &root, json!({ "slug": "c", "body": "c".repeat(100 * 1024) })).await;
-    let three = app.gql(&root, list, json!({ "n": 3 })).await;
-    assert_eq!(three.status, 200);
-    assert_eq!(three.code(), Some("RESPONSE_TOO_LARGE"), "{}", three.body["errors"]);
-    assert!(three.message().contains("256000"), "{}", three.message());
-    assert!(three.body["data"].is_null());
-    // Aliases share the request's budget.
-    let aliased = app
+        published(
+            &app,
+            &root,
+            json!({ "slug": "c", "body": "c".repeat(100 * 1024) }),
+        )
+        .await;
+        let three = app.gql(&root, list, json!({ "n": 3 })).await;
+        assert_eq!(three.status, 200);
+        assert_eq!(
+            three.code(),
+            Some("RESPONSE_TOO_LARGE"),
+            "{}",
+            three.body["errors"]
+        );
+        assert!(three.message().contains("256000"), "{}", three.message());
+        assert!(three.body["data"].is_null());
+        // Aliases share the request's budget.
+        let aliased = app
         .gql(
             &root,
             "query($id: ID!) { a: record(id: $id) { data } b: record(id: $id) { data } c: record(id: $id) { data } }",
             json!({ "id": a }),
         )
         .await;
-    assert!(aliased.codes().contains(&"RESPONSE_TOO_LARGE".to_owned()), "{}", aliased.body["errors"]);
-});
+        assert!(
+            aliased.codes().contains(&"RESPONSE_TOO_LARGE".to_owned()),
+            "{}",
+            aliased.body["errors"]
+        );
+    }
+);
 
 #[tokio::test]
 async fn answers_are_capped_when_serialized_too() {
@@ -199,11 +316,19 @@ async fn answers_are_capped_when_serialized_too() {
         .unwrap();
     let root = item_model(&app).await;
     let small = app.gql(&root, "{ models { key } }", json!({})).await;
-    assert_eq!(small.body["data"]["models"][0]["key"], "item", "{}", small.body);
+    assert_eq!(
+        small.body["data"]["models"][0]["key"], "item",
+        "{}",
+        small.body
+    );
     // No record data here: the bytes written are what is counted.
     let all = "models { key name fields { name type required unique referenceModelKey } }";
     let big = app
-        .gql(&root, &format!("{{ a: {all} b: {all} c: {all} d: {all} }}"), json!({}))
+        .gql(
+            &root,
+            &format!("{{ a: {all} b: {all} c: {all} d: {all} }}"),
+            json!({}),
+        )
         .await;
     assert_eq!(big.code(), Some("RESPONSE_TOO_LARGE"), "{}", big.body);
 }
@@ -243,7 +368,9 @@ async fn metrics_count_requests_by_their_outcome() {
     ];
 
     app.data(&root, "{ __typename }", json!({})).await;
-    let bad = app.gql(&root, BY_WHERE, json!({ "w": { "nope": 1 } })).await;
+    let bad = app
+        .gql(&root, BY_WHERE, json!({ "w": { "nope": 1 } }))
+        .await;
     assert_eq!(bad.code(), Some("BAD_USER_INPUT"));
     // A record the database holds but quire cannot read: an internal error
     // inside a 200 answer.
@@ -256,9 +383,18 @@ async fn metrics_count_requests_by_their_outcome() {
         .await
         .unwrap();
     let broken = app
-        .gql(&root, "query($id: ID!) { record(id: $id) { data } }", json!({ "id": id }))
+        .gql(
+            &root,
+            "query($id: ID!) { record(id: $id) { data } }",
+            json!({ "id": id }),
+        )
         .await;
-    assert_eq!((broken.status.as_u16(), broken.code()), (200, Some("INTERNAL_SERVER_ERROR")), "{}", broken.body);
+    assert_eq!(
+        (broken.status.as_u16(), broken.code()),
+        (200, Some("INTERNAL_SERVER_ERROR")),
+        "{}",
+        broken.body
+    );
     let nobody = app.gql("pk_live_nope", "{ __typename }", json!({})).await;
     assert_eq!(nobody.status, 401);
 
@@ -268,8 +404,16 @@ async fn metrics_count_requests_by_their_outcome() {
         graphql_requests(&app, "200", "internal").await,
         graphql_requests(&app, "401", "refused").await,
     ];
-    for (i, what) in ["ok", "user_error", "internal", "refused"].iter().enumerate() {
-        assert!(after[i] >= before[i] + 1.0, "{what}: {} -> {}", before[i], after[i]);
+    for (i, what) in ["ok", "user_error", "internal", "refused"]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            after[i] >= before[i] + 1.0,
+            "{what}: {} -> {}",
+            before[i],
+            after[i]
+        );
     }
 }
 
@@ -280,7 +424,12 @@ async fn data_selected_many_times_is_whole_every_time() {
     // gets the whole of it.
     let app = TestApp::spawn(Backend::Sqlite).await;
     let root = item_model(&app).await;
-    let id = published(&app, &root, json!({ "slug": "m", "body": "b".repeat(70 * 1024) })).await;
+    let id = published(
+        &app,
+        &root,
+        json!({ "slug": "m", "body": "b".repeat(70 * 1024) }),
+    )
+    .await;
     let reply = app
         .gql(
             &root,

@@ -178,7 +178,10 @@ fn to_capped_bytes<T: serde::Serialize>(value: &T, budget: &AnswerBudget) -> Opt
     }
     // Field names and punctuation add to the data charged; an eighth more
     // covers most answers without a second allocation.
-    let hint = budget.used().saturating_add(budget.used() / 8).saturating_add(1024);
+    let hint = budget
+        .used()
+        .saturating_add(budget.used() / 8)
+        .saturating_add(1024);
     let mut out = Capped {
         buf: Vec::with_capacity(hint.min(budget.limit())),
         limit: budget.limit(),
