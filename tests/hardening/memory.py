@@ -162,7 +162,9 @@ def seed(q):
 
 def main():
     checks = Checks("memory")
-    q = Quire(os.environ["QUIRE_BIN"]).start()
+    # Extra settings for experiments, e.g. MEMORY_QUIRE_ENV='{"QUIRE_READ_CACHE_MB": "0"}'.
+    extra = json.loads(os.environ.get("MEMORY_QUIRE_ENV", "{}"))
+    q = Quire(os.environ["QUIRE_BIN"], env=extra).start()
     sampler = None
     try:
         seed(q)
@@ -192,6 +194,8 @@ def main():
                           f"{sampler.peak_kib / 1024:.0f} MiB)", summary)
         checks.figure("hostile waves took (s)", f"{time.time() - t0:.1f}")
         peak = sampler.peak_kib / 1024
+        time.sleep(5)
+        checks.figure("RSS after 5 s idle (MiB)", f"{q.rss_mib():.0f}")
         final = q.rss_mib()
         idle_end = time.time() + IDLE_SECONDS
         while not sampler.killed and final - start > RETURN_MIB and time.time() < idle_end:

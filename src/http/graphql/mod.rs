@@ -37,7 +37,7 @@ use super::OperationLabel;
 use crate::app::AppState;
 use crate::auth::extract::{Authenticated, Authenticator};
 use crate::auth::principal::Principal;
-use crate::content::budget::AnswerBudget;
+use crate::content::budget::{self, AnswerBudget};
 use crate::error::AppError;
 use crate::graphql::Schemas;
 use crate::ratelimit::Decision;
@@ -168,9 +168,10 @@ impl<'a> Call<'a> {
         };
         let resp = self.execute(prepared, decision).await;
         let answer = respond::answer(self.media, resp, &self.budget);
-        if let (Some((key, generation)), StatusCode::OK, true) =
-            (store, answer.status, answer.error_free)
-        {
+        // A large answer is not stored: it would push out many small ones,
+        // and the cache's memory is counted on top of the answers in flight.
+        let storable = answer.error_free && answer.bytes.len() <= budget::LARGE_ANSWER_BYTES;
+        if let (Some((key, generation)), StatusCode::OK, true) = (store, answer.status, storable) {
             cache.put(key, generation, answer.bytes.clone());
         }
         let response = self.response(answer.status, answer.bytes);
