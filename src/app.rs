@@ -21,8 +21,10 @@ use crate::content::ContentService;
 use crate::db::Database;
 use crate::error::StartError;
 use crate::keys::KeyService;
+use crate::ratelimit::redis_store::RedisStore;
 use crate::ratelimit::Limiter;
 use crate::readcache::{self, ReadCache};
+use crate::redis_link::RedisLink;
 
 /// Everything a request may need.
 pub struct App {
@@ -48,6 +50,10 @@ pub struct App {
     /// Cached published-view responses and the content generations that
     /// keep them exact.
     pub read_cache: Arc<ReadCache>,
+    /// The instance's one Redis connection and its circuit breaker, shared
+    /// by the limiter, the read cache and the key broadcast (with
+    /// `QUIRE_REDIS_URL`).
+    pub redis: Option<Arc<RedisLink>>,
 }
 
 /// Shared handle to the application.
@@ -61,16 +67,29 @@ impl App {
 
     /// Like [`App::new`] with an injected clock.
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
-        let db = Database::connect(&config.database.database_url).await?;
+        // The recorder first: every figure below is exported from the start.
+        let metrics = metrics_handle();
+        let db = Database::connect_with_timeout(
+            &config.database.database_url,
+            Duration::from_secs(config.db_timeout_seconds),
+        )
+        .await?;
         db.migrate(clock.now()).await?;
-        let redis_url = config.redis_url.as_deref();
-        let limiter = Limiter::new(redis_url).map_err(StartError::Config)?;
+        let redis = config
+            .redis_url
+            .as_deref()
+            .map(RedisLink::new)
+            .transpose()
+            .map_err(StartError::Config)?
+            .map(Arc::new);
+        // Exported at 0 with or without Redis (0 is true without it).
+        RedisStore::describe_metrics_counters();
+        let limiter = Limiter::on_link(redis.clone());
         let restored = limiter.restore(&db, clock.now()).await?;
         if restored > 0 {
             tracing::info!(keys = restored, "restored rate-limit windows");
         }
-        let read_cache =
-            Arc::new(ReadCache::new(&config, db.backend()).map_err(StartError::Config)?);
+        let read_cache = Arc::new(ReadCache::new(&config, db.conn.clone(), redis.clone()));
         let mut changes = Changes::new();
         changes.listen(read_cache.clone());
         let changes = Arc::new(changes);
@@ -79,7 +98,7 @@ impl App {
             db.clone(),
             clock.clone(),
             key_cache.clone(),
-            redis_url,
+            redis.clone(),
             changes.clone(),
             config.default_rate_limit_per_hour,
         )
@@ -87,10 +106,11 @@ impl App {
         let content = ContentService::new(db.clone(), clock.clone(), changes);
         let authenticator = Arc::new(Authenticator::new(
             key_cache.clone(),
-            db.conn.clone(),
+            db.clone(),
             clock.clone(),
             LastUsed::start(db.conn.clone()),
         ));
+        db.health.export_metrics();
         Ok(Arc::new(App {
             limiter,
             read_cache,
@@ -101,15 +121,18 @@ impl App {
             authenticator,
             keys,
             content,
-            metrics: metrics_handle(),
+            metrics,
+            redis,
         }))
     }
 
     /// Starts what runs beside the requests until the process ends: the
     /// watchers that keep the key cache exact (the change feed; Redis when
-    /// configured) and the retry of content changes Redis missed.
+    /// configured), the poll of the content generations in the database,
+    /// and the retry of content changes Redis missed.
     pub fn spawn_change_watcher(&self) {
         self.keys.spawn_watchers();
+        self.read_cache.spawn_generation_poller();
         let read_cache = Arc::clone(&self.read_cache);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(readcache::ANNOUNCE_RETRY);

@@ -28,6 +28,12 @@ pub const DEFAULT_MAX_ALIASES: usize = 50;
 pub const DEFAULT_RATE_LIMIT_PER_HOUR: u32 = 10_000;
 /// Default `QUIRE_READ_CACHE_MB`.
 pub const DEFAULT_READ_CACHE_MB: u64 = 32;
+/// Default `QUIRE_DB_TIMEOUT_SECONDS`: the longest a database statement may take.
+pub const DEFAULT_DB_TIMEOUT_SECONDS: u64 = 5;
+/// Default `QUIRE_SHUTDOWN_GRACE_SECONDS`.
+pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 10;
+/// Default `QUIRE_RATE_LIMIT_SAVE_SECONDS`.
+pub const DEFAULT_RATE_LIMIT_SAVE_SECONDS: u64 = 60;
 /// Default `QUIRE_MAX_QUERY_BYTES`: far above any real query, far below
 /// what a parser should be asked to build a tree for.
 pub const DEFAULT_MAX_QUERY_BYTES: usize = 100 * 1024;
@@ -151,6 +157,23 @@ pub struct Config {
     /// cache off (it is also off on PostgreSQL without Redis).
     #[arg(long, env = "QUIRE_READ_CACHE_MB", default_value_t = DEFAULT_READ_CACHE_MB)]
     pub read_cache_mb: u64,
+    /// Longest a database statement may take, in seconds; longer is
+    /// abandoned with 503.
+    #[arg(long, env = "QUIRE_DB_TIMEOUT_SECONDS", default_value_t = DEFAULT_DB_TIMEOUT_SECONDS)]
+    pub db_timeout_seconds: u64,
+    /// Most connections open at once (default: from the file-descriptor
+    /// limit, less room for the database, Redis and files).
+    #[arg(long, env = "QUIRE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// After SIGTERM, how long in-flight requests may take before what is
+    /// left is closed.
+    #[arg(long, env = "QUIRE_SHUTDOWN_GRACE_SECONDS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECONDS)]
+    pub shutdown_grace_seconds: u64,
+    /// Without Redis, how often the rate-limit windows are saved to the
+    /// database (so a `kill -9` loses at most this much counting); 0 saves
+    /// them only at shutdown.
+    #[arg(long, env = "QUIRE_RATE_LIMIT_SAVE_SECONDS", default_value_t = DEFAULT_RATE_LIMIT_SAVE_SECONDS)]
+    pub rate_limit_save_seconds: u64,
     /// Longest accepted query text, in bytes; a longer one is refused
     /// before it is parsed.
     #[arg(long, env = "QUIRE_MAX_QUERY_BYTES", default_value_t = DEFAULT_MAX_QUERY_BYTES)]
@@ -180,6 +203,10 @@ impl Config {
             public_introspection: false,
             default_rate_limit_per_hour: DEFAULT_RATE_LIMIT_PER_HOUR,
             read_cache_mb: DEFAULT_READ_CACHE_MB,
+            db_timeout_seconds: DEFAULT_DB_TIMEOUT_SECONDS,
+            max_connections: None,
+            shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE_SECONDS,
+            rate_limit_save_seconds: DEFAULT_RATE_LIMIT_SAVE_SECONDS,
             max_query_bytes: DEFAULT_MAX_QUERY_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }

@@ -5,8 +5,16 @@
 //! SQLite gets its pragmas set explicitly (WAL, foreign keys, busy timeout,
 //! synchronous=NORMAL); PostgreSQL instances serialize migrations and
 //! first-start setup with an advisory lock.
+//!
+//! Every statement is bounded by `QUIRE_DB_TIMEOUT_SECONDS`: PostgreSQL
+//! cancels it (`statement_timeout`), SQLite stops waiting for a lock
+//! (`busy_timeout`), and [`Health::guard`] abandons request work that a
+//! black-holed connection would leave waiting forever.
+
+pub mod health;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,7 +29,10 @@ use sea_orm::{
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::config::DEFAULT_DB_TIMEOUT_SECONDS;
 use crate::error::{AppError, AppResult, StartError};
+pub use health::Health;
+use health::ProbeTarget;
 
 /// Name of the project that migrations create.
 pub const DEFAULT_PROJECT: &str = "default";
@@ -40,18 +51,30 @@ pub struct Database {
     /// `conn`.
     pub writer: DatabaseConnection,
     pg: Option<sqlx::PgPool>,
+    /// Whether the database answers; bounds request work (shared by clones).
+    pub health: Arc<Health>,
 }
 
 impl Database {
-    /// Opens `url` (`sqlite://…` or `postgres://…`).
+    /// Opens `url` (`sqlite://…` or `postgres://…`) with the default
+    /// statement timeout.
     pub async fn connect(url: &str) -> Result<Self, StartError> {
+        Self::connect_with_timeout(url, Duration::from_secs(DEFAULT_DB_TIMEOUT_SECONDS)).await
+    }
+
+    /// Opens `url`; a statement that takes longer than `timeout` is
+    /// abandoned, and so is a wait for a pooled connection.
+    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StartError> {
         let unavailable = |e: sqlx::Error| StartError::Database(e.to_string());
+        let timeout = timeout.max(Duration::from_secs(1));
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url).map_err(unavailable)?;
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(unavailable)?
+                .options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(opts)
+                .acquire_timeout(timeout)
+                .connect_with(opts.clone())
                 .await
                 .map_err(unavailable)?;
             let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
@@ -59,6 +82,7 @@ impl Database {
                 writer: conn.clone(),
                 conn,
                 pg: Some(pool),
+                health: Health::new(ProbeTarget::Postgres(Box::new(opts)), timeout),
             })
         } else if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
@@ -66,10 +90,10 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(5));
+                .busy_timeout(timeout);
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(timeout)
                 .connect_with(opts.clone())
                 .await
                 .map_err(unavailable)?;
@@ -87,6 +111,7 @@ impl Database {
                 SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
             };
             Ok(Self {
+                health: Health::new(ProbeTarget::Pool(conn.clone()), timeout),
                 conn,
                 writer,
                 pg: None,
@@ -158,9 +183,19 @@ impl Database {
         result
     }
 
-    /// Cheap round trip for `/readyz`.
+    /// Whether the database answers, for `/readyz`: within
+    /// [`health::PROBE_TIMEOUT`], and at once while it is known to be down.
     pub async fn ping(&self) -> AppResult<()> {
-        self.conn.ping().await.map_err(AppError::unavailable)
+        if self.health.is_down() {
+            return Err(AppError::unreachable());
+        }
+        match tokio::time::timeout(health::PROBE_TIMEOUT, self.conn.ping()).await {
+            Ok(result) => result.map_err(AppError::unavailable),
+            Err(_) => {
+                self.health.suspect();
+                Err(AppError::unavailable("the database did not answer in time"))
+            }
+        }
     }
 }
 

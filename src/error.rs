@@ -180,6 +180,12 @@ impl AppError {
         AppError::Unavailable(cause.into())
     }
 
+    /// The database is known to be unreachable (a probe said so and logged
+    /// it once): refused without a log line per request.
+    pub fn unreachable() -> Self {
+        AppError::Unavailable(Box::new(KnownUnreachable))
+    }
+
     /// Whether this is a refusal by a rule (bad input, a conflict, a missing
     /// thing, a missing scope…), decided before anything was written, as
     /// opposed to a failure of the database or of quire itself.
@@ -251,6 +257,14 @@ impl AppError {
         }
     }
 
+    /// A whole-operation GraphQL error carrying this error's code.
+    pub fn into_server_error(self) -> async_graphql::ServerError {
+        self.log_cause();
+        let mut e = async_graphql::ServerError::new(self.message(), None);
+        self.code().mark(&mut e);
+        e
+    }
+
     /// The GraphQL-shaped body `{"errors":[{message, extensions:{code}}]}`.
     pub fn to_body(&self) -> serde_json::Value {
         self.log_cause();
@@ -264,7 +278,7 @@ impl AppError {
             AppError::Internal(cause) => {
                 tracing::error!(cause = %chain(cause.as_ref()), "internal error")
             }
-            AppError::Unavailable(cause) => {
+            AppError::Unavailable(cause) if !cause.is::<KnownUnreachable>() => {
                 tracing::warn!(cause = %chain(cause.as_ref()), "database unavailable")
             }
             _ => {}
@@ -303,9 +317,38 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        response
+        with_status_headers(response)
     }
 }
+
+/// What `Retry-After` says on a 503, in seconds: the database is probed
+/// several times a second while it is unreachable.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 1;
+
+/// Adds the headers a status calls for: `Retry-After` on a 503 that has
+/// none, `WWW-Authenticate: Bearer` on every 401.
+pub fn with_status_headers(mut response: Response) -> Response {
+    match response.status() {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            response
+                .headers_mut()
+                .entry(header::RETRY_AFTER)
+                .or_insert(HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECONDS));
+        }
+        StatusCode::UNAUTHORIZED => {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        _ => {}
+    }
+    response
+}
+
+/// The cause of [`AppError::unreachable`].
+#[derive(Debug, thiserror::Error)]
+#[error("the database is unreachable")]
+struct KnownUnreachable;
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
@@ -324,15 +367,37 @@ impl From<sea_orm::DbErr> for AppError {
     }
 }
 
+/// Whether the database could not answer (rather than refused what was asked):
+/// the connection failed, PostgreSQL cancelled a statement that ran past
+/// `statement_timeout` (57014), is shutting down (57P01–57P03) or has no
+/// connection left (53300), or SQLite's busy timeout ran out.
 fn is_connection_error(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
+    match e {
         sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_)
-    )
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // PostgreSQL's SQLSTATEs, then SQLite's busy and locked codes
+            // (its busy timeout ran out).
+            Some(
+                "57014"
+                    | "57P01"
+                    | "57P02"
+                    | "57P03"
+                    | "53300"
+                    | "5"
+                    | "6"
+                    | "261"
+                    | "262"
+                    | "517"
+                    | "773"
+            )
+        ),
+        _ => false,
+    }
 }
 
 impl From<AppError> for async_graphql::Error {

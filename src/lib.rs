@@ -18,7 +18,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`cli`] | the `quire` command line: `serve`, `migrate`, `admin`, client commands |
-//! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, layers |
+//! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, layers, the server loop (header and body timeouts, connection cap, bounded shutdown) |
 //! | [`graphql`] | schema assembly, thin resolvers per domain calling the services |
 //! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the two services; background watchers |
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
@@ -27,11 +27,11 @@
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
 //! | [`changes`] | committed changes and the listeners that follow them |
-//! | [`db`] | opening the database (pragmas, pools), migrations and setup under a lock, the write-transaction idiom, projects |
+//! | [`db`] | opening the database (pragmas, pools, statement timeout), its health (probe, request deadline, 503 at once while unreachable), migrations and setup under a lock, the write-transaction idiom, projects |
 //! | [`error`] | `AppError` and the one code table (HTTP status, `extensions.code`); start-up errors |
 //! | [`config`] | typed configuration from flags and `QUIRE_*` variables |
 //! | [`clock`] | injectable time |
-//! | [`redis_link`] | a lazily made Redis connection that backs off after failures (limiter, read cache, key broadcast) |
+//! | [`redis_link`] | the one Redis connection of an instance behind a circuit breaker (one probe a second while Redis is away), shared by the limiter, the read cache and the key broadcast |
 
 pub mod app;
 pub mod auth;

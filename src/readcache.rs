@@ -9,18 +9,31 @@
 //! variables; a request is looked up only when its key holds `records:read`.
 //! Drafts never enter the cache, so no published-view request can see them.
 //!
-//! Invalidation is exact, by a per-project content generation read before
+//! Invalidation is exact, by a per-project [`Generation`] read before
 //! execution and stored with the entry; an entry answers only while its
 //! generation is the project's current one. Every write that can change what
 //! the published view shows (publish, unpublish, delete, an update of a
 //! published record, any model change) moves the generation before the
-//! mutation returns. With Redis, the generation lives there (a random token,
-//! so a Redis that lost its data never brings an old entry back), every
-//! instance reads it per cached request, and a change on one instance is
-//! seen by the next request on any other. Without Redis it lives in this
-//! process, which is exact for the embedded SQLite database; with PostgreSQL
-//! and no Redis, other instances' writes could not reach it, so the cache is
-//! off. While Redis does not answer, requests bypass the cache.
+//! mutation returns. A generation has two parts:
+//!
+//! - a token, moved by the writing instance after the commit: with Redis it
+//!   lives there (random, so a Redis that lost its data never brings an old
+//!   entry back), every instance reads it per cached request, and a change on
+//!   one instance is seen by the next request on any other; without Redis it
+//!   lives in this process, which is exact for the embedded SQLite database
+//!   (with PostgreSQL and no Redis, other instances' writes could not reach
+//!   it, so the cache is off);
+//! - the project's content generation in the database
+//!   (`content_generations`), bumped in the transaction of the change (see
+//!   [`bump_generation`]) and polled by every instance every
+//!   [`GENERATION_POLL`]: a change whose Redis announcement failed (the
+//!   writer lost Redis, the others did not) still reaches every instance
+//!   within one poll. The writer reads it back after its commit and
+//!   announces it with the token, so a change announced through Redis does
+//!   not cost a second miss when the poll sees it.
+//!
+//! While Redis does not answer (the shared link's breaker is open), requests
+//! bypass the cache at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +41,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use entity::content_generations;
 use futures::future::BoxFuture;
 use redis::Script;
-use sea_orm::DbBackend;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement,
+};
 use serde_json::{Map, Value};
 
 use crate::auth::key::{KeyMode, KeyType};
@@ -40,19 +57,43 @@ use crate::changes::{Change, Listener};
 use crate::config::Config;
 use crate::redis_link::RedisLink;
 
-/// How long an entry may live at most, whatever the generation says: the
-/// bound on staleness if an instance could not tell Redis about a change.
+/// How long an entry may live at most, whatever the generation says.
 pub const ENTRY_TTL: Duration = Duration::from_secs(300);
 
-/// Reads the project's generation, creating a random one when Redis has none.
+/// How often every instance with a read cache polls the content
+/// generations in the database.
+pub const GENERATION_POLL: Duration = Duration::from_millis(250);
+
+/// Reads the project's token (creating a random one when Redis has none)
+/// and the content generation announced with it (0 when none was).
 const READ_GENERATION: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if not v then
   redis.call('SET', KEYS[1], ARGV[1])
   v = ARGV[1]
 end
-return v
+local n = redis.call('GET', KEYS[2])
+if not n then n = '0' end
+return {v, n}
 "#;
+
+/// Sets a new token and raises the announced content generation (it never
+/// goes back when announcements cross).
+const ANNOUNCE: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1])
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) > n then redis.call('SET', KEYS[2], ARGV[2]) end
+return 1
+"#;
+
+/// A project's generation: an entry answers only while it is the current one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Generation {
+    /// Moved by the writing instance (in Redis, or in this process).
+    token: u64,
+    /// The highest content generation known, from the database or Redis.
+    content: i64,
+}
 
 /// What a cached answer is stored under.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -80,16 +121,20 @@ impl EntryKey {
 }
 
 struct Entry {
-    generation: u64,
+    generation: Generation,
     body: Bytes,
 }
 
-/// Where each project's generation lives.
+/// Where each project's token lives.
 enum Generations {
     /// In this process (embedded SQLite: one instance).
     Local(RwLock<HashMap<String, u64>>),
     /// In Redis, shared by every instance.
-    Shared { link: RedisLink, read: Script },
+    Shared {
+        link: Arc<RedisLink>,
+        read: Script,
+        announce: Script,
+    },
 }
 
 /// The read cache of one instance.
@@ -102,23 +147,31 @@ pub struct ReadCache {
     /// Projects whose change could not be announced through Redis yet: this
     /// instance bypasses the cache for them until the announcement lands.
     unannounced: std::sync::Mutex<HashSet<String>>,
+    /// project id → the highest content generation seen in the database.
+    content: RwLock<HashMap<String, i64>>,
+    /// Where the content generations are read and polled.
+    db: DatabaseConnection,
 }
 
 /// How often a change that could not be announced through Redis is retried.
 pub const ANNOUNCE_RETRY: Duration = Duration::from_millis(500);
 
 impl ReadCache {
-    /// The cache `config` asks for on `backend`: off when
+    /// The cache `config` asks for on `db`, its tokens in Redis through
+    /// `redis` (the instance's shared link) when given: off when
     /// `QUIRE_READ_CACHE_MB` is 0, or on PostgreSQL without Redis.
-    pub fn new(config: &Config, backend: DbBackend) -> Result<Self, String> {
-        let generations = match &config.redis_url {
-            Some(url) => Generations::Shared {
-                link: RedisLink::new(url, "the read cache is bypassed until it answers")?,
+    pub fn new(config: &Config, db: DatabaseConnection, redis: Option<Arc<RedisLink>>) -> Self {
+        Self::describe_metrics();
+        let backend = db.get_database_backend();
+        let shared_db_without_redis = backend == DbBackend::Postgres && redis.is_none();
+        let generations = match redis {
+            Some(link) => Generations::Shared {
+                link,
                 read: Script::new(READ_GENERATION),
+                announce: Script::new(ANNOUNCE),
             },
             None => Generations::Local(RwLock::new(HashMap::new())),
         };
-        let shared_db_without_redis = backend == DbBackend::Postgres && config.redis_url.is_none();
         let entries = if config.read_cache_mb == 0 || shared_db_without_redis {
             if shared_db_without_redis && config.read_cache_mb > 0 {
                 tracing::info!(
@@ -135,13 +188,24 @@ impl ReadCache {
                     .build(),
             )
         };
-        Ok(Self {
+        Self {
             entries,
             generations,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             unannounced: std::sync::Mutex::default(),
-        })
+            content: RwLock::default(),
+            db,
+        }
+    }
+
+    /// Exports the cache's counters at 0, so that they are in `/metrics`
+    /// before they first move.
+    pub fn describe_metrics() {
+        for result in ["hit", "miss", "bypass"] {
+            metrics::counter!("quire_read_cache_requests_total", "result" => result).increment(0);
+        }
+        metrics::counter!("quire_read_cache_invalidation_failures_total").increment(0);
     }
 
     /// Whether responses are cached at all.
@@ -177,22 +241,33 @@ impl ReadCache {
 
     /// The project's current generation; `None` when it cannot be known now
     /// (Redis does not answer), and the request must bypass the cache.
-    pub async fn generation(&self, project_id: &str) -> Option<u64> {
+    pub async fn generation(&self, project_id: &str) -> Option<Generation> {
+        let known = self.known(project_id);
         let current = match &self.generations {
-            Generations::Local(map) => Some(
-                map.read()
+            Generations::Local(map) => Some(Generation {
+                token: map
+                    .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .get(project_id)
                     .copied()
                     .unwrap_or(0),
-            ),
+                content: known,
+            }),
             Generations::Shared { .. } if self.is_unannounced(project_id) => None,
-            Generations::Shared { link, read } => {
-                let mut invocation = read.key(generation_key(project_id));
-                invocation.arg(rand::random::<u64>());
-                link.run(|mut conn| async move { invocation.invoke_async::<u64>(&mut conn).await })
-                    .await
-                    .ok()
+            Generations::Shared { link, read, .. } => {
+                let mut invocation = read.key(token_key(project_id));
+                invocation
+                    .key(content_key(project_id))
+                    .arg(rand::random::<u64>());
+                link.run(|mut conn| async move {
+                    invocation.invoke_async::<(u64, i64)>(&mut conn).await
+                })
+                .await
+                .ok()
+                .map(|(token, announced)| Generation {
+                    token,
+                    content: announced.max(known),
+                })
             }
         };
         if current.is_none() {
@@ -205,7 +280,7 @@ impl ReadCache {
     }
 
     /// The answer stored for `key` and the generation it was computed at.
-    pub fn stored(&self, key: &EntryKey) -> Option<(u64, Bytes)> {
+    pub fn stored(&self, key: &EntryKey) -> Option<(Generation, Bytes)> {
         let entry = self.entries.as_ref()?.get(key)?;
         Some((entry.generation, entry.body.clone()))
     }
@@ -223,7 +298,7 @@ impl ReadCache {
     }
 
     /// Stores an answer computed after reading `generation`.
-    pub fn put(&self, key: EntryKey, generation: u64, body: Bytes) {
+    pub fn put(&self, key: EntryKey, generation: Generation, body: Bytes) {
         if let Some(entries) = &self.entries {
             entries.insert(key, Arc::new(Entry { generation, body }));
         }
@@ -231,8 +306,16 @@ impl ReadCache {
 
     /// Moves the project's generation: no answer cached before this call is
     /// served again. Called after every write that changes the published
-    /// view, before the mutation returns.
+    /// view (committed), before the mutation returns.
     pub async fn invalidate(&self, project_id: &str) {
+        // The commit bumped the database's generation: learning it here
+        // (and announcing it with the token) spares the miss the next poll
+        // would otherwise cause on every instance.
+        match read_generation(&self.db, project_id).await {
+            Ok(Some(n)) => self.raise(project_id, n),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read the content generation"),
+        }
         match &self.generations {
             Generations::Local(map) => {
                 *map.write()
@@ -240,14 +323,15 @@ impl ReadCache {
                     .entry(project_id.to_owned())
                     .or_insert(0) += 1;
             }
-            Generations::Shared { link, .. } => {
-                if announce(link, project_id).await {
+            Generations::Shared { link, announce, .. } => {
+                if announce_change(link, announce, project_id, self.known(project_id)).await {
                     return;
                 }
                 metrics::counter!("quire_read_cache_invalidation_failures_total").increment(1);
-                tracing::warn!(
-                    "could not announce a content change through Redis: this instance bypasses its cache for the project until it can; other instances may serve cached reads for up to {} s",
-                    ENTRY_TTL.as_secs()
+                // The link logs the outage itself; other instances learn of
+                // the change from the database within one poll.
+                tracing::debug!(
+                    "could not announce a content change through Redis: this instance bypasses its cache for the project until it can"
                 );
                 self.drop_entries();
                 self.unannounced
@@ -261,7 +345,7 @@ impl ReadCache {
     /// Retries the changes that could not be announced, until each lands
     /// (the change watcher calls it every [`ANNOUNCE_RETRY`]).
     pub async fn retry_announcements(&self) {
-        let Generations::Shared { link, .. } = &self.generations else {
+        let Generations::Shared { link, announce, .. } = &self.generations else {
             return;
         };
         let pending: Vec<String> = self
@@ -272,13 +356,91 @@ impl ReadCache {
             .cloned()
             .collect();
         for project_id in pending {
-            if announce(link, &project_id).await {
+            if announce_change(link, announce, &project_id, self.known(&project_id)).await {
                 self.unannounced
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&project_id);
             }
         }
+    }
+
+    /// The highest content generation seen for the project (0: none yet).
+    fn known(&self, project_id: &str) -> i64 {
+        self.content
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(project_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records a content generation seen in the database; a higher one
+    /// moves the project's [`Generation`].
+    fn raise(&self, project_id: &str, seen: i64) {
+        if self.known(project_id) >= seen {
+            return;
+        }
+        let mut content = self.content.write().unwrap_or_else(|p| p.into_inner());
+        let known = content.entry(project_id.to_owned()).or_insert(0);
+        *known = (*known).max(seen);
+    }
+
+    /// Follows the content generations in the database until the process
+    /// ends (when the cache is on): a change made on another instance whose
+    /// Redis announcement failed moves the generation here within one
+    /// [`GENERATION_POLL`]. Each poll is one small aggregate query; the
+    /// rows are read only when it moved.
+    pub fn spawn_generation_poller(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        self.entries.as_ref()?;
+        let this = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(GENERATION_POLL);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last = None;
+            let mut failing = false;
+            loop {
+                ticker.tick().await;
+                match this.poll_generations(last).await {
+                    Ok(seen) => {
+                        last = Some(seen);
+                        failing = false;
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "cannot poll the content generations");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        }))
+    }
+
+    /// One poll: the (sum, count) of the generations, and when it differs
+    /// from `last`, every project's generation.
+    async fn poll_generations(&self, last: Option<(i64, i64)>) -> Result<(i64, i64), DbErr> {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one(Statement::from_string(
+                backend,
+                "SELECT CAST(COALESCE(SUM(generation), 0) AS BIGINT) AS total, COUNT(*) AS n FROM content_generations",
+            ))
+            .await?;
+        let seen = match row {
+            Some(row) => (
+                row.try_get::<i64>("", "total")?,
+                row.try_get::<i64>("", "n")?,
+            ),
+            None => (0, 0),
+        };
+        if last != Some(seen) {
+            for row in content_generations::Entity::find().all(&self.db).await? {
+                self.raise(&row.project_id, row.generation);
+            }
+        }
+        Ok(seen)
     }
 
     fn is_unannounced(&self, project_id: &str) -> bool {
@@ -332,21 +494,66 @@ impl Listener for ReadCache {
     }
 }
 
-/// Sets a new random generation for the project in Redis; whether it landed.
-async fn announce(link: &RedisLink, project_id: &str) -> bool {
-    let key = generation_key(project_id);
-    let token = rand::random::<u64>();
-    link.run(|mut conn| async move {
-        redis::cmd("SET")
-            .arg(key)
-            .arg(token)
-            .query_async::<()>(&mut conn)
-            .await
-    })
-    .await
-    .is_ok()
+/// Sets a new random token for the project in Redis, with the content
+/// generation it follows; whether it landed.
+async fn announce_change(
+    link: &RedisLink,
+    announce: &Script,
+    project_id: &str,
+    content: i64,
+) -> bool {
+    let mut invocation = announce.key(token_key(project_id));
+    invocation
+        .key(content_key(project_id))
+        .arg(rand::random::<u64>())
+        .arg(content);
+    link.run(|mut conn| async move { invocation.invoke_async::<i64>(&mut conn).await })
+        .await
+        .is_ok()
 }
 
-fn generation_key(project_id: &str) -> String {
+/// The token (the key older releases read and write too).
+fn token_key(project_id: &str) -> String {
     format!("quire:content-gen:{project_id}")
+}
+
+/// The content generation announced with the token.
+fn content_key(project_id: &str) -> String {
+    format!("quire:content-gen-db:{project_id}")
+}
+
+/// Moves the project's content generation in the database; called inside
+/// the transaction of every change the published view shows, just before
+/// it commits (the row's lock is held only for the commit).
+pub async fn bump_generation<C: ConnectionTrait>(txn: &C, project_id: &str) -> Result<(), DbErr> {
+    use content_generations::{Column, Entity};
+    let first = content_generations::ActiveModel {
+        project_id: Set(project_id.to_owned()),
+        generation: Set(1),
+    };
+    Entity::insert(first)
+        .on_conflict(
+            OnConflict::column(Column::ProjectId)
+                .value(
+                    Column::Generation,
+                    Expr::col((Entity, Column::Generation)).add(1),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// The project's content generation in the database (`None`: never moved).
+async fn read_generation<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+) -> Result<Option<i64>, DbErr> {
+    Ok(
+        content_generations::Entity::find_by_id(project_id.to_owned())
+            .one(db)
+            .await?
+            .map(|row| row.generation),
+    )
 }

@@ -1,7 +1,9 @@
 //! sea-orm entities for quire's tables, one module per table and nothing else.
 
+pub mod api_key_graces;
 pub mod api_keys;
 pub mod audit_events;
+pub mod content_generations;
 pub mod key_changes;
 pub mod kinds;
 pub mod markers;

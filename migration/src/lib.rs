@@ -7,6 +7,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_foundation;
 mod m20261123_000002_content;
 mod m20261123_000010_rate_limit_state;
+mod m20261128_000020_content_generations;
+mod m20261128_000030_key_graces;
 
 /// The ordered list of quire's migrations.
 pub struct Migrator;
@@ -18,6 +20,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_foundation::Migration),
             Box::new(m20261123_000002_content::Migration),
             Box::new(m20261123_000010_rate_limit_state::Migration),
+            Box::new(m20261128_000020_content_generations::Migration),
+            Box::new(m20261128_000030_key_graces::Migration),
         ]
     }
 }

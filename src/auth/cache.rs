@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::api_keys;
+use entity::{api_key_graces, api_keys};
 use moka::future::Cache;
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter};
 
@@ -29,9 +29,9 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 pub struct CachedKey {
     /// The principal of the key.
     pub principal: Arc<Principal>,
-    /// The presented hash is the previous secret, valid only until
-    /// `previous_expires_at` (rotation grace).
-    pub via_previous: bool,
+    /// The presented hash is an old secret, valid only until this instant
+    /// (its rotation grace); `None` for the current secret.
+    pub grace_until: Option<DateTime<Utc>>,
     loaded_gen: u64,
 }
 
@@ -105,6 +105,12 @@ impl KeyCache {
         self.lookups.load(Ordering::Relaxed)
     }
 
+    /// Whether a key of this hash is cached (a resolve will likely not
+    /// read the database).
+    pub fn holds(&self, hash: [u8; 32]) -> bool {
+        self.positive.contains_key(&hash) || self.negative.contains_key(&hash)
+    }
+
     /// Resolves a hash to a valid principal, or says why not.
     pub async fn resolve(
         &self,
@@ -136,6 +142,7 @@ impl KeyCache {
                 self.lookups.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("quire_key_lookups_total").increment(1);
                 let hex = hex::encode(hash);
+                let db_error = |e| LoadError::Db(Arc::new(e));
                 let row = api_keys::Entity::find()
                     .filter(
                         Condition::any()
@@ -144,12 +151,31 @@ impl KeyCache {
                     )
                     .one(db)
                     .await
-                    .map_err(|e| LoadError::Db(Arc::new(e)))?
-                    .ok_or(LoadError::Unknown)?;
-                let via_previous = row.key_hash != hex;
+                    .map_err(db_error)?;
+                let (row, grace_until) = match row {
+                    Some(row) if row.key_hash == hex => (row, None),
+                    Some(row) => {
+                        let ends = row.previous_expires_at.unwrap_or_default();
+                        (row, Some(ends))
+                    }
+                    // An older secret whose grace may still run.
+                    None => {
+                        let grace = api_key_graces::Entity::find_by_id(hex.clone())
+                            .one(db)
+                            .await
+                            .map_err(db_error)?
+                            .ok_or(LoadError::Unknown)?;
+                        let row = api_keys::Entity::find_by_id(grace.key_id)
+                            .one(db)
+                            .await
+                            .map_err(db_error)?
+                            .ok_or(LoadError::Unknown)?;
+                        (row, Some(grace.expires_at))
+                    }
+                };
                 Ok::<_, LoadError>(Arc::new(CachedKey {
                     principal: Arc::new(Principal::from_row(Arc::new(row))),
-                    via_previous,
+                    grace_until,
                     loaded_gen: started_gen,
                 }))
             })
@@ -214,7 +240,7 @@ fn check(entry: &CachedKey, now: DateTime<Utc>) -> Result<(), Refusal> {
     if key.expires_at.is_some_and(|e| e <= now) {
         return Err(Refusal::Expired);
     }
-    if entry.via_previous && key.previous_expires_at.is_none_or(|e| e <= now) {
+    if entry.grace_until.is_some_and(|e| e <= now) {
         return Err(Refusal::Rotated);
     }
     Ok(())

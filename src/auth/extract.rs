@@ -11,19 +11,19 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use sea_orm::DatabaseConnection;
 
 use super::cache::{KeyCache, ResolveError};
 use super::key::ApiKeySecret;
 use super::last_used::LastUsed;
 use super::principal::Principal;
 use crate::clock::Clock;
+use crate::db::Database;
 use crate::error::AppError;
 
 /// Turns request headers into a principal.
 pub struct Authenticator {
     cache: Arc<KeyCache>,
-    db: DatabaseConnection,
+    db: Database,
     clock: Arc<dyn Clock>,
     last_used: LastUsed,
 }
@@ -32,7 +32,7 @@ impl Authenticator {
     /// An authenticator over `cache`, loading misses from `db`.
     pub fn new(
         cache: Arc<KeyCache>,
-        db: DatabaseConnection,
+        db: Database,
         clock: Arc<dyn Clock>,
         last_used: LastUsed,
     ) -> Self {
@@ -64,7 +64,17 @@ impl Authenticator {
         };
         let secret = ApiKeySecret::parse(raw).map_err(|e| refuse(e.reason(), None))?;
         let now = self.clock.now();
-        match self.cache.resolve(&self.db, secret.hash(), now).await {
+        // A miss reads the database: bounded like any request's database
+        // work, and refused at once while the database is down; a cached
+        // key keeps working.
+        let health = &self.db.health;
+        let resolving = self.cache.resolve(&self.db.conn, secret.hash(), now);
+        let resolved = if self.cache.holds(secret.hash()) {
+            health.bound(resolving).await?
+        } else {
+            health.guard(resolving).await?
+        };
+        match resolved {
             Ok(principal) => {
                 self.last_used.touch(&principal.key_id, now);
                 Ok(principal)
@@ -95,19 +105,34 @@ where
     }
 }
 
+/// The key a request presents: `x-api-key`, or `Authorization: Bearer`, or
+/// both when they agree. Two different keys are refused (`Err`), as is a
+/// header that is not text or a bearer token that is missing.
 fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ()> {
-    if let Some(v) = headers.get("x-api-key") {
-        return v.to_str().map(|s| Some(s.trim())).map_err(|_| ());
-    }
-    if let Some(v) = headers.get(header::AUTHORIZATION) {
-        let v = v.to_str().map_err(|_| ())?;
-        let (scheme, token) = v.trim().split_once(' ').ok_or(())?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(());
+    let api_key = match headers.get("x-api-key") {
+        Some(v) => Some(v.to_str().map_err(|_| ())?.trim()),
+        None => None,
+    };
+    let bearer = match headers.get(header::AUTHORIZATION) {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| ())?.trim();
+            match v.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Some(token.trim())
+                }
+                // Another scheme (a proxy's Basic auth, say) is not ours
+                // when the key comes in `x-api-key`.
+                _ if api_key.is_some() => None,
+                _ => return Err(()),
+            }
         }
-        return Ok(Some(token.trim()));
+        None => None,
+    };
+    match (api_key, bearer) {
+        (Some(a), Some(b)) if a != b => Err(()),
+        (Some(key), _) | (None, Some(key)) => Ok(Some(key)),
+        (None, None) => Ok(None),
     }
-    Ok(None)
 }
 
 fn refuse(reason: &'static str, key: Option<&ApiKeySecret>) -> AppError {

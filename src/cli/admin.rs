@@ -14,9 +14,10 @@ use crate::auth::cache::KeyCache;
 use crate::auth::key::{KeyMode, KeyType};
 use crate::auth::scopes::ScopeSet;
 use crate::changes::Changes;
-use crate::clock::SystemClock;
+use crate::clock::{stamp, SystemClock};
 use crate::db::{self, new_id, Database};
 use crate::error::AppError;
+use crate::keys::transfer::ImportMode;
 use crate::keys::{self, Actor, KeyRequest, KeyService};
 
 fn cause(e: &AppError) -> String {
@@ -64,7 +65,31 @@ pub enum KeysCommand {
         json: bool,
     },
     /// Revoke a key at once (every running instance within 2 s).
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (as `quire admin keys list` shows it).
+        id: String,
+    },
+    /// Print every active key of a project (metadata and SHA-256, never a
+    /// secret), whatever its scopes and mode, to move them to another
+    /// deployment with `quire admin keys import`.
+    Export {
+        #[arg(long)]
+        project: String,
+    },
+    /// Import an export file into a project, all or nothing (no scope
+    /// ceiling: the operator may move any key).
+    Import {
+        /// A file written by `quire admin keys export` or `exportApiKeys`.
+        file: std::path::PathBuf,
+        #[arg(long)]
+        project: String,
+        /// ADD_NEW_ONLY, OVERWRITE_IF_EXISTS, REPLACE_ALL or ERROR_IF_EXISTS
+        /// (any case, `-` or `_`).
+        #[arg(long)]
+        mode: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -185,6 +210,47 @@ pub async fn run(database_url: &str, command: AdminCommand) -> Result<(), String
                     .map_err(|e| cause(&e))?;
                 println!("revoked {} ({})", key.id, keys::masked(&key));
             }
+            KeysCommand::Export { project } => {
+                let project = find_project(&service, &project).await?;
+                let file = service
+                    .export(&Actor::Admin, &project.id)
+                    .await
+                    .map_err(|e| cause(&e))?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&file).unwrap_or_else(|_| file.to_string())
+                );
+            }
+            KeysCommand::Import {
+                file,
+                project,
+                mode,
+                json,
+            } => {
+                let mode = ImportMode::parse(&mode).ok_or_else(|| {
+                    format!("--mode {mode}: expected add-new-only, overwrite-if-exists, replace-all or error-if-exists")
+                })?;
+                let project = find_project(&service, &project).await?;
+                let raw = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let keys: Value = serde_json::from_str(&raw)
+                    .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+                let r = service
+                    .import(&Actor::Admin, &project.id, &keys, mode)
+                    .await
+                    .map_err(|e| cause(&e))?;
+                print_one(
+                    json,
+                    json!({ "imported": r.imported, "overwritten": r.overwritten,
+                            "skipped": r.skipped, "revoked": r.revoked }),
+                    || {
+                        format!(
+                            "imported {}, overwritten {}, skipped {}, revoked {} (project {})",
+                            r.imported, r.overwritten, r.skipped, r.revoked, project.name
+                        )
+                    },
+                );
+            }
         },
     }
     Ok(())
@@ -250,7 +316,7 @@ fn print_one(json: bool, value: Value, text: impl FnOnce() -> String) {
 }
 
 fn project_json(p: &projects::Model) -> Value {
-    json!({ "id": p.id, "name": p.name, "createdAt": p.created_at })
+    json!({ "id": p.id, "name": p.name, "createdAt": stamp(p.created_at) })
 }
 
 /// A key as the GraphQL `ApiKey` type shows it.
@@ -264,9 +330,9 @@ pub fn key_json(k: &api_keys::Model, now: chrono::DateTime<chrono::Utc>) -> Valu
         "maskedKey": keys::masked(k),
         "rateLimitPerHour": k.rate_limit_per_hour,
         "status": format!("{:?}", keys::status_of(k, now)).to_uppercase(),
-        "createdAt": k.created_at,
-        "lastUsedAt": k.last_used_at,
-        "expiresAt": k.expires_at,
-        "revokedAt": k.revoked_at,
+        "createdAt": stamp(k.created_at),
+        "lastUsedAt": k.last_used_at.map(stamp),
+        "expiresAt": k.expires_at.map(stamp),
+        "revokedAt": k.revoked_at.map(stamp),
     })
 }

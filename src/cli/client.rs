@@ -4,41 +4,110 @@
 use clap::Args;
 use serde_json::{json, Value};
 
+/// Default `--timeout`, in seconds.
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+
 /// Where the server is and which key to use.
 #[derive(Args, Clone)]
 pub struct ClientArgs {
-    /// Base URL of the server.
+    /// Base URL of the server, with or without a trailing `/graphql`
+    /// (`http://` is assumed when no scheme is given).
     #[arg(long, env = "QUIRE_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// The API key (read from the environment; avoid passing it as a flag).
+    /// The API key; set QUIRE_API_KEY rather than passing it as a flag
+    /// (flags show up in `ps` and shell history).
     #[arg(long = "api-key", env = "QUIRE_API_KEY", hide_env_values = true)]
-    pub api_key: String,
+    pub api_key: Option<String>,
+    /// Give up on a server that has not answered after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT_SECONDS)]
+    pub timeout: u64,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+impl ClientArgs {
+    /// The `/graphql` endpoint of `--url`, whichever way it was written.
+    pub fn endpoint(&self) -> String {
+        endpoint(&self.url)
+    }
+}
+
+/// `http://host:port/graphql` from `host:port`, `http://host:port/`,
+/// `http://host:port/graphql` or `https://…/graphql/`.
+pub fn endpoint(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    let url = url.strip_suffix("/graphql").unwrap_or(url);
+    if url.contains("://") {
+        format!("{url}/graphql")
+    } else {
+        format!("http://{url}/graphql")
+    }
+}
+
+/// Why a request got no answer, in words: the innermost cause (such as
+/// "Connection refused") rather than reqwest's "error sending request".
+pub fn network_failure(url: &str, timeout: u64, e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("{url} did not answer within {timeout} s (--timeout)");
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let what = if e.is_connect() {
+        "cannot connect to"
+    } else if e.is_builder() {
+        "invalid URL"
+    } else {
+        "cannot reach"
+    };
+    format!("{what} {url}: {cause}")
+}
+
 /// Sends one GraphQL operation; returns `data`, or the errors as a message.
 pub async fn graphql(args: &ClientArgs, query: &str, variables: Value) -> Result<Value, String> {
-    let url = format!("{}/graphql", args.url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+    let Some(api_key) = args.api_key.as_deref().filter(|k| !k.trim().is_empty()) else {
+        return Err("no API key: set QUIRE_API_KEY (or pass --api-key)".into());
+    };
+    let url = args.endpoint();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(args.timeout.max(1)))
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let response = client
         .post(&url)
-        .header("x-api-key", &args.api_key)
+        .header("x-api-key", api_key.trim())
         .header("accept", "application/graphql-response+json")
         .json(&json!({ "query": query, "variables": variables }))
         .send()
         .await
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        .map_err(|e| network_failure(&url, args.timeout, &e))?;
     let status = response.status();
-    let body: Value = response
-        .json()
+    let bytes = response
+        .bytes()
         .await
-        .map_err(|e| format!("unreadable response ({status}): {e}"))?;
-    if let Some(errors) = body
-        .get("errors")
-        .and_then(Value::as_array)
-        .filter(|e| !e.is_empty())
-    {
+        .map_err(|e| network_failure(&url, args.timeout, &e))?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        format!("{url} answered {status} with something that is not a GraphQL response: {start}")
+    })?;
+    let errors = match &body {
+        // A whole batch refused is an array of error objects; one
+        // operation's answer is an object.
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.get("errors").and_then(Value::as_array))
+            .flatten()
+            .collect::<Vec<_>>(),
+        _ => body
+            .get("errors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
+    if !errors.is_empty() {
         let lines: Vec<String> = errors
             .iter()
             .map(|e| {
@@ -50,6 +119,9 @@ pub async fn graphql(args: &ClientArgs, query: &str, variables: Value) -> Result
             })
             .collect();
         return Err(lines.join("\n"));
+    }
+    if !status.is_success() {
+        return Err(format!("{url} answered {status}"));
     }
     Ok(body.get("data").cloned().unwrap_or(Value::Null))
 }
@@ -107,13 +179,16 @@ pub enum ApiKeysCommand {
     Create {
         #[command(flatten)]
         client: ClientArgs,
-        #[arg(long)]
+        /// The key to create, a CreateApiKeyInput as JSON (or @FILE holding it), e.g.
+        /// '{"name":"website","type":"public","mode":"live","scopes":["records:read"]}'.
+        #[arg(long, value_name = "JSON")]
         data: String,
     },
     /// Replace a key's secret; prints the new secret once.
     Rotate {
         #[command(flatten)]
         client: ClientArgs,
+        /// The key's id (as `quire api-keys list` shows it).
         id: String,
         /// Seconds the old secret keeps working (at most 7 days).
         #[arg(long, default_value_t = 0)]
@@ -123,6 +198,7 @@ pub enum ApiKeysCommand {
     Revoke {
         #[command(flatten)]
         client: ClientArgs,
+        /// The key's id (as `quire api-keys list` shows it).
         id: String,
     },
     /// Print the export file (metadata and SHA-256 of each key, no secret).
@@ -134,6 +210,7 @@ pub enum ApiKeysCommand {
     Import {
         #[command(flatten)]
         client: ClientArgs,
+        /// A file written by `quire api-keys export` (or `exportApiKeys`).
         file: std::path::PathBuf,
         /// ADD_NEW_ONLY, OVERWRITE_IF_EXISTS, REPLACE_ALL or ERROR_IF_EXISTS
         /// (any case, `-` or `_`).
@@ -357,4 +434,27 @@ pub async fn records(command: RecordsCommand) -> Result<(), String> {
     }
     eprintln!("{} record(s) of \"{model_key}\"", items.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn the_url_may_be_written_with_or_without_graphql_and_scheme() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/",
+            "http://127.0.0.1:8080/graphql",
+            "http://127.0.0.1:8080/graphql/",
+            "127.0.0.1:8080",
+            " 127.0.0.1:8080/graphql ",
+        ] {
+            assert_eq!(endpoint(url), "http://127.0.0.1:8080/graphql", "{url}");
+        }
+        assert_eq!(
+            endpoint("https://cms.example.com/api/graphql"),
+            "https://cms.example.com/api/graphql"
+        );
+    }
 }

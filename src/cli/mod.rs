@@ -103,16 +103,37 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Log lines go to stderr, stamped like every timestamp quire writes (RFC
+/// 3339, UTC, milliseconds, `Z`), coloured only on a terminal and never
+/// under `NO_COLOR`.
 fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},sqlx=warn,sea_orm=warn")));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(Millis)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// The log timer: `2026-11-28T16:05:09.123Z`.
+struct Millis;
+
+impl tracing_subscriber::fmt::time::FormatTime for Millis {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(
+            w,
+            "{}",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )
+    }
 }
 
 /// Turns any displayable error into the CLI's error message.

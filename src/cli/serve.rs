@@ -1,17 +1,38 @@
 //! `quire serve` and `quire migrate`.
+//!
+//! Shutdown (SPEC §1): SIGTERM or Ctrl-C stops accepting, saves the
+//! rate-limit windows at once (an orchestrator's SIGKILL may follow), lets
+//! in-flight requests finish until `QUIRE_SHUTDOWN_GRACE_SECONDS` after the
+//! signal, closes what is left, saves the windows again (the requests that
+//! finished meanwhile) and exits 0. Without Redis the windows are also saved
+//! every `QUIRE_RATE_LIMIT_SAVE_SECONDS`, so a `kill -9` loses at most that
+//! much counting.
 
 use std::io::Write;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use super::msg;
-use crate::app::App;
+use crate::app::{App, AppState};
 use crate::config::Config;
 use crate::db::Database;
+use crate::http::server;
+
+/// How long the save after the drain may take: the grace period is spent,
+/// and an orchestrator's SIGKILL may be near.
+const FINAL_SAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Starts the server: migrate, bootstrap, listen, serve until SIGTERM/Ctrl-C.
 pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!(config = ?config, "starting quire");
+    let fd_limit = server::raise_fd_limit();
+    let limits = server::Limits::from_config(&config);
+    tracing::info!(
+        fd_limit,
+        max_connections = limits.max_connections,
+        "connection limits"
+    );
     let app = App::new(config).await.map_err(msg)?;
     let bootstrap = app
         .keys
@@ -34,15 +55,64 @@ pub async fn run(config: Config) -> Result<(), String> {
     let addr = listener.local_addr().map_err(msg)?;
     tracing::info!(%addr, database = %app.config.database.database_url, "quire is listening");
     app.spawn_change_watcher();
-    crate::http::serve(listener, app.clone(), shutdown_signal())
-        .await
-        .map_err(msg)?;
+    let saver = spawn_window_saver(&app);
+    let router = crate::http::build_router(app.clone());
+    let draining = server::accept_until(listener, router, limits, shutdown_signal()).await;
+    let grace = Duration::from_secs(app.config.shutdown_grace_seconds);
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(
+        open_connections = draining.open(),
+        grace_seconds = grace.as_secs(),
+        "stopped accepting; finishing in-flight requests"
+    );
+    if let Some(saver) = saver {
+        saver.abort();
+    }
+    // First, before waiting on any client: what an orchestrator's SIGKILL
+    // must not lose.
+    let _ = tokio::time::timeout_at(deadline, save_windows(&app)).await;
+    let cut = draining.finish(deadline).await;
+    if cut > 0 {
+        tracing::warn!(
+            connections = cut,
+            "closed connections whose requests did not finish within the grace period"
+        );
+    }
+    let _ = tokio::time::timeout(FINAL_SAVE_TIMEOUT, save_windows(&app)).await;
+    tracing::info!("quire stopped");
+    Ok(())
+}
+
+/// Saves the local rate-limit windows, saying how it went.
+async fn save_windows(app: &AppState) {
+    if app.limiter.is_shared() {
+        return;
+    }
     match app.limiter.persist(&app.db, app.clock.now()).await {
         Ok(n) => tracing::info!(keys = n, "saved rate-limit windows"),
         Err(e) => tracing::warn!(error = %e.cause(), "could not save rate-limit windows"),
     }
-    tracing::info!("quire stopped");
-    Ok(())
+}
+
+/// Without Redis, saves the windows every `QUIRE_RATE_LIMIT_SAVE_SECONDS`
+/// in a task of its own (never on a request's path).
+fn spawn_window_saver(app: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    let every = app.config.rate_limit_save_seconds;
+    if app.limiter.is_shared() || every == 0 {
+        return None;
+    }
+    let app = app.clone();
+    Some(tokio::spawn(async move {
+        let every = Duration::from_secs(every);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = app.limiter.persist(&app.db, app.clock.now()).await {
+                tracing::warn!(error = %e.cause(), "could not save rate-limit windows");
+            }
+        }
+    }))
 }
 
 /// `quire migrate`: apply migrations and exit.

@@ -15,6 +15,7 @@ use super::sql::{data_expr, DataColumn, Sql};
 use super::unique::make_unique;
 use crate::db::{begin_write, new_id};
 use crate::error::{AppError, AppResult};
+use crate::readcache::bump_generation;
 
 /// How many record ids an error names when records stand in the way.
 const NAMED_RECORDS: u64 = 5;
@@ -101,6 +102,7 @@ pub async fn create_model<C: ConnectionTrait + TransactionTrait>(
         }
         _ => e.into(),
     })?;
+    bump_generation(&txn, project_id).await?;
     txn.commit().await?;
     ContentModel::from_row(row)
 }
@@ -176,6 +178,7 @@ pub async fn update_model<C: ConnectionTrait + TransactionTrait>(
     }
     row.updated_at = Set(now);
     let updated = row.update(&txn).await?;
+    bump_generation(&txn, project_id).await?;
     txn.commit().await?;
     ContentModel::from_row(updated)
 }
@@ -257,6 +260,7 @@ pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
     models::Entity::delete_by_id(model.row.id.clone())
         .exec(&txn)
         .await?;
+    bump_generation(&txn, project_id).await?;
     txn.commit().await?;
     Ok(())
 }

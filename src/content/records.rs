@@ -23,6 +23,7 @@ use super::unique::sync_unique_values;
 use super::View;
 use crate::db::{begin_write, new_id};
 use crate::error::{AppError, AppResult};
+use crate::readcache::bump_generation;
 
 /// A record as one view shows it, with its model's key.
 #[derive(Clone, Debug)]
@@ -195,12 +196,17 @@ pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
     records::Entity::delete_by_id(current.id.clone())
         .exec(&txn)
         .await?;
+    // Every delete moves the published view's generation, as the change
+    // announced for it does (see `service::record_change`).
+    bump_generation(&txn, project_id).await?;
     txn.commit().await?;
     Ok(draft_out(current, &model))
 }
 
 /// The common end of every record change: save with a version bump, keep
-/// the unique index in step, commit, and answer with the draft view.
+/// the unique index in step, move the content generation when the
+/// published view shows the change (the record was or becomes published),
+/// commit, and answer with the draft view.
 async fn commit_change(
     txn: sea_orm::DatabaseTransaction,
     model: &ContentModel,
@@ -210,6 +216,9 @@ async fn commit_change(
 ) -> AppResult<RecordOut> {
     let row = save(&txn, current, next, now).await?;
     sync_unique_values(&txn, model, &row).await?;
+    if current.published_at.is_some() || row.published_at.is_some() {
+        bump_generation(&txn, &row.project_id).await?;
+    }
     txn.commit().await?;
     Ok(draft_out(row, model))
 }

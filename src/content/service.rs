@@ -2,7 +2,10 @@
 //! the principal (its project, and for reads the view it may have) and the
 //! input, picks the connection and the clock, and after a write commits
 //! announces the change to the listeners of [`Changes`] before it returns
-//! (the read cache moves the project's generation there).
+//! (the read cache moves the project's generation there). The writes
+//! themselves also move the project's content generation in the database,
+//! in their own transaction ([`crate::readcache::bump_generation`]), so that
+//! every instance learns of a change Redis did not carry.
 //!
 //! Every write that can change the published view is armed with a
 //! [`crate::changes::Pending`] before it starts:

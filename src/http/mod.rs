@@ -1,9 +1,11 @@
 //! The HTTP layer: routes, CORS, header limits, request metrics, and the
-//! server loop with graceful shutdown. The GraphQL-over-HTTP pipeline is in
-//! [`graphql`]; the router builds the schemas it serves.
+//! server loop with its connection limits and bounded shutdown
+//! ([`server`]). The GraphQL-over-HTTP pipeline is in [`graphql`]; the
+//! router builds the schemas it serves.
 
 pub mod graphql;
 pub mod health;
+pub mod server;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -57,15 +59,20 @@ pub fn build_router(state: AppState) -> Router {
         .layer(middleware::from_fn(track))
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves within the connection limits of
+/// [`server`], then lets in-flight requests finish for at most
+/// `QUIRE_SHUTDOWN_GRACE_SECONDS` and closes what is left. (`quire serve`
+/// runs the two steps itself, to save the rate-limit windows in between.)
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, build_router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = server::Limits::from_config(&state.config);
+    let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
+    let draining = server::accept_until(listener, build_router(state), limits, shutdown).await;
+    draining.finish(tokio::time::Instant::now() + grace).await;
+    Ok(())
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
@@ -81,12 +88,10 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            header::AUTHORIZATION,
-            HeaderName::from_static("x-api-key"),
-        ])
+        // Any header a browser asks for: Apollo's client-awareness headers,
+        // tracing headers (`sentry-trace`, `baggage`) and custom ones must
+        // not fail the preflight. The key is the credential, not a cookie.
+        .allow_headers(AllowHeaders::mirror_request())
         .expose_headers([
             HeaderName::from_static("x-ratelimit-limit"),
             HeaderName::from_static("x-ratelimit-remaining"),

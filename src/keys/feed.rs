@@ -7,6 +7,10 @@
 //! it names — `quire admin` changes included, Redis or not. With
 //! `QUIRE_REDIS_URL`, the instance that changed a key also publishes its id
 //! on [`CHANNEL`] and every subscribed instance drops it within milliseconds.
+//! Both go through the instance's shared [`RedisLink`]: while its breaker is
+//! open nothing waits for Redis and nothing is logged here (the link logs
+//! the outage once for every Redis user); the subscription is retried only
+//! when a PING through the link (the probe, at most once a second) answers.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,21 +30,21 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 pub const CHANNEL: &str = "quire:key-changes";
 /// Pause before subscribing again after a failure.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// How long subscribing may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How far behind the highest id seen the poll looks again: rows can commit
 /// out of id order on PostgreSQL.
 const LOOK_BACK: i64 = 64;
 
 /// Publishes and receives key changes through Redis.
 pub struct Broadcast {
-    link: RedisLink,
+    link: Arc<RedisLink>,
 }
 
 impl Broadcast {
-    /// A broadcaster on `url`; connects lazily.
-    pub fn new(url: &str) -> Result<Self, String> {
-        Ok(Self {
-            link: RedisLink::new(url, "key changes travel through the database feed only")?,
-        })
+    /// A broadcaster on the instance's Redis link.
+    pub fn new(link: Arc<RedisLink>) -> Self {
+        Self { link }
     }
 
     /// Announces that `key_id` changed; never waits (a background task
@@ -74,22 +78,34 @@ impl Broadcast {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                match this.link.client().get_async_pubsub().await {
-                    Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
-                        Ok(()) => {
+                let reachable =
+                    this.link
+                        .run(|mut conn| async move {
+                            redis::cmd("PING").query_async::<()>(&mut conn).await
+                        })
+                        .await
+                        .is_ok();
+                if reachable {
+                    let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+                        let mut pubsub = this.link.client().get_async_pubsub().await?;
+                        pubsub.subscribe(CHANNEL).await?;
+                        Ok::<_, redis::RedisError>(pubsub)
+                    })
+                    .await;
+                    match subscribed {
+                        Ok(Ok(mut pubsub)) => {
                             let mut messages = pubsub.on_message();
                             while let Some(msg) = messages.next().await {
                                 if let Ok(key_id) = msg.get_payload::<String>() {
                                     on_change(&key_id);
                                 }
                             }
-                            tracing::warn!("Redis key-change subscription ended; resubscribing");
+                            this.link
+                                .report_failure("the key-change subscription ended");
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot subscribe to Redis key changes")
-                        }
-                    },
-                    Err(e) => tracing::warn!(error = %e, "cannot reach Redis for key changes"),
+                        Ok(Err(e)) => this.link.report_failure(&e.to_string()),
+                        Err(_) => this.link.report_failure("subscribing timed out"),
+                    }
                 }
                 tokio::time::sleep(RESUBSCRIBE_AFTER).await;
             }

@@ -21,11 +21,11 @@ pub mod transfer;
 pub use service::KeyService;
 
 use chrono::{DateTime, Utc};
-use entity::{api_keys, key_changes};
+use entity::{api_key_graces, api_keys, key_changes};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, SqlErr, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, SqlErr, TransactionTrait,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -259,7 +259,7 @@ pub(crate) async fn insert_key<C: ConnectionTrait>(
             "mode": model.mode.as_str(),
             "scopes": new.scopes.names(),
             "rateLimitPerHour": model.rate_limit_per_hour,
-            "expiresAt": model.expires_at,
+            "expiresAt": model.expires_at.map(crate::clock::stamp),
         })),
         now,
     )
@@ -484,13 +484,19 @@ pub(crate) async fn update_key<C: ConnectionTrait + TransactionTrait>(
     Ok(key)
 }
 
+/// Most old secrets of one key that may be within their grace at once.
+pub const MAX_RUNNING_GRACES: u64 = 5;
+
 /// Replaces a key's secret, keeping its id, name, scopes, budget and usage.
 /// The old secret keeps working for `grace_seconds` (0: not at all once
-/// this returns); only the secret replaced last has a grace period.
+/// this returns), and every earlier old secret keeps its own grace: the
+/// previous one moves to `api_key_graces` while its grace runs, at most
+/// [`MAX_RUNNING_GRACES`] at a time.
 ///
-/// The swap is one `UPDATE … SET previous_key_hash = key_hash, key_hash = new
-/// … WHERE revoked_at IS NULL`, so concurrent rotations chain one after the
-/// other and none lands on a revoked key.
+/// The key's row is locked first, so concurrent rotations queue and each
+/// sees the one before it; the swap is one `UPDATE … SET previous_key_hash =
+/// key_hash, key_hash = new … WHERE revoked_at IS NULL`, so none lands on a
+/// revoked key.
 pub(crate) async fn rotate_key<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     project_id: &str,
@@ -520,6 +526,7 @@ pub(crate) async fn rotate_key<C: ConnectionTrait + TransactionTrait>(
     let secret = ApiKeySecret::generate(key.key_type, key.mode);
     let grace_ends = now + chrono::Duration::seconds(grace_seconds);
     let txn = begin_write(db).await?;
+    keep_running_graces(&txn, &key.id, grace_seconds > 0, now).await?;
     let res = api_keys::Entity::update_many()
         .col_expr(
             api_keys::Column::PreviousKeyHash,
@@ -549,13 +556,69 @@ pub(crate) async fn rotate_key<C: ConnectionTrait + TransactionTrait>(
             "name": key.name,
             "maskedKey": masked(&key),
             "gracePeriodSeconds": grace_seconds,
-            "previousExpiresAt": grace_ends,
+            "previousExpiresAt": crate::clock::stamp(grace_ends),
         })),
         now,
     )
     .await?;
     txn.commit().await?;
     Ok((secret, key))
+}
+
+/// Before a rotation: locks the key's row, drops its ended graces, refuses
+/// a rotation that would run more than [`MAX_RUNNING_GRACES`] graces, and
+/// moves the previous secret to `api_key_graces` while its grace runs (the
+/// rotation's UPDATE then overwrites `previous_key_hash`).
+async fn keep_running_graces<C: ConnectionTrait>(
+    txn: &C,
+    key_id: &str,
+    adds_grace: bool,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    api_keys::Entity::update_many()
+        .col_expr(
+            api_keys::Column::Name,
+            Expr::col(api_keys::Column::Name).into(),
+        )
+        .filter(api_keys::Column::Id.eq(key_id))
+        .exec(txn)
+        .await?;
+    let current = reload(txn, key_id).await?;
+    api_key_graces::Entity::delete_many()
+        .filter(api_key_graces::Column::KeyId.eq(key_id))
+        .filter(api_key_graces::Column::ExpiresAt.lte(now))
+        .exec(txn)
+        .await?;
+    let older = api_key_graces::Entity::find()
+        .filter(api_key_graces::Column::KeyId.eq(key_id))
+        .count(txn)
+        .await?;
+    let previous = current
+        .previous_key_hash
+        .clone()
+        .zip(current.previous_expires_at)
+        .filter(|(_, ends)| *ends > now);
+    let running = older + u64::from(previous.is_some()) + u64::from(adds_grace);
+    if running > MAX_RUNNING_GRACES {
+        return Err(AppError::bad_field(
+            "gracePeriodSeconds",
+            format!(
+                "this key already has {} old secrets within their grace (at most {MAX_RUNNING_GRACES}): \
+                 rotate with gracePeriodSeconds 0, or wait until one ends",
+                running - 1
+            ),
+        ));
+    }
+    if let Some((hash, ends)) = previous {
+        api_key_graces::ActiveModel {
+            key_hash: Set(hash),
+            key_id: Set(key_id.to_owned()),
+            expires_at: Set(ends),
+        }
+        .insert(txn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Writes to the change feed that every instance follows to drop stale

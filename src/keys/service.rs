@@ -23,6 +23,7 @@ use crate::changes::{Change, Changes};
 use crate::clock::Clock;
 use crate::db::{self, Database, DEFAULT_PROJECT};
 use crate::error::{AppError, AppResult};
+use crate::redis_link::RedisLink;
 
 /// The key lifecycle service of one instance.
 pub struct KeyService {
@@ -36,18 +37,18 @@ pub struct KeyService {
 }
 
 impl KeyService {
-    /// The service over `db`, keeping `cache` exact; `redis_url` adds the
-    /// Redis fast path for key changes; keys asked for without a budget get
+    /// The service over `db`, keeping `cache` exact; `redis` (the
+    /// instance's shared link) adds the Redis fast path for key changes; keys asked for without a budget get
     /// `default_rate_limit` requests an hour.
     pub fn new(
         db: Database,
         clock: Arc<dyn Clock>,
         cache: Arc<KeyCache>,
-        redis_url: Option<&str>,
+        redis: Option<Arc<RedisLink>>,
         changes: Arc<Changes>,
         default_rate_limit: u32,
     ) -> Result<Self, String> {
-        let broadcast = redis_url.map(Broadcast::new).transpose()?.map(Arc::new);
+        let broadcast = redis.map(|link| Arc::new(Broadcast::new(link)));
         Ok(Self {
             db,
             clock,

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::api_keys;
+use entity::{api_key_graces, api_keys};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
@@ -98,6 +98,7 @@ pub struct ImportResult {
 pub struct ExportFile {
     /// [`EXPORT_FORMAT_VERSION`].
     pub version: u32,
+    #[serde(serialize_with = "crate::clock::serialize_stamp")]
     pub exported_at: DateTime<Utc>,
     /// Every active key the exporter can see, itself included.
     pub keys: Vec<ExportEntry>,
@@ -116,7 +117,9 @@ pub struct ExportEntry {
     /// Wire names, in wire order.
     pub scopes: Vec<String>,
     pub rate_limit_per_hour: i64,
+    #[serde(serialize_with = "crate::clock::serialize_stamp_opt")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::clock::serialize_stamp")]
     pub created_at: DateTime<Utc>,
     /// e.g. `sk_live_abcd…wxyz`.
     pub masked_key: String,
@@ -346,6 +349,13 @@ struct Existing {
     /// Every key of any project, revoked or not, whose current or previous
     /// hash is the hash of an entry.
     holders: Vec<api_keys::Model>,
+    /// Older secrets (within a rotation grace) whose hash is an entry's:
+    /// (hash, project id of their key).
+    retired: Vec<(String, String)>,
+}
+
+fn hashes_of(entries: &[Entry]) -> Vec<&str> {
+    entries.iter().map(|e| e.hash.as_str()).collect()
 }
 
 impl Existing {
@@ -368,10 +378,21 @@ impl Existing {
             .filter(api_keys::Column::RevokedAt.is_null())
             .all(db)
             .await?;
+        let graces = api_key_graces::Entity::find()
+            .filter(api_key_graces::Column::KeyHash.is_in(hashes_of(entries)))
+            .all(db)
+            .await?;
+        let mut retired = Vec::with_capacity(graces.len());
+        for grace in graces {
+            if let Some(key) = api_keys::Entity::find_by_id(grace.key_id).one(db).await? {
+                retired.push((grace.key_hash, key.project_id));
+            }
+        }
         Ok(Self {
             project_id: project_id.to_owned(),
             active,
             holders,
+            retired,
         })
     }
 }
@@ -509,6 +530,17 @@ fn plan_import(
         return Err(AppError::Conflict(format!(
             "the key \"{entry}\" is held by another project; nothing was imported"
         )));
+    }
+    if let Some((hash, project)) = existing.retired.first() {
+        let entry = entries
+            .iter()
+            .find(|e| &e.hash == hash)
+            .map_or("?", |e| e.name.as_str());
+        return Err(AppError::Conflict(if *project == existing.project_id {
+            format!("the key \"{entry}\" was rotated away in this project; nothing was imported")
+        } else {
+            format!("the key \"{entry}\" is held by another project; nothing was imported")
+        }));
     }
     // This project's holders by current hash (a previous hash never comes back).
     let mut by_hash: HashMap<&str, &api_keys::Model> = HashMap::new();
@@ -922,6 +954,7 @@ mod tests {
                 .cloned()
                 .collect(),
             holders: keys.iter().filter(|k| holds(k)).cloned().collect(),
+            retired: Vec::new(),
         }
     }
 
@@ -1259,6 +1292,24 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_still_within_an_older_grace_aborts_the_import() {
+        let entries = [entry("old", SK_TEST, "records:read", '8')];
+        for (project, words) in [("p", "rotated away"), ("other", "another project")] {
+            let mut existing = existing(&[me()], &entries);
+            existing.retired = vec![(hash('8'), project.to_owned())];
+            let (code, message) = refusal(plan_import(
+                &entries,
+                &existing,
+                ImportMode::AddNewOnly,
+                &as_actor(&me()),
+                now(),
+            ));
+            assert_eq!(code, "CONFLICT");
+            assert!(message.contains(words), "{message}");
+        }
+    }
+
+    #[test]
     fn entries_expired_at_now_are_skipped() {
         let keys = [me()];
         let mut expired = entry("expired", SK_TEST, "records:read", '1');
@@ -1377,10 +1428,10 @@ mod tests {
         assert_eq!(p.changed(), names(&["ko", "kw"]));
     }
 
-    /// The old `export_keys` built each entry with `json!`; the serde type
-    /// writes the same JSON.
+    /// Each entry is the JSON SPEC §5 names, instants written as every
+    /// quire timestamp is (UTC, milliseconds, `Z`), and reads back.
     #[test]
-    fn export_entries_serialize_as_before_and_read_back() {
+    fn export_entries_serialize_with_millisecond_stamps_and_read_back() {
         let mut key = row("k1", "ops", SK_TEST, "schemas:read,records:read", '1');
         key.key_hash = "0123456789abcdef".repeat(4);
         key.expires_at = Some(now() + Duration::days(3));
@@ -1394,8 +1445,8 @@ mod tests {
                 "mode": key.mode.as_str().to_uppercase(),
                 "scopes": ScopeSet::from_stored(&key.scopes).names(),
                 "rateLimitPerHour": key.rate_limit_per_hour,
-                "expiresAt": key.expires_at,
-                "createdAt": key.created_at,
+                "expiresAt": "2026-06-04T12:00:00.000Z",
+                "createdAt": "2026-05-02T12:00:00.000Z",
                 "maskedKey": masked(&key),
                 "hash": key.key_hash,
             })
@@ -1415,7 +1466,7 @@ mod tests {
         };
         let file = serde_json::to_value(file).unwrap();
         assert_eq!(file["version"], 1);
-        assert_eq!(file["exportedAt"], json!(now()));
+        assert_eq!(file["exportedAt"], "2026-06-01T12:00:00.000Z");
         let read = parse_entries(&file).unwrap();
         assert_eq!(
             read,

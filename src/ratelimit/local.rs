@@ -100,49 +100,74 @@ impl LocalStore {
         }
     }
 
-    /// Writes every non-empty window to `rate_limit_windows`.
+    /// Writes every non-empty window to `rate_limit_windows`, replacing
+    /// what an earlier save wrote for the same key (a window holds all its
+    /// counts, restored ones included, so nothing is counted twice), and
+    /// drops rows saved more than a window ago.
     pub async fn persist(&self, db: &Database, now: i64) -> AppResult<usize> {
-        let mut rows: Vec<(String, String)> = Vec::new();
+        // Copy under each shard's lock, serialize after it: a save running
+        // beside the requests holds a shard only for the copy.
+        let mut windows: Vec<(String, Vec<(i64, u32)>)> = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (key_id, w) in &shard.windows {
                 let buckets = w.buckets(now);
-                if buckets.is_empty() {
-                    continue;
-                }
-                match serde_json::to_string(&buckets) {
-                    Ok(text) => rows.push((key_id.to_string(), text)),
-                    Err(e) => tracing::warn!(error = %e, "cannot save a rate-limit window"),
+                if !buckets.is_empty() {
+                    windows.push((key_id.to_string(), buckets));
                 }
             }
         }
+        let mut rows: Vec<(String, String)> = Vec::with_capacity(windows.len());
+        for (key_id, buckets) in windows {
+            match serde_json::to_string(&buckets) {
+                Ok(text) => rows.push((key_id, text)),
+                Err(e) => tracing::warn!(error = %e, "cannot save a rate-limit window"),
+            }
+        }
         let backend = db.backend();
-        for (key_id, buckets) in &rows {
-            let sql = match backend {
-                DbBackend::Postgres => {
-                    "INSERT INTO rate_limit_windows (key_id, buckets, saved_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (key_id) DO UPDATE SET buckets = EXCLUDED.buckets, saved_at = EXCLUDED.saved_at"
-                }
-                _ => {
-                    "INSERT INTO rate_limit_windows (key_id, buckets, saved_at) VALUES (?, ?, ?) \
-                     ON CONFLICT (key_id) DO UPDATE SET buckets = excluded.buckets, saved_at = excluded.saved_at"
-                }
-            };
-            db.conn
-                .execute(Statement::from_sql_and_values(
-                    backend,
-                    sql,
-                    [key_id.clone().into(), buckets.clone().into(), now.into()],
-                ))
+        // One statement per chunk: few round trips, and each statement is
+        // short enough not to hold SQLite's write lock for long.
+        for chunk in rows.chunks(SAVE_CHUNK) {
+            let mut values = Vec::with_capacity(chunk.len() * 3);
+            let mut tuples = Vec::with_capacity(chunk.len());
+            for (key_id, buckets) in chunk {
+                let n = values.len();
+                tuples.push(match backend {
+                    DbBackend::Postgres => format!("(${}, ${}, ${})", n + 1, n + 2, n + 3),
+                    _ => "(?, ?, ?)".to_owned(),
+                });
+                values.push(key_id.clone().into());
+                values.push(buckets.clone().into());
+                values.push(now.into());
+            }
+            let sql = format!(
+                "INSERT INTO rate_limit_windows (key_id, buckets, saved_at) VALUES {} \
+                 ON CONFLICT (key_id) DO UPDATE SET buckets = excluded.buckets, saved_at = excluded.saved_at",
+                tuples.join(", ")
+            );
+            db.writer
+                .execute(Statement::from_sql_and_values(backend, sql, values))
                 .await?;
         }
+        let sql = match backend {
+            DbBackend::Postgres => "DELETE FROM rate_limit_windows WHERE saved_at < $1",
+            _ => "DELETE FROM rate_limit_windows WHERE saved_at < ?",
+        };
+        db.writer
+            .execute(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [horizon(now).into()],
+            ))
+            .await?;
         Ok(rows.len())
     }
 
-    /// Loads saved windows younger than an hour, then clears the table.
+    /// Loads saved windows younger than a window, replacing what this store
+    /// holds for those keys. The rows stay: a crash before the next save
+    /// still finds them, and the next save replaces them.
     pub async fn restore(&self, db: &Database, now: i64) -> AppResult<usize> {
         let backend = db.backend();
-        let horizon = now - BUCKETS as i64 * BUCKET_SECS;
         let sql = match backend {
             DbBackend::Postgres => {
                 "SELECT key_id, buckets FROM rate_limit_windows WHERE saved_at >= $1"
@@ -154,7 +179,7 @@ impl LocalStore {
             .query_all(Statement::from_sql_and_values(
                 backend,
                 sql,
-                [horizon.into()],
+                [horizon(now).into()],
             ))
             .await?;
         let mut loaded = 0;
@@ -162,6 +187,7 @@ impl LocalStore {
             let key_id: String = row.try_get("", "key_id")?;
             let buckets: String = row.try_get("", "buckets")?;
             let Ok(buckets) = serde_json::from_str::<Vec<(i64, u32)>>(&buckets) else {
+                tracing::warn!("skipping an unreadable saved rate-limit window");
                 continue;
             };
             self.shard(&key_id)
@@ -169,14 +195,17 @@ impl LocalStore {
                 .insert(key_id.into(), Window::from_buckets(buckets));
             loaded += 1;
         }
-        db.conn
-            .execute(Statement::from_string(
-                backend,
-                "DELETE FROM rate_limit_windows",
-            ))
-            .await?;
         Ok(loaded)
     }
+}
+
+/// Rows per statement when saving (three values each, far under SQLite's
+/// and PostgreSQL's limits on bound values).
+const SAVE_CHUNK: usize = 500;
+
+/// The oldest `saved_at` whose row can still hold a count in the window.
+fn horizon(now: i64) -> i64 {
+    now - BUCKETS as i64 * BUCKET_SECS
 }
 
 impl Default for LocalStore {
@@ -186,8 +215,90 @@ impl Default for LocalStore {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+
+    /// A migrated SQLite database in a directory that lives as long as it.
+    async fn database() -> (Database, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/rl.db?mode=rwc", dir.path().display());
+        let db = Database::connect(&url).await.unwrap();
+        db.migrate(chrono::Utc::now()).await.unwrap();
+        (db, dir)
+    }
+
+    async fn saved_rows(db: &Database) -> i64 {
+        let row = db
+            .conn
+            .query_one(Statement::from_string(
+                db.backend(),
+                "SELECT COUNT(*) AS n FROM rate_limit_windows",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("", "n").unwrap()
+    }
+
+    #[tokio::test]
+    async fn restoring_does_not_consume_and_saving_replaces() {
+        let (db, _dir) = database().await;
+        let t0 = 1_800_000_000;
+        let before = LocalStore::new();
+        for _ in 0..400 {
+            assert!(before.decide("key-a", 1_000, 1, t0).allowed);
+        }
+        before.decide("key-b", 1_000, 7, t0 + 5);
+        assert_eq!(before.persist(&db, t0 + 10).await.unwrap(), 2);
+
+        // A restart, then a crash before any save: the next start still
+        // finds the windows.
+        let first = LocalStore::new();
+        assert_eq!(first.restore(&db, t0 + 20).await.unwrap(), 2);
+        assert_eq!(first.peek("key-a", 1_000, t0 + 20).remaining, 600);
+        let second = LocalStore::new();
+        assert_eq!(second.restore(&db, t0 + 30).await.unwrap(), 2);
+        assert_eq!(second.peek("key-a", 1_000, t0 + 30).remaining, 600);
+        assert_eq!(second.peek("key-b", 1_000, t0 + 30).remaining, 993);
+
+        // The restored instance counts on and saves twice: each save
+        // replaces the last, so nothing is counted twice.
+        for _ in 0..100 {
+            second.decide("key-a", 1_000, 1, t0 + 40);
+        }
+        second.persist(&db, t0 + 50).await.unwrap();
+        second.persist(&db, t0 + 60).await.unwrap();
+        assert_eq!(saved_rows(&db).await, 2);
+        let third = LocalStore::new();
+        third.restore(&db, t0 + 70).await.unwrap();
+        assert_eq!(third.peek("key-a", 1_000, t0 + 70).remaining, 500);
+        assert_eq!(third.peek("key-b", 1_000, t0 + 70).remaining, 993);
+
+        // More than a window later the counts are gone, and the next save
+        // drops the rows.
+        let later = t0 + 3_800;
+        let fourth = LocalStore::new();
+        assert_eq!(fourth.restore(&db, later).await.unwrap(), 0);
+        assert_eq!(fourth.peek("key-a", 1_000, later).remaining, 1_000);
+        fourth.persist(&db, later).await.unwrap();
+        assert_eq!(saved_rows(&db).await, 0);
+    }
+
+    #[tokio::test]
+    async fn many_windows_are_saved_in_chunks() {
+        let (db, _dir) = database().await;
+        let t0 = 1_800_000_000;
+        let store = LocalStore::new();
+        let keys = SAVE_CHUNK * 2 + 7;
+        for i in 0..keys {
+            store.decide(&format!("key-{i}"), 10, 3, t0);
+        }
+        assert_eq!(store.persist(&db, t0).await.unwrap(), keys);
+        let restored = LocalStore::new();
+        assert_eq!(restored.restore(&db, t0 + 1).await.unwrap(), keys);
+        assert_eq!(restored.peek("key-1006", 10, t0 + 1).remaining, 7);
+    }
 
     #[test]
     fn idle_keys_are_dropped_after_the_window() {

@@ -11,9 +11,12 @@ pub mod local;
 pub mod redis_store;
 pub mod window;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::db::Database;
+use crate::redis_link::RedisLink;
 use local::LocalStore;
 use redis_store::RedisStore;
 pub use window::Decision;
@@ -25,20 +28,32 @@ pub struct Limiter {
     /// key id → (unix second until which it cannot fit, the refusal); used
     /// in front of Redis, where it saves a round trip.
     blocked: moka::sync::Cache<String, (i64, Decision)>,
+    /// One save at a time (the periodic one and the one at shutdown may
+    /// meet), so an older snapshot never lands after a newer one.
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl Limiter {
-    /// A limiter on the local store, shared through Redis when a URL is given.
+    /// A limiter on the local store, shared through Redis when a URL is
+    /// given (on a Redis link of its own: the server shares the instance's
+    /// link through [`Limiter::on_link`]).
     pub fn new(redis_url: Option<&str>) -> Result<Self, String> {
-        let redis = redis_url.map(RedisStore::new).transpose()?;
-        Ok(Self {
+        let link = redis_url.map(RedisLink::new).transpose()?;
+        Ok(Self::on_link(link.map(Arc::new)))
+    }
+
+    /// A limiter on the local store, shared through Redis over `link`.
+    pub fn on_link(link: Option<Arc<RedisLink>>) -> Self {
+        let redis = link.map(RedisStore::new);
+        Self {
             local: LocalStore::new(),
             redis,
             blocked: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(3_700))
                 .build(),
-        })
+            saving: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Whether decisions are shared through Redis.
@@ -84,7 +99,8 @@ impl Limiter {
     }
 
     /// Saves local windows so a restart keeps each key's budget (local
-    /// store only: Redis keeps its own state).
+    /// store only: Redis keeps its own state). Each key's saved row is
+    /// replaced, never added to; rows older than a window are dropped.
     pub async fn persist(
         &self,
         db: &Database,
@@ -93,10 +109,12 @@ impl Limiter {
         if self.redis.is_some() {
             return Ok(0);
         }
+        let _one_at_a_time = self.saving.lock().await;
         self.local.persist(db, now.timestamp()).await
     }
 
-    /// Loads what [`Limiter::persist`] saved (and clears it).
+    /// Loads what [`Limiter::persist`] saved. The saved rows stay, so a
+    /// crash before the next save finds them again.
     pub async fn restore(
         &self,
         db: &Database,

@@ -1,17 +1,19 @@
 //! The Redis store: one hash of minute buckets per key, decided atomically by
 //! one Lua script, shared by every instance pointing at the same Redis.
 //!
-//! When Redis does not answer, the caller falls back to the local store; this
-//! store stops trying for a second after a failure (so a dead Redis adds no
-//! latency), warns at most once a minute, and reports itself in `/metrics`
-//! (`quire_ratelimit_redis_up`, `quire_ratelimit_redis_fallback_total`).
+//! When Redis does not answer, the caller falls back to the local store. The
+//! store runs on the instance's shared [`RedisLink`], whose breaker keeps a
+//! dead or stalled Redis from adding latency and does the logging; the store
+//! reports itself in `/metrics` (`quire_ratelimit_redis_up`,
+//! `quire_ratelimit_redis_fallback_total`, both exported from the start).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use redis::Script;
 
 use super::window::Decision;
-use crate::redis_link::{RedisLink, Unanswered};
+use crate::redis_link::RedisLink;
 
 /// Same arithmetic as `window.rs`: 61 one-minute buckets, the oldest counted
 /// in full. Returns {allowed, remaining, reset_at, retry_after}.
@@ -73,22 +75,33 @@ return {allowed, remaining, reset, retry}
 
 /// The shared store, on a [`RedisLink`].
 pub struct RedisStore {
-    link: RedisLink,
+    link: Arc<RedisLink>,
     script: Script,
     /// Decisions made locally because Redis did not answer.
     fallbacks: AtomicU64,
 }
 
 impl RedisStore {
-    /// Prepares a store; connects on first use.
-    pub fn new(url: &str) -> Result<Self, String> {
-        let link = RedisLink::new(url, "rate limits fall back to this instance's local store")?;
-        metrics::gauge!("quire_ratelimit_redis_up").set(1.0);
-        Ok(Self {
+    /// A store on `link` (connected on first use).
+    pub fn new(link: Arc<RedisLink>) -> Self {
+        Self::describe_metrics();
+        Self {
             link,
             script: Script::new(DECIDE),
             fallbacks: AtomicU64::new(0),
-        })
+        }
+    }
+
+    /// Exports the store's figures at their starting values.
+    pub fn describe_metrics() {
+        metrics::gauge!("quire_ratelimit_redis_up").set(1.0);
+        Self::describe_metrics_counters();
+    }
+
+    /// Exports the store's counters at 0 (also without Redis, where 0 is
+    /// the truth).
+    pub fn describe_metrics_counters() {
+        metrics::counter!("quire_ratelimit_redis_fallback_total").increment(0);
     }
 
     /// Decides through Redis, or `None` when Redis cannot answer now (the
@@ -115,12 +128,10 @@ impl RedisStore {
                     retry_after: (allowed != 1).then(|| u64::try_from(retry).unwrap_or(1).max(1)),
                 })
             }
-            Err(why) => {
+            Err(_) => {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("quire_ratelimit_redis_fallback_total").increment(1);
-                if why == Unanswered::Failed {
-                    metrics::gauge!("quire_ratelimit_redis_up").set(0.0);
-                }
+                metrics::gauge!("quire_ratelimit_redis_up").set(0.0);
                 None
             }
         }

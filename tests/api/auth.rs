@@ -212,3 +212,59 @@ both_dbs!(viewer_shows_the_calling_key, |app: TestApp| async move {
     let masked = data["viewer"]["key"]["maskedKey"].as_str().unwrap();
     assert_eq!(masked, format!("{}…{}", &key[..12], &key[42..]));
 });
+
+/// POSTs `{ __typename }` with these headers: (status, `WWW-Authenticate`).
+async fn with_headers(app: &TestApp, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+    let mut req = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": "{ __typename }" }));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = req.send().await.unwrap();
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (res.status().as_u16(), challenge)
+}
+
+#[tokio::test]
+async fn two_different_keys_are_refused_and_every_401_asks_for_a_bearer() {
+    let app = TestApp::spawn(crate::support::Backend::Sqlite).await;
+    let one = app.root_key().await.secret;
+    let other = app.root_key().await.secret;
+    let (b_one, b_other) = (format!("Bearer {one}"), format!("Bearer {other}"));
+
+    // One key, either way, or the same key both ways: accepted.
+    for headers in [
+        vec![("x-api-key", one.as_str())],
+        vec![("authorization", b_one.as_str())],
+        vec![
+            ("x-api-key", one.as_str()),
+            ("authorization", b_one.as_str()),
+        ],
+        // A proxy's own Authorization scheme does not get in the way.
+        vec![("x-api-key", one.as_str()), ("authorization", "Basic dTpw")],
+    ] {
+        let (status, challenge) = with_headers(&app, &headers).await;
+        assert_eq!(status, 200, "{headers:?}");
+        assert_eq!(challenge, None);
+    }
+    // Two different keys (both valid), no key, a bad one: 401 with the challenge.
+    for headers in [
+        vec![
+            ("x-api-key", one.as_str()),
+            ("authorization", b_other.as_str()),
+        ],
+        vec![],
+        vec![("x-api-key", "sk_live_nope")],
+        vec![("authorization", "Basic dTpw")],
+        vec![("x-api-key", GOOD_SHAPE_UNKNOWN)],
+    ] {
+        let (status, challenge) = with_headers(&app, &headers).await;
+        assert_eq!(status, 401, "{headers:?}");
+        assert_eq!(challenge.as_deref(), Some("Bearer"), "{headers:?}");
+    }
+}

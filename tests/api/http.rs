@@ -295,7 +295,10 @@ async fn cors_lets_browsers_call_with_a_key() {
         .request(reqwest::Method::OPTIONS, app.url("/graphql"))
         .header("origin", "https://site.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "x-api-key, content-type")
+        .header(
+            "access-control-request-headers",
+            "x-api-key, content-type, apollographql-client-name, sentry-trace, baggage, x-my-app",
+        )
         .send()
         .await
         .unwrap();
@@ -304,8 +307,40 @@ async fn cors_lets_browsers_call_with_a_key() {
         .to_str()
         .unwrap()
         .to_lowercase();
-    assert!(allow_headers.contains("x-api-key"), "{allow_headers}");
+    for asked in [
+        "x-api-key",
+        "content-type",
+        "apollographql-client-name",
+        "sentry-trace",
+        "baggage",
+        "x-my-app",
+    ] {
+        assert!(allow_headers.contains(asked), "{asked}: {allow_headers}");
+    }
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    // Browser code can read the budget and when to come back.
+    let key = app.root_key().await;
+    let answer = app
+        .client
+        .post(app.url("/graphql"))
+        .header("origin", "https://site.example")
+        .header("x-api-key", key.secret.as_str())
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    let exposed = answer.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for header in [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "retry-after",
+    ] {
+        assert!(exposed.contains(header), "{header}: {exposed}");
+    }
 
     let restricted = TestApp::try_spawn_with(Backend::Sqlite, |c| {
         c.cors_origins = vec!["https://ok.example".into()]

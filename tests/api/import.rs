@@ -478,3 +478,92 @@ both_dbs!(
         );
     }
 );
+
+/// Runs `quire admin …` on a database.
+async fn admin(database_url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+        .arg("admin")
+        .args(args)
+        .env("QUIRE_DATABASE_URL", database_url)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+both_dbs!(
+    the_operator_moves_every_key_of_a_project_between_deployments,
+    |from: TestApp| async move {
+        // Keys no single API key could export and import together: a TEST
+        // key with drafts:read, LIVE keys, public and secret.
+        let keys = [
+            from.new_key().secret().test().scopes(&["*"]).create().await,
+            from.new_key().secret().live().scopes(&["*"]).create().await,
+            from.new_key()
+                .public()
+                .live()
+                .scopes(&["records:read"])
+                .create()
+                .await,
+            from.new_key()
+                .public()
+                .test()
+                .scopes(&["records:read"])
+                .create()
+                .await,
+        ];
+        let (ok, file, err) = admin(
+            from.database_url(),
+            &["keys", "export", "--project", "default"],
+        )
+        .await;
+        assert!(ok, "{err}");
+        let exported: Value = serde_json::from_str(&file).unwrap();
+        assert!(!file.contains(&keys[0].secret), "an export holds no secret");
+        assert_eq!(exported["keys"].as_array().unwrap().len(), keys.len());
+
+        let to = from.sibling_on_fresh_db().await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, &file).unwrap();
+        let (ok, out, err) = admin(
+            to.database_url(),
+            &[
+                "keys",
+                "import",
+                path.to_str().unwrap(),
+                "--project",
+                "default",
+                "--mode",
+                "add-new-only",
+                "--json",
+            ],
+        )
+        .await;
+        assert!(ok, "{err}");
+        let result: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(result, counts(keys.len() as i64, 0, 0, 0));
+        for key in &keys {
+            assert!(
+                to.works(key).await,
+                "an imported key works in the new deployment"
+            );
+        }
+        // The import is audited as the operator's.
+        let events = to
+            .data(
+                &keys[1],
+                "{ auditEvents(limit: 1) { items { action actorKeyId detail } } }",
+                json!({}),
+            )
+            .await;
+        let event = &events["auditEvents"]["items"][0];
+        assert_eq!(event["action"], "KEYS_IMPORTED");
+        assert_eq!(event["actorKeyId"], Value::Null);
+        assert_eq!(event["detail"]["source"], "admin");
+    }
+);

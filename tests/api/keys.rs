@@ -468,6 +468,68 @@ both_dbs!(
 );
 
 both_dbs!(
+    a_second_rotation_never_cuts_the_first_ones_grace,
+    |app: TestApp| async move {
+        let root = app.root_key().await;
+        let first = app
+            .new_key()
+            .public()
+            .test()
+            .scopes(&["records:read"])
+            .create()
+            .await;
+        let id = first.id.clone();
+        let first = first.secret;
+        let second = app.rotate_api_key(&root, &id, 3600).await.key;
+        let third = app.rotate_api_key(&root, &id, 60).await.key;
+        for (name, secret) in [("first", &first), ("second", &second), ("third", &third)] {
+            assert!(app.works(secret).await, "{name} secret works");
+        }
+        // Each old secret works until its own grace ends.
+        app.clock.advance(ChronoDuration::seconds(61));
+        assert!(
+            !app.works(&second).await,
+            "the second secret's 60 s are over"
+        );
+        assert!(app.works(&first).await, "the first secret keeps its hour");
+        app.clock.advance(ChronoDuration::seconds(3600 - 61));
+        assert!(!app.works(&first).await, "the first secret's hour is over");
+        assert!(app.works(&third).await);
+
+        // At most five graces run at once; a rotation without grace still works.
+        let mut secrets = vec![third];
+        for _ in 0..5 {
+            secrets.push(app.rotate_api_key(&root, &id, 3600).await.key);
+        }
+        let reply = app
+            .gql(&root, ROTATE_API_KEY, json!({ "id": id, "g": 3600 }))
+            .await;
+        assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "{}", reply.body);
+        assert_eq!(reply.error_field(), Some("gracePeriodSeconds"));
+        assert!(reply.message().contains('5'), "{}", reply.message());
+        for secret in &secrets {
+            assert!(
+                app.works(secret).await,
+                "a refused rotation changes nothing"
+            );
+        }
+        let latest = app.rotate_api_key(&root, &id, 0).await.key;
+        assert!(
+            !app.works(secrets.last().unwrap()).await,
+            "no grace: fails at once"
+        );
+        for secret in &secrets[..secrets.len() - 1] {
+            assert!(app.works(secret).await, "the five running graces go on");
+        }
+        // Revocation ends every secret at once.
+        app.revoke_api_key(&root, &id).await;
+        for secret in secrets.iter().chain([&latest]) {
+            assert!(!app.works(secret).await);
+        }
+    }
+);
+
+both_dbs!(
     rotation_with_grace_keeps_the_old_secret_until_then,
     |app: TestApp| async move {
         let root = app.root_key().await;

@@ -386,8 +386,8 @@ both_dbs!(
 );
 
 // The local store's windows survive a restart through the database:
-// `persist` saves them, a new limiter's `restore` loads them and clears what
-// was saved.
+// `persist` saves them, a new limiter's `restore` loads them and leaves them
+// saved (a crash before the next save still finds them).
 both_dbs!(
     a_restored_limiter_keeps_the_window,
     |db: FreshDb| async move {
@@ -437,15 +437,20 @@ both_dbs!(
         let aged = t0 + chrono::Duration::seconds(3_600 + 60);
         assert!(after.peek(&key, 100, aged).await.remaining >= 10);
 
-        // What was restored is gone from the database.
+        // Restoring did not consume them: a second restart finds the same.
         let again = Limiter::new(None).unwrap();
-        assert_eq!(again.restore(&database, later).await.unwrap(), 0);
-        assert_eq!(again.peek(&key, 100, later).await.remaining, 100);
+        assert_eq!(again.restore(&database, later).await.unwrap(), 2);
+        assert_eq!(again.peek(&key, 100, later).await.remaining, 70);
+        // A later save replaces what was saved rather than adding to it.
+        assert_eq!(after.persist(&database, later).await.unwrap(), 2);
+        let last = Limiter::new(None).unwrap();
+        assert_eq!(last.restore(&database, later).await.unwrap(), 2);
+        assert_eq!(last.peek(&key, 100, later).await.remaining, 0);
     }
 );
 
 // A window saved more than an hour ago has nothing left to restore; the
-// restore still clears it.
+// next save drops it.
 both_dbs!(
     a_window_saved_over_an_hour_ago_is_not_restored,
     |db: FreshDb| async move {
@@ -460,12 +465,60 @@ both_dbs!(
         let two_hours_later = t0 + chrono::Duration::hours(2);
         assert_eq!(after.restore(&database, two_hours_later).await.unwrap(), 0);
         assert_eq!(after.peek(&key, 10, two_hours_later).await.remaining, 10);
-        // Cleared: not even a restore dated back at the save finds it.
+        // Dropped by the next save: not even a restore dated back at the
+        // first save finds it.
+        assert_eq!(after.persist(&database, two_hours_later).await.unwrap(), 0);
         let back_then = Limiter::new(None).unwrap();
         assert_eq!(back_then.restore(&database, t0).await.unwrap(), 0);
         assert_eq!(back_then.peek(&key, 10, t0).await.remaining, 10);
     }
 );
+
+// SIGTERM with a connection whose headers never finish: the windows are
+// saved before the drain, the straggler is closed at the end of the grace
+// period, and the process exits 0 (it used to wait for it forever).
+#[tokio::test]
+async fn sigterm_with_a_half_open_connection_exits_within_the_grace() {
+    let db = FreshDb::create(Backend::Sqlite).await.unwrap();
+    let grace = [("QUIRE_SHUTDOWN_GRACE_SECONDS", "2")];
+    let mut server = Server::start(&db.url, &grace).await;
+    let key = admin_key(&db.url, 1000).await;
+    assert_eq!(count_ok(&[&server], &key, 20).await, 20);
+    let mut half_open = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut half_open, b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let pid = server.child.id().expect("running");
+    let started = std::time::Instant::now();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exited = tokio::time::timeout(Duration::from_secs(8), server.child.wait())
+        .await
+        .expect("quire did not stop within the grace period")
+        .unwrap();
+    assert!(exited.success(), "{exited:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let server = Server::start(&db.url, &grace).await;
+    let res = reqwest::Client::new()
+        .post(server.url("/graphql"))
+        .header("x-api-key", &key)
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "979");
+    server.stop().await;
+}
 
 /// SIGTERM, then wait for a graceful exit.
 async fn terminate(mut server: Server) {

@@ -1,15 +1,22 @@
 //! The read cache: no stale read after any change the published view shows,
 //! on one instance and across instances sharing Redis (and after Redis loses
 //! its data); no draft in a published answer; a cached answer only for a key
-//! that may have it; rate limits on hits; the figures in `/metrics`.
+//! that may have it; rate limits on hits; the figures in `/metrics`. And
+//! Redis in trouble: a paused Redis costs one short probe a second, not a
+//! wait per request; the figures are exported from the start and an outage
+//! is logged once; a writer cut off from Redis is followed by the others
+//! through the database within a second.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::both_dbs;
 use crate::support::ops::{DELETE_RECORD, UNPUBLISH_RECORD, UPDATE_MODEL, UPDATE_RECORD};
-use crate::support::{free_port, redis_url, Backend, OwnRedis, Tenant, TestApp, TestKey};
+use crate::support::{
+    dead_redis_url, free_port, redis_url, Backend, FreshDb, OwnRedis, Server, Tenant, TestApp,
+    TestKey,
+};
 
 const LIST: &str = "{ records(modelKey: \"page\") { items { id data status version updatedAt publishedAt } totalCount } }";
 const ONE: &str = "query($id: ID!) { record(id: $id) { id data status version } }";
@@ -540,3 +547,222 @@ both_dbs!(refused_writes_keep_the_cache, |app: TestApp| async move {
         );
     }
 });
+
+/// Redis freezes (SIGSTOP): once the breaker is open, concurrent requests do
+/// not each wait for it (at most one probe a second does, for at most
+/// 250 ms), answers stay right, and after SIGCONT the instance is back on
+/// Redis (shared limiter, read cache hits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_redis_is_waited_for_by_one_probe_a_second() {
+    let Some((redis, _url, app, _root, live, id)) = published_v1_on_own_redis().await else {
+        return;
+    };
+    let link = app.state.redis.clone().expect("Redis is configured");
+    redis.pause().await;
+    // The first request finds the breaker closed: it waits one call
+    // timeout and opens it.
+    app.data(&live, LIST, json!({})).await;
+    assert!(!link.is_up(), "the breaker did not open");
+
+    let probes_before = link.probes();
+    let started = Instant::now();
+    let mut took = Vec::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        let rounds: Vec<_> = (0..16)
+            .map(|i| {
+                let (app, live, id) = (app.clone(), live.clone(), id.clone());
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let reply = if i % 2 == 0 {
+                        app.gql(&live, "{ __typename }", json!({})).await
+                    } else {
+                        app.gql(&live, ONE, json!({ "id": id })).await
+                    };
+                    (reply, t.elapsed())
+                })
+            })
+            .collect();
+        for round in rounds {
+            let (reply, elapsed) = round.await.unwrap();
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            if let Some(record) = reply.body["data"].get("record") {
+                assert_eq!(record["data"]["title"], "v1", "{}", reply.body);
+            }
+            took.push(elapsed);
+        }
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let probes = link.probes() - probes_before;
+    took.sort();
+    let median = took[took.len() / 2];
+    let waited = took
+        .iter()
+        .filter(|t| **t >= Duration::from_millis(240))
+        .count() as u64;
+    eprintln!(
+        "paused Redis: {} requests, median {median:?}, max {:?}, {waited} waited, {probes} probes",
+        took.len(),
+        took[took.len() - 1]
+    );
+    assert!(probes <= seconds + 1, "{probes} probes in {seconds} s");
+    assert!(
+        waited <= probes + 2,
+        "{waited} of {} requests waited for Redis; {probes} probes",
+        took.len()
+    );
+    assert!(median < Duration::from_millis(100), "median {median:?}");
+    assert!(
+        took[took.len() - 1] < Duration::from_secs(1),
+        "a request took {:?}",
+        took[took.len() - 1]
+    );
+
+    redis.resume().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        app.gql(&live, "{ __typename }", json!({})).await;
+        let shared = app.state.limiter.redis_health().is_some_and(|h| h.0);
+        if link.is_up() && shared {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not back on Redis 5 s after SIGCONT"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reads_show(
+        &app,
+        &live,
+        &id,
+        Some(("v1", "PUBLISHED", 2)),
+        "after SIGCONT",
+    )
+    .await;
+}
+
+/// A fresh process with an unreachable Redis: every Redis figure is in
+/// `/metrics` before anything moved it, and the outage is logged once (not
+/// once a second per Redis user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_figures_start_at_zero_and_an_outage_is_logged_once() {
+    let db = FreshDb::create(Backend::Sqlite).await.unwrap();
+    let dead = dead_redis_url();
+    let server = Server::start(&db.url, &[("QUIRE_REDIS_URL", dead.as_str())]).await;
+    let client = reqwest::Client::new();
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "quire_ratelimit_redis_fallback_total 0",
+        "quire_read_cache_invalidation_failures_total 0",
+        "quire_read_cache_requests_total{result=\"bypass\"} 0",
+        "quire_redis_calls_skipped_total ",
+        "quire_redis_probes_total{result=\"failed\"} ",
+        "quire_redis_up ",
+        "quire_ratelimit_redis_up ",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
+    }
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let key = server.printed_keys()[0].trim().to_owned();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(3_500) {
+        let reply: Value = client
+            .post(server.url("/graphql"))
+            .header("x-api-key", &key)
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(reply["data"]["__typename"], "Query", "{reply}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log: Vec<String> = server
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(server.stdout.lock().unwrap().iter())
+        .filter(|l| l.contains("Redis"))
+        .cloned()
+        .collect();
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert!(log[0].contains("unreachable"), "{log:#?}");
+    server.stop().await;
+}
+
+// Two instances on one database: the writer cannot reach Redis, the reader
+// can. The writer's change is not announced through Redis, yet the reader's
+// cached answer gives way within a second (through the database's content
+// generation).
+both_dbs!(
+    a_writer_cut_off_from_redis_is_followed_through_the_database,
+    |backend: Backend| async move {
+        let Some(redis) = OwnRedis::start(free_port()).await else {
+            eprintln!("skipped: redis-server is not installed");
+            return;
+        };
+        let dead = dead_redis_url();
+        let Some(writer) =
+            TestApp::try_spawn_with(backend, |c| c.redis_url = Some(dead.into())).await
+        else {
+            return;
+        };
+        let url = redis.url();
+        let reader = writer.sibling(|c| c.redis_url = Some(url.into())).await;
+        let Tenant { root, live, .. } = setup(&writer).await;
+        let id = published_v1(&writer, &root).await;
+        // Past two polls, so that the reader's cache settles on the writes
+        // made so far.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        reads_show(
+            &reader,
+            &live,
+            &id,
+            Some(("v1", "PUBLISHED", 2)),
+            "cached on the reader",
+        )
+        .await;
+
+        writer
+            .data(
+                &root,
+                UPDATE_RECORD,
+                json!({ "id": id, "d": { "slug": "a", "title": "v2" } }),
+            )
+            .await;
+        writer.publish_record(&root, &id).await;
+        let published = Instant::now();
+        loop {
+            let seen = reader.data(&live, ONE, json!({ "id": id })).await;
+            if seen["record"]["data"]["title"] == "v2" {
+                break;
+            }
+            assert_eq!(seen["record"]["data"]["title"], "v1", "{seen}");
+            assert!(
+                published.elapsed() < Duration::from_secs(1),
+                "the reader still serves v1 {:?} after the publish",
+                published.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        eprintln!("the reader saw the change after {:?}", published.elapsed());
+        assert!(
+            writer.state.read_cache.is_enabled() && reader.state.read_cache.is_enabled(),
+            "both instances cache"
+        );
+    }
+);

@@ -290,3 +290,20 @@ def percentile(values, p):
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def well_formed_key(prefix="sk_test_"):
+    """A key with a random body and a valid checksum that no database holds:
+    it passes the shape check, so resolving it needs a lookup."""
+    import random
+    import zlib
+    body = "".join(random.choice(B62) for _ in range(32))
+    crc = zlib.crc32((prefix + body).encode()) & 0xFFFFFFFF
+    digits = ""
+    while crc:
+        crc, r = divmod(crc, 62)
+        digits = B62[r] + digits
+    return prefix + body + digits.rjust(6, "0")

@@ -270,7 +270,12 @@ impl<'a> Call<'a> {
                     .data(Arc::clone(self.app()))
                     .data(Arc::clone(&self.budget))
                     .data(decision);
-                schema.execute(request).await
+                // Resolvers read the database: bounded by its deadline, and
+                // refused at once while it is known to be unreachable.
+                match self.app().db.health.guard(schema.execute(request)).await {
+                    Ok(resp) => resp,
+                    Err(e) => async_graphql::Response::from_errors(vec![e.into_server_error()]),
+                }
             }
         }
     }

@@ -307,7 +307,7 @@ pub fn bytes_response(status: StatusCode, media: Media, bytes: Bytes) -> Respons
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, media.content_type());
-    response
+    crate::error::with_status_headers(response)
 }
 
 /// Adds the `X-RateLimit-*` headers (and `Retry-After` on a refusal).

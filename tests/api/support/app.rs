@@ -79,6 +79,16 @@ impl TestApp {
         Self::start(self.db.clone(), self.clock.clone(), configure).await
     }
 
+    /// Another deployment: a server on a fresh database of the same backend.
+    pub async fn sibling_on_fresh_db(&self) -> Self {
+        let db = Arc::new(
+            FreshDb::create(self.db.backend)
+                .await
+                .expect("the backend is available"),
+        );
+        Self::start(db, self.clock.clone(), |_| {}).await
+    }
+
     /// The database under the server.
     pub fn database(&self) -> &FreshDb {
         &self.db

@@ -25,7 +25,7 @@ pub mod server;
 pub use app::{ClockExt, TestApp};
 pub use db::{Backend, FreshDb};
 pub use keys::{KeyBuilder, Tenant, TestKey};
-pub use redis::{redis_url, OwnRedis};
+pub use redis::{dead_redis_url, redis_url, OwnRedis};
 pub use reply::Reply;
 pub use server::{free_port, Server};
 

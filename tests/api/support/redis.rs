@@ -56,4 +56,30 @@ impl OwnRedis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel
+    /// and never answered, as with a stalled or black-holed Redis.
+    pub async fn pause(&self) {
+        self.signal("-STOP").await;
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub async fn resume(&self) {
+        self.signal("-CONT").await;
+    }
+
+    async fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("redis-server is running");
+        let status = tokio::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+}
+
+/// A Redis URL nothing listens on (a port bound, then released).
+pub fn dead_redis_url() -> String {
+    format!("redis://127.0.0.1:{}", super::free_port())
 }
