@@ -13,10 +13,12 @@
 //!    mutation over GET, validation errors);
 //! 6. the rate limit (429): every prepared operation costs 1, a batch all or
 //!    nothing; a request refused before this point costs nothing;
-//! 7. execution;
-//! 8. [`respond`]: status and body in the negotiated media type, the answer
-//!    stored in the read cache when it may be, the rate-limit headers on
-//!    every response to a valid key.
+//! 7. execution, with the request's answer budget
+//!    ([`crate::content::budget`]) in its data;
+//! 8. [`respond`]: status and body in the negotiated media type (at most
+//!    `QUIRE_MAX_RESPONSE_BYTES`), the answer stored in the read cache when
+//!    it may be, the rate-limit headers on every response to a valid key,
+//!    and the [`respond::Outcome`] for the request metric.
 
 pub mod document;
 pub mod negotiate;
@@ -35,12 +37,14 @@ use super::OperationLabel;
 use crate::app::AppState;
 use crate::auth::extract::{Authenticated, Authenticator};
 use crate::auth::principal::Principal;
+use crate::content::budget::{self, AnswerBudget};
 use crate::error::AppError;
 use crate::graphql::Schemas;
 use crate::ratelimit::Decision;
 use document::Prepared;
 use negotiate::Media;
 use request::{Params, Posted};
+use respond::Outcome;
 
 pub use negotiate::graphiql_for_browsers;
 
@@ -88,10 +92,11 @@ pub async fn post(
         Err(e) => return respond::refusal(media, &e),
     };
     let call = Call::new(&endpoint, media, principal);
+    // `_large` keeps a large body's permit until the answer is made.
     match request::read_post(&endpoint.app.config, &headers, body).await {
-        Ok(Posted::Single(Ok(params))) => call.single(params, false).await,
-        Ok(Posted::Batch(items)) => call.batch(items).await,
-        Ok(Posted::Single(Err(e))) | Err(e) => call.refuse(e).await,
+        Ok((Posted::Single(Ok(params)), _large)) => call.single(params, false).await,
+        Ok((Posted::Batch(items), _large)) => call.batch(items).await,
+        Ok((Posted::Single(Err(e)), _)) | Err(e) => call.refuse(e).await,
     }
 }
 
@@ -100,6 +105,9 @@ struct Call<'a> {
     endpoint: &'a Endpoint,
     media: Media,
     principal: Arc<Principal>,
+    /// What the answer may hold; kept (with its large-answer permit, if
+    /// any) until the answer is serialized.
+    budget: Arc<AnswerBudget>,
 }
 
 impl<'a> Call<'a> {
@@ -108,6 +116,7 @@ impl<'a> Call<'a> {
             endpoint,
             media,
             principal,
+            budget: Arc::new(AnswerBudget::new(endpoint.app.config.max_response_bytes)),
         }
     }
 
@@ -158,14 +167,15 @@ impl<'a> Call<'a> {
             Err(refusal) => return refusal,
         };
         let resp = self.execute(prepared, decision).await;
-        let answer = respond::answer(self.media, resp);
-        if let (Some((key, generation)), StatusCode::OK, true) =
-            (store, answer.status, answer.error_free)
-        {
+        let answer = respond::answer(self.media, resp, &self.budget);
+        // A large answer is not stored: it would push out many small ones,
+        // and the cache's memory is counted on top of the answers in flight.
+        let storable = answer.error_free && answer.bytes.len() <= budget::LARGE_ANSWER_BYTES;
+        if let (Some((key, generation)), StatusCode::OK, true) = (store, answer.status, storable) {
             cache.put(key, generation, answer.bytes.clone());
         }
-        let response = respond::bytes_response(answer.status, self.media, answer.bytes);
-        finish(response, label, &decision)
+        let response = self.response(answer.status, answer.bytes);
+        finish(response, label, answer.outcome, &decision)
     }
 
     /// A batch: every operation prepared first, then admitted as a whole.
@@ -192,7 +202,19 @@ impl<'a> Call<'a> {
         for op in prepared {
             responses.push(self.execute(op, decision).await);
         }
-        finish(respond::batch(self.media, responses), "batch", &decision)
+        let (status, bytes, outcome) = respond::batch(responses, &self.budget);
+        let response = self.response(status, bytes);
+        finish(response, "batch", outcome, &decision)
+    }
+
+    /// An answer's bytes; a large one keeps the request's budget (its
+    /// permit) until they are sent.
+    fn response(&self, status: StatusCode, bytes: Bytes) -> Response {
+        if self.budget.is_large() {
+            respond::held_response(status, self.media, bytes, Arc::clone(&self.budget))
+        } else {
+            respond::bytes_response(status, self.media, bytes)
+        }
     }
 
     /// A cache hit: rate limited like any request, then the stored body.
@@ -202,7 +224,7 @@ impl<'a> Call<'a> {
             Err(refusal) => return refusal,
         };
         let response = respond::bytes_response(StatusCode::OK, self.media, body);
-        finish(response, "query", &decision)
+        finish(response, "query", Outcome::OK, &decision)
     }
 
     /// A request refused before it counts: it costs nothing, but carries
@@ -246,6 +268,7 @@ impl<'a> Call<'a> {
                 let request = request
                     .data(Arc::clone(&self.principal))
                     .data(Arc::clone(self.app()))
+                    .data(Arc::clone(&self.budget))
                     .data(decision);
                 // Resolvers read the database: bounded by its deadline, and
                 // refused at once while it is known to be unreachable.
@@ -258,7 +281,13 @@ impl<'a> Call<'a> {
     }
 }
 
-fn finish(mut response: Response, label: &'static str, decision: &Decision) -> Response {
+fn finish(
+    mut response: Response,
+    label: &'static str,
+    outcome: Outcome,
+    decision: &Decision,
+) -> Response {
     response.extensions_mut().insert(OperationLabel(label));
+    response.extensions_mut().insert(outcome);
     respond::with_rate_headers(response, decision)
 }

@@ -1,9 +1,16 @@
 //! The request stage: the body (415, 413, 400) or the URL parameters, read
 //! into one operation's [`Params`] or a batch of them.
+//!
+//! A body over [`LARGE_BODY_BYTES`] is parsed (and its request run) only
+//! with one of [`LARGE_BODIES_AT_ONCE`] permits: its JSON tree, and the
+//! values made from it, cost many times its size, so a crowd of 1 MiB
+//! bodies waits as bytes instead of all being expanded at once. The permit
+//! is taken after the body is read, so a slow sender never holds one.
 
 use axum::body::{to_bytes, Body};
 use axum::http::{header, HeaderMap};
 use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -16,6 +23,17 @@ pub struct Params {
     pub variables: Option<Map<String, Value>>,
 }
 
+/// A body larger than this is parsed only with a permit of [`LARGE_BODIES`].
+pub const LARGE_BODY_BYTES: usize = 64 * 1024;
+
+/// How many large bodies are parsed and run at once, per process.
+pub const LARGE_BODIES_AT_ONCE: usize = 4;
+
+static LARGE_BODIES: Semaphore = Semaphore::const_new(LARGE_BODIES_AT_ONCE);
+
+/// The permit a large body holds while its request runs.
+pub type LargeBody = Option<SemaphorePermit<'static>>;
+
 /// What a POST body holds.
 pub enum Posted {
     /// One operation.
@@ -25,12 +43,13 @@ pub enum Posted {
 }
 
 /// Reads a POST body: `Content-Type: application/json` (415), at most
-/// `QUIRE_MAX_BODY_BYTES` (413), valid JSON (400).
+/// `QUIRE_MAX_BODY_BYTES` (413), valid JSON (400); a large body waits for
+/// its permit (returned with it) before it is parsed.
 pub async fn read_post(
     config: &Config,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Posted, AppError> {
+) -> Result<(Posted, LargeBody), AppError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -62,12 +81,23 @@ pub async fn read_post(
             "a POST request needs a JSON body".into(),
         ));
     }
+    let permit = if bytes.len() > LARGE_BODY_BYTES {
+        let permit = LARGE_BODIES
+            .acquire()
+            .await
+            .map_err(|_| AppError::internal("the large-body gate is closed"))?;
+        Some(permit)
+    } else {
+        None
+    };
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| AppError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-    Ok(match value {
+    drop(bytes);
+    let posted = match value {
         Value::Array(items) => Posted::Batch(items),
         other => Posted::Single(params_from_json(other)),
-    })
+    };
+    Ok((posted, permit))
 }
 
 /// Checks the size of a batch against `QUIRE_MAX_BATCH` (0 refuses batches).
