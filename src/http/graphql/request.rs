@@ -42,6 +42,19 @@ pub enum Posted {
     Batch(Vec<Value>),
 }
 
+/// Whether reading a body failed because it stopped arriving (the server's
+/// body timeout) rather than because it was too large.
+fn stalled(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Reads a POST body: `Content-Type: application/json` (415), at most
 /// `QUIRE_MAX_BODY_BYTES` (413), valid JSON (400); a large body waits for
 /// its permit (returned with it) before it is parsed.
@@ -75,7 +88,15 @@ pub async fn read_post(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit));
     }
-    let bytes = to_bytes(body, limit).await.map_err(|_| too_large(limit))?;
+    let bytes = to_bytes(body, limit).await.map_err(|e| {
+        if stalled(&e) {
+            AppError::BadRequest(
+                "the request body stalled for 30 s; the connection is closed".into(),
+            )
+        } else {
+            too_large(limit)
+        }
+    })?;
     if bytes.is_empty() {
         return Err(AppError::BadRequest(
             "a POST request needs a JSON body".into(),
@@ -168,6 +189,7 @@ pub fn params_from_query(query_string: &str) -> Result<Params, AppError> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use serde_json::json;
 
@@ -181,5 +203,19 @@ mod tests {
         assert!(params_from_json(json!({"query": "{a}", "operationName": 3})).is_err());
         assert!(params_from_query("query=%7Ba%7D&variables=%7B%7D").is_ok());
         assert!(params_from_query("variables=%7B%7D").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_told_apart_from_a_large_one() {
+        let never =
+            Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
+        let timed = Body::new(tower_http::timeout::TimeoutBody::new(
+            std::time::Duration::from_millis(10),
+            never,
+        ));
+        let err = to_bytes(timed, 100).await.unwrap_err();
+        assert!(stalled(&err));
+        let err = to_bytes(Body::from(vec![0u8; 200]), 100).await.unwrap_err();
+        assert!(!stalled(&err));
     }
 }
