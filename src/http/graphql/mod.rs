@@ -180,8 +180,11 @@ impl<'a> Call<'a> {
 
     /// A batch: every operation prepared first, then admitted as a whole.
     async fn batch(self, items: Vec<Value>) -> Response {
+        // A whole batch refused answers one error object per operation, so
+        // batching clients can match them up.
+        let operations = items.len();
         if let Err(e) = request::check_batch(&self.app().config, &items) {
-            return self.refuse(e).await;
+            return self.refuse_batch(e, operations).await;
         }
         let prepared: Result<Vec<Prepared>, AppError> = items
             .into_iter()
@@ -192,11 +195,14 @@ impl<'a> Call<'a> {
             .collect();
         let prepared = match prepared {
             Ok(prepared) => prepared,
-            Err(e) => return self.refuse(e).await,
+            Err(e) => return self.refuse_batch(e, operations).await,
         };
-        let decision = match self.admit(prepared.len() as u64).await {
+        let decision = match self.check(prepared.len() as u64).await {
             Ok(decision) => decision,
-            Err(refusal) => return refusal,
+            Err((e, decision)) => {
+                let refusal = respond::batch_refusal(self.media, &e, operations);
+                return respond::with_rate_headers(refusal, &decision);
+            }
         };
         let mut responses = Vec::with_capacity(prepared.len());
         for op in prepared {
@@ -239,8 +245,28 @@ impl<'a> Call<'a> {
         respond::with_rate_headers(respond::refusal(self.media, &e), &decision)
     }
 
+    /// Like [`Call::refuse`], for a whole batch: one error object per operation.
+    async fn refuse_batch(self, e: AppError, operations: usize) -> Response {
+        let app = self.app();
+        let limit = u64::try_from(self.principal.rate_limit_per_hour).unwrap_or(0);
+        let decision = app
+            .limiter
+            .peek(&self.principal.key_id, limit, app.clock.now())
+            .await;
+        let refusal = respond::batch_refusal(self.media, &e, operations);
+        respond::with_rate_headers(refusal, &decision)
+    }
+
     /// Counts `cost` against the key's budget: the decision, or the 429.
     async fn admit(&self, cost: u64) -> Result<Decision, Response> {
+        self.check(cost).await.map_err(|(refusal, decision)| {
+            respond::with_rate_headers(respond::refusal(self.media, &refusal), &decision)
+        })
+    }
+
+    /// Counts `cost` against the key's budget: the decision, or the
+    /// `RATE_LIMITED` refusal with the figures for its headers.
+    async fn check(&self, cost: u64) -> Result<Decision, (AppError, Decision)> {
         let app = self.app();
         let limit = u64::try_from(self.principal.rate_limit_per_hour).unwrap_or(0);
         let decision = app
@@ -253,10 +279,7 @@ impl<'a> Call<'a> {
         let refusal = AppError::RateLimited {
             retry_after: decision.retry_after.unwrap_or(1),
         };
-        Err(respond::with_rate_headers(
-            respond::refusal(self.media, &refusal),
-            &decision,
-        ))
+        Err((refusal, decision))
     }
 
     /// Runs one prepared operation with the schema of the key's type.

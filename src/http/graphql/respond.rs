@@ -33,6 +33,14 @@ pub fn refusal(media: Media, e: &AppError) -> Response {
     response
 }
 
+/// A refusal of a whole batch of `operations`: a JSON array holding the
+/// refusal's error object once per operation (SPEC §3).
+pub fn batch_refusal(media: Media, e: &AppError, operations: usize) -> Response {
+    let one = e.to_body();
+    let body = Value::Array(vec![one; operations.max(1)]);
+    body_response(e.status(), media, &body)
+}
+
 /// How a request ended, for the `outcome` label of the request metric
 /// (the status alone says 200 for an answer whose field failed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
