@@ -159,7 +159,13 @@ pub fn prepare(
     let operation_name = request.operation_name.clone();
     let doc = match request.parsed_query() {
         Ok(doc) => doc,
-        Err(e) => return Ok(answered(e, Code::GraphqlParseFailed, "invalid")),
+        Err(e) => {
+            let e = ServerError {
+                message: one_line_parse_error(&e),
+                ..e
+            };
+            return Ok(answered(e, Code::GraphqlParseFailed, "invalid"));
+        }
     };
     let facts = Facts::of(doc, operation_name.as_deref());
     let label = facts.label();
@@ -249,6 +255,54 @@ fn oversized_where(doc: &ExecutableDocument, vars: &Map<String, Value>) -> Optio
         }
     }
     None
+}
+
+/// The parser's message in one line with its position: "syntax error at
+/// line 1, column 3: expected selection" rather than a multi-line drawing.
+fn one_line_parse_error(e: &ServerError) -> String {
+    let expected = e
+        .message
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("= "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            e.message
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("-->") && !l.starts_with('|'))
+                .unwrap_or("unreadable document")
+                .to_owned()
+        });
+    match e.locations.first() {
+        Some(pos) => format!(
+            "syntax error at line {}, column {}: {expected}",
+            pos.line, pos.column
+        ),
+        None => format!("syntax error: {expected}"),
+    }
+}
+
+/// Restates async-graphql's depth and complexity refusals with the limit
+/// that was crossed, so a client knows how far to cut its query.
+pub fn explain_limits(resp: &mut async_graphql::Response, config: &Config) {
+    for e in &mut resp.errors {
+        match e.message.as_str() {
+            "Query is nested too deep." => {
+                e.message = format!(
+                    "the query is nested too deep: at most {} levels are allowed (QUIRE_MAX_DEPTH)",
+                    config.max_depth
+                );
+            }
+            "Query is too complex." => {
+                e.message = format!(
+                    "the query is too complex: at most {} fields are allowed (QUIRE_MAX_COMPLEXITY)",
+                    config.max_complexity
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 fn answered(mut e: ServerError, code: Code, label: &'static str) -> Prepared {

@@ -296,7 +296,10 @@ impl<'a> Call<'a> {
                 // Resolvers read the database: bounded by its deadline, and
                 // refused at once while it is known to be unreachable.
                 match self.app().db.health.guard(schema.execute(request)).await {
-                    Ok(resp) => resp,
+                    Ok(mut resp) => {
+                        document::explain_limits(&mut resp, &self.app().config);
+                        resp
+                    }
                     Err(e) => async_graphql::Response::from_errors(vec![e.into_server_error()]),
                 }
             }
