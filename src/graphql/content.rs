@@ -8,10 +8,9 @@ use async_graphql::{
     Context, ContextSelectionSet, Enum, InputObject, Json, Object, OutputType, Positioned,
     ServerResult, Value as GqlValue, ID,
 };
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::types::PageInfo;
+use super::types::{PageInfo, Stamp};
 use super::{app, principal};
 use crate::auth::guard::RequireScope;
 use crate::auth::scopes::Scope;
@@ -160,11 +159,11 @@ impl Model {
     async fn fields(&self) -> Vec<Field> {
         self.0.fields.iter().cloned().map(Field).collect()
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.row.created_at
+    async fn created_at(&self) -> Stamp {
+        self.0.row.created_at.into()
     }
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.row.updated_at
+    async fn updated_at(&self) -> Stamp {
+        self.0.row.updated_at.into()
     }
 }
 
@@ -243,15 +242,15 @@ impl Record {
     async fn version(&self) -> i64 {
         self.out.row.version
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.out.row.created_at
+    async fn created_at(&self) -> Stamp {
+        self.out.row.created_at.into()
     }
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.out.row.updated_at
+    async fn updated_at(&self) -> Stamp {
+        self.out.row.updated_at.into()
     }
     /// When the record was last published; `null` while it is not.
-    async fn published_at(&self) -> Option<DateTime<Utc>> {
-        self.out.row.published_at
+    async fn published_at(&self) -> Option<Stamp> {
+        self.out.row.published_at.map(Stamp)
     }
 }
 
