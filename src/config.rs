@@ -34,6 +34,11 @@ pub const DEFAULT_DB_TIMEOUT_SECONDS: u64 = 5;
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 10;
 /// Default `QUIRE_RATE_LIMIT_SAVE_SECONDS`.
 pub const DEFAULT_RATE_LIMIT_SAVE_SECONDS: u64 = 60;
+/// Default `QUIRE_MAX_QUERY_BYTES`: far above any real query, far below
+/// what a parser should be asked to build a tree for.
+pub const DEFAULT_MAX_QUERY_BYTES: usize = 100 * 1024;
+/// Default `QUIRE_MAX_RESPONSE_BYTES`.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// A URL that may carry a password: shown redacted by `Debug` and
 /// `Display`; [`SecretUrl::expose`] gives the real one to the client that
@@ -169,6 +174,14 @@ pub struct Config {
     /// them only at shutdown.
     #[arg(long, env = "QUIRE_RATE_LIMIT_SAVE_SECONDS", default_value_t = DEFAULT_RATE_LIMIT_SAVE_SECONDS)]
     pub rate_limit_save_seconds: u64,
+    /// Longest accepted query text, in bytes; a longer one is refused
+    /// before it is parsed.
+    #[arg(long, env = "QUIRE_MAX_QUERY_BYTES", default_value_t = DEFAULT_MAX_QUERY_BYTES)]
+    pub max_query_bytes: usize,
+    /// Largest answer, in bytes; a larger one is refused with
+    /// `RESPONSE_TOO_LARGE` (ask for fewer records or fewer fields).
+    #[arg(long, env = "QUIRE_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: usize,
 }
 
 impl Config {
@@ -194,6 +207,8 @@ impl Config {
             max_connections: None,
             shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE_SECONDS,
             rate_limit_save_seconds: DEFAULT_RATE_LIMIT_SAVE_SECONDS,
+            max_query_bytes: DEFAULT_MAX_QUERY_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }

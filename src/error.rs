@@ -40,6 +40,7 @@ pub enum Code {
     HeadersTooLarge,
     GraphqlParseFailed,
     GraphqlValidationFailed,
+    ResponseTooLarge,
 }
 
 impl Code {
@@ -72,6 +73,9 @@ impl Code {
             ),
             Code::GraphqlParseFailed => ("GRAPHQL_PARSE_FAILED", StatusCode::BAD_REQUEST),
             Code::GraphqlValidationFailed => ("GRAPHQL_VALIDATION_FAILED", StatusCode::BAD_REQUEST),
+            // The request was fine but asks for more than one answer may
+            // hold: the client's to narrow (a smaller `limit`, fewer fields).
+            Code::ResponseTooLarge => ("RESPONSE_TOO_LARGE", StatusCode::BAD_REQUEST),
         }
     }
 
@@ -145,6 +149,8 @@ pub enum AppError {
     UnsupportedMediaType(String),
     /// Request headers over the size limit.
     HeadersTooLarge,
+    /// An answer that would be larger than `QUIRE_MAX_RESPONSE_BYTES`.
+    ResponseTooLarge(String),
 }
 
 impl AppError {
@@ -204,6 +210,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => Code::PayloadTooLarge,
             AppError::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
             AppError::HeadersTooLarge => Code::HeadersTooLarge,
+            AppError::ResponseTooLarge(_) => Code::ResponseTooLarge,
         }
     }
 
@@ -225,7 +232,8 @@ impl AppError {
             | AppError::BadRequest(m)
             | AppError::MethodNotAllowed(m)
             | AppError::PayloadTooLarge(m)
-            | AppError::UnsupportedMediaType(m) => m.clone(),
+            | AppError::UnsupportedMediaType(m)
+            | AppError::ResponseTooLarge(m) => m.clone(),
             AppError::BadUserInput { message, .. } => message.clone(),
             AppError::Unavailable(_) => {
                 "service unavailable: the database cannot be reached".to_owned()
@@ -455,6 +463,7 @@ mod tests {
             Code::HeadersTooLarge,
             Code::GraphqlParseFailed,
             Code::GraphqlValidationFailed,
+            Code::ResponseTooLarge,
         ];
         let names: std::collections::HashSet<_> = all.iter().map(|c| c.as_str()).collect();
         assert_eq!(names.len(), all.len());

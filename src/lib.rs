@@ -22,7 +22,7 @@
 //! | [`graphql`] | schema assembly, thin resolvers per domain calling the services |
 //! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the two services; background watchers |
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
-//! | [`content`] | content service: models, records, drafts and publishing, views, queries, the SQL builder |
+//! | [`content`] | content service: models, records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
 //! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |

@@ -10,11 +10,13 @@
 //! | [`records`] | record writes: validation, versions, publishing; one record in a view |
 //! | [`unique`] | the unique side table |
 //! | [`sql`] | the SQL builder and typed JSON field expressions |
+//! | [`budget`] | the answer budget: record data charged before it is loaded, few large answers at once |
 //! | [`query`] | the `records` query: `where`, `orderBy`, keyset cursors, counts, in SQL |
 //!
 //! Every function takes the caller's project id and filters by it, so another
 //! project's model or record looks exactly like one that does not exist.
 
+pub mod budget;
 pub mod fields;
 pub mod models;
 pub mod query;

@@ -4,6 +4,16 @@
 //! The SQL is assembled with [`super::sql`]; user input is never written
 //! into the SQL text.
 //!
+//! Bounds, checked before any SQL is built: `in` takes at most
+//! [`MAX_IN_VALUES`] values, a `where` holds at most
+//! [`MAX_WHERE_CONDITIONS`] conditions and [`MAX_WHERE_BYTES`] of JSON text.
+//!
+//! Record data is loaded in two steps so that its memory is admitted
+//! before it is spent: the page query brings each record's data size, and
+//! the data itself only when it is small ([`INLINE_DATA_BYTES`]); the
+//! request's [`AnswerBudget`] is charged with the sizes, then the large
+//! data is loaded one record at a time.
+//!
 //! Orderings: `null` (a missing field) sorts after every value, ascending
 //! and before every value descending, like PostgreSQL's default; ties are
 //! broken by `id` in the direction of the last term. A cursor holds the sort
@@ -13,14 +23,15 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
-use entity::records;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait};
+use entity::records::{self, RecordStatus};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::budget::AnswerBudget;
 use super::fields::{normalize, unique_text, FieldDef};
 use super::records::RecordOut;
-use super::schema::{require_model, ContentModel};
+use super::schema::{model_by_id, require_model, ContentModel};
 use super::sql::{data_expr, sql_value, DataColumn, Sql};
 use super::View;
 use crate::error::{AppError, AppResult};
@@ -31,6 +42,17 @@ pub const LIMITS: std::ops::RangeInclusive<i64> = 1..=100;
 pub const DEFAULT_LIMIT: i64 = 20;
 /// Most `orderBy` terms.
 pub const MAX_ORDER_TERMS: usize = 5;
+/// Most values of one `in` (both databases bind each one; SQLite stops at
+/// 32,766 parameters and PostgreSQL at 65,535).
+pub const MAX_IN_VALUES: usize = 1_000;
+/// Most conditions in one `where`: a field's value counts one, and so does
+/// each operator of a field's operator object.
+pub const MAX_WHERE_CONDITIONS: usize = 100;
+/// Largest `where`, as compact JSON text.
+pub const MAX_WHERE_BYTES: usize = 64 * 1024;
+/// Record data of at most this many bytes comes with the page query;
+/// larger data is loaded after the answer budget has admitted it.
+pub const INLINE_DATA_BYTES: usize = 64 * 1024;
 
 /// One `orderBy` term as the API takes it.
 #[derive(Clone, Debug)]
@@ -188,6 +210,9 @@ async fn prepare<C: ConnectionTrait>(
             ),
         ));
     }
+    if let Some(filter) = &req.filter {
+        check_where(filter)?;
+    }
     let backend = db.get_database_backend();
     let model = require_model(db, project_id, &req.model_key).await?;
     let sorts = sorts(backend, &model, req.view, &req.order)?;
@@ -224,7 +249,7 @@ async fn prepare<C: ConnectionTrait>(
     count.append(&base);
 
     let mut page = Sql::new(backend);
-    page.push("SELECT r.*");
+    page.push(&sized_columns(backend, req.view));
     page.append(&base);
     if let Some(after) = &req.after {
         let cursor = decode_cursor(after)?;
@@ -270,11 +295,23 @@ pub async fn explain<C: ConnectionTrait>(
         .map_err(AppError::from)
 }
 
-/// Lists one page of a model's records in `view`.
+/// Lists one page of a model's records in `view`, with no answer limit
+/// (for operators and benchmarks; requests use [`list_records_within`]).
 pub async fn list_records(
     db: &DatabaseConnection,
     project_id: &str,
     req: ListRecords,
+) -> AppResult<RecordPage> {
+    list_records_within(db, project_id, req, &AnswerBudget::new(usize::MAX)).await
+}
+
+/// Lists one page of a model's records in `view`, charging `budget` with
+/// the size of their data before loading it.
+pub async fn list_records_within(
+    db: &DatabaseConnection,
+    project_id: &str,
+    req: ListRecords,
+    budget: &AnswerBudget,
 ) -> AppResult<RecordPage> {
     let Prepared {
         model,
@@ -283,12 +320,12 @@ pub async fn list_records(
         page,
         count,
     } = prepare(db, project_id, &req).await?;
-    let mut rows = records::Entity::find()
-        .from_raw_sql(page.into_statement())
+    let mut sized = SizedRow::find_by_statement(page.into_statement())
         .all(db)
         .await?;
-    let has_next_page = rows.len() as i64 > req.limit;
-    rows.truncate(req.limit as usize);
+    let has_next_page = sized.len() as i64 > req.limit;
+    sized.truncate(req.limit as usize);
+    let rows = load_data(db, req.view, sized, budget).await?;
     let end_cursor = rows.last().map(|row| {
         encode_cursor(&Cursor {
             o: fingerprint.clone(),
@@ -500,6 +537,207 @@ fn push_seek(sql: &mut Sql, sorts: &[Sort], cursor: &Cursor) -> AppResult<()> {
     }
     sql.push(")");
     Ok(())
+}
+
+/// One record of the project as `view` shows it, charging `budget` with
+/// its data before loading it; `None` when it does not exist, belongs to
+/// another project, or (published view) is not published.
+pub async fn read_record<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    id: &str,
+    view: View,
+    budget: &AnswerBudget,
+) -> AppResult<Option<RecordOut>> {
+    let backend = db.get_database_backend();
+    let mut sql = Sql::new(backend);
+    sql.push(&sized_columns(backend, view));
+    sql.push(" FROM records r WHERE r.id = ");
+    sql.bind(id.to_owned());
+    sql.push(" AND r.project_id = ");
+    sql.bind(project_id.to_owned());
+    if view == View::Published {
+        sql.push(" AND r.published_at IS NOT NULL");
+    }
+    let Some(sized) = SizedRow::find_by_statement(sql.into_statement())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(row) = load_data(db, view, vec![sized], budget).await?.pop() else {
+        return Ok(None);
+    };
+    let model = model_by_id(db, project_id, &row.model_id)
+        .await?
+        .ok_or_else(|| AppError::internal(format!("record {id} has no model")))?;
+    Ok(Some(RecordOut {
+        row,
+        model_key: model.row.key,
+        view,
+    }))
+}
+
+/// A record row as the page query reads it: the view's data only when it
+/// is at most [`INLINE_DATA_BYTES`], and its size always.
+#[derive(FromQueryResult)]
+struct SizedRow {
+    id: String,
+    project_id: String,
+    model_id: String,
+    status: RecordStatus,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    published_at: Option<DateTime<Utc>>,
+    data_len: i64,
+    data: Option<Value>,
+}
+
+/// The columns of a [`SizedRow`] in `view` (the other view's data is not
+/// read at all).
+fn sized_columns(backend: DbBackend, view: View) -> String {
+    let col = DataColumn::of(view).sql();
+    let len = match backend {
+        DbBackend::Postgres => format!("COALESCE(octet_length({col}::text), 0)::bigint"),
+        _ => format!("COALESCE(octet_length({col}), 0)"),
+    };
+    format!(
+        "SELECT r.id, r.project_id, r.model_id, r.status, r.version, r.created_at, \
+         r.updated_at, r.published_at, {len} AS data_len, \
+         CASE WHEN {len} <= {INLINE_DATA_BYTES} THEN {col} END AS data"
+    )
+}
+
+/// Charges `budget` with the data of `rows`, then loads the data that did
+/// not come inline, one record at a time (so no more than one large
+/// record is in flight beyond the answer). A record deleted (or, in the
+/// published view, unpublished) between the two reads is left out.
+async fn load_data<C: ConnectionTrait>(
+    db: &C,
+    view: View,
+    rows: Vec<SizedRow>,
+    budget: &AnswerBudget,
+) -> AppResult<Vec<records::Model>> {
+    let total = rows
+        .iter()
+        .map(|r| usize::try_from(r.data_len).unwrap_or(0))
+        .fold(0usize, usize::saturating_add);
+    budget.charge(total).await?;
+    let backend = db.get_database_backend();
+    let col = DataColumn::of(view).sql();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let large = usize::try_from(row.data_len).unwrap_or(0) > INLINE_DATA_BYTES;
+        let data = match row.data {
+            Some(data) => data,
+            None if large => {
+                let mut sql = Sql::new(backend);
+                sql.push(&format!(
+                    "SELECT {col} AS data FROM records r WHERE r.id = "
+                ));
+                sql.bind(row.id.clone());
+                let Some(found) = db.query_one(sql.into_statement()).await? else {
+                    continue;
+                };
+                match found.try_get::<Option<Value>>("", "data")? {
+                    Some(data) => data,
+                    None => continue,
+                }
+            }
+            None => Value::Null,
+        };
+        let (draft_data, published_data) = match view {
+            View::Draft => (data, None),
+            View::Published => (Value::Null, Some(data)),
+        };
+        out.push(records::Model {
+            id: row.id,
+            project_id: row.project_id,
+            model_id: row.model_id,
+            draft_data,
+            published_data,
+            status: row.status,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            published_at: row.published_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks the bounds of a `where` before any work: its size as JSON text,
+/// its number of conditions, the length of each `in`.
+pub fn check_where(filter: &Value) -> AppResult<()> {
+    check_where_size(filter)?;
+    let Value::Object(conditions) = filter else {
+        return Ok(());
+    };
+    let mut count = 0usize;
+    for (name, condition) in conditions {
+        match condition {
+            Value::Object(ops) => {
+                count += ops.len();
+                if let Some(Value::Array(values)) = ops.get("in") {
+                    if values.len() > MAX_IN_VALUES {
+                        return Err(AppError::bad_field(
+                            "where",
+                            format!(
+                                "where.{name}: in takes at most {MAX_IN_VALUES} values, not {}",
+                                values.len()
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => count += 1,
+        }
+    }
+    if count > MAX_WHERE_CONDITIONS {
+        return Err(AppError::bad_field(
+            "where",
+            format!("where holds {count} conditions; at most {MAX_WHERE_CONDITIONS} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `value`, a `where` or a part of one, is at most
+/// [`MAX_WHERE_BYTES`] as compact JSON text; stops counting at the limit.
+pub fn check_where_size(value: &Value) -> AppResult<()> {
+    if json_len_at_most(value, MAX_WHERE_BYTES) {
+        Ok(())
+    } else {
+        Err(AppError::bad_field(
+            "where",
+            format!(
+                "where is larger than {MAX_WHERE_BYTES} bytes of JSON; at most that is allowed"
+            ),
+        ))
+    }
+}
+
+/// Whether `value` serializes to at most `max` bytes of compact JSON. The
+/// serializer stops at the first byte past `max`, so a huge value costs no
+/// more than `max` bytes of work and none of memory.
+pub fn json_len_at_most(value: &Value, max: usize) -> bool {
+    struct Counter {
+        left: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.left = self
+                .left
+                .checked_sub(buf.len())
+                .ok_or_else(|| std::io::Error::other("over the limit"))?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter { left: max }, value).is_ok()
 }
 
 /// Appends `AND …` for each condition of a `where` object; returns whether

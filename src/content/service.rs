@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::budget::AnswerBudget;
 use super::models::{self, ModelChange, NewModel};
 use super::query::{self, ListRecords, OrderTerm, RecordPage};
 use super::records::{self, RecordOut};
@@ -54,8 +55,14 @@ impl ContentService {
         Self { db, clock, changes }
     }
 
-    /// One page of a model's records in the view the key may have.
-    pub async fn records(&self, p: &Principal, q: RecordsQuery) -> AppResult<RecordPage> {
+    /// One page of a model's records in the view the key may have; their
+    /// data is charged to `budget` before it is loaded.
+    pub async fn records(
+        &self,
+        p: &Principal,
+        q: RecordsQuery,
+        budget: &AnswerBudget,
+    ) -> AppResult<RecordPage> {
         let view = View::for_request(p, q.preview)?;
         let req = ListRecords {
             model_key: q.model_key,
@@ -65,18 +72,20 @@ impl ContentService {
             filter: q.filter,
             order: q.order,
         };
-        query::list_records(&self.db.conn, &p.project_id, req).await
+        query::list_records_within(&self.db.conn, &p.project_id, req, budget).await
     }
 
-    /// One record, `None` when it does not exist or the view hides it.
+    /// One record, `None` when it does not exist or the view hides it; its
+    /// data is charged to `budget` before it is loaded.
     pub async fn record(
         &self,
         p: &Principal,
         id: &str,
         preview: bool,
+        budget: &AnswerBudget,
     ) -> AppResult<Option<RecordOut>> {
         let view = View::for_request(p, preview)?;
-        records::get_record(&self.db.conn, &p.project_id, id, view).await
+        query::read_record(&self.db.conn, &p.project_id, id, view, budget).await
     }
 
     /// The project's models.

@@ -89,7 +89,8 @@ impl DataColumn {
         }
     }
 
-    fn sql(self) -> &'static str {
+    /// The column, as the `records r` queries name it.
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             DataColumn::Draft => "r.draft_data",
             DataColumn::Published => "r.published_data",

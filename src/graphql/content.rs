@@ -1,19 +1,26 @@
 //! Content fields: models and records. The rules live in `crate::content`.
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
-use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+use async_graphql::parser::types::Field as FieldNode;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    Context, ContextSelectionSet, Enum, InputObject, Json, Object, OutputType, Positioned,
+    ServerResult, Value as GqlValue, ID,
+};
 use serde_json::Value;
 
-use super::types::PageInfo;
+use super::types::{PageInfo, Stamp};
 use super::{app, principal};
 use crate::auth::guard::RequireScope;
 use crate::auth::scopes::Scope;
+use crate::content::budget::AnswerBudget;
 use crate::content::fields::{FieldDef, FieldType};
 use crate::content::models::{ModelChange, NewModel};
 use crate::content::query::{self, CountQuery, OrderTerm};
 use crate::content::records::RecordOut;
 use crate::content::service::RecordsQuery;
-use crate::content::{ContentModel, RecordStatus};
+use crate::content::{ContentModel, RecordStatus, View};
 
 #[derive(Default)]
 pub struct ContentQuery;
@@ -152,11 +159,11 @@ impl Model {
     async fn fields(&self) -> Vec<Field> {
         self.0.fields.iter().cloned().map(Field).collect()
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.row.created_at
+    async fn created_at(&self) -> Stamp {
+        self.0.row.created_at.into()
     }
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.row.updated_at
+    async fn updated_at(&self) -> Stamp {
+        self.0.row.updated_at.into()
     }
 }
 
@@ -183,23 +190,49 @@ impl Field {
     }
 }
 
-/// A record, as the view it was read in shows it.
-pub struct Record(RecordOut);
+/// A record, as the view it was read in shows it. Its data is held apart:
+/// the last `data` selection takes it (see [`LastUse`]), so the answer's
+/// value tree is built from it without a copy.
+pub struct Record {
+    out: RecordOut,
+    data: LastUse<Value>,
+}
+
+impl Record {
+    /// `out`, whose data `data_uses` selections of `data` will read.
+    fn new(mut out: RecordOut, data_uses: usize) -> Self {
+        let data = match out.view {
+            View::Draft => std::mem::take(&mut out.row.draft_data),
+            View::Published => out.row.published_data.take().unwrap_or(Value::Null),
+        };
+        Self {
+            out,
+            data: LastUse::new(data, data_uses),
+        }
+    }
+}
+
+impl From<RecordOut> for Record {
+    /// A record whose data every reader copies (a mutation's answer).
+    fn from(record: RecordOut) -> Self {
+        Record::new(record, usize::MAX)
+    }
+}
 
 #[Object]
 impl Record {
     async fn id(&self) -> ID {
-        ID(self.0.row.id.clone())
+        ID(self.out.row.id.clone())
     }
     async fn model_key(&self) -> &str {
-        &self.0.model_key
+        &self.out.model_key
     }
     /// The draft data in the draft view, the published data otherwise.
-    async fn data(&self) -> Json<Value> {
-        Json(self.0.data().clone())
+    async fn data(&self) -> OwnedJson {
+        OwnedJson::new(self.data.get().unwrap_or(Value::Null))
     }
     async fn status(&self) -> GqlRecordStatus {
-        match self.0.status() {
+        match self.out.status() {
             RecordStatus::Draft => GqlRecordStatus::Draft,
             RecordStatus::Published => GqlRecordStatus::Published,
             RecordStatus::Changed => GqlRecordStatus::Changed,
@@ -207,31 +240,36 @@ impl Record {
     }
     /// Bumped by every change.
     async fn version(&self) -> i64 {
-        self.0.row.version
+        self.out.row.version
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.row.created_at
+    async fn created_at(&self) -> Stamp {
+        self.out.row.created_at.into()
     }
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.row.updated_at
+    async fn updated_at(&self) -> Stamp {
+        self.out.row.updated_at.into()
     }
     /// When the record was last published; `null` while it is not.
-    async fn published_at(&self) -> Option<DateTime<Utc>> {
-        self.0.row.published_at
+    async fn published_at(&self) -> Option<Stamp> {
+        self.out.row.published_at.map(Stamp)
     }
 }
 
 /// One page of records.
 pub struct RecordPage {
-    items: Vec<RecordOut>,
+    items: LastUse<Vec<RecordOut>>,
     page_info: PageInfo,
     count: CountQuery,
 }
 
 #[Object]
 impl RecordPage {
-    async fn items(&self) -> Vec<Record> {
-        self.items.iter().cloned().map(Record).collect()
+    async fn items(&self, ctx: &Context<'_>) -> Vec<Record> {
+        let data_uses = selections(ctx, "data");
+        let items = self.items.get().unwrap_or_default();
+        items
+            .into_iter()
+            .map(|out| Record::new(out, data_uses))
+            .collect()
     }
     async fn page_info(&self) -> &PageInfo {
         &self.page_info
@@ -278,9 +316,9 @@ impl ContentQuery {
                 })
                 .collect(),
         };
-        let page = app.content.records(p, req).await?;
+        let page = app.content.records(p, req, &budget(ctx)).await?;
         Ok(RecordPage {
-            items: page.items,
+            items: LastUse::new(page.items, selections(ctx, "items")),
             page_info: PageInfo {
                 has_next_page: page.has_next_page,
                 end_cursor: page.end_cursor,
@@ -299,8 +337,11 @@ impl ContentQuery {
     ) -> async_graphql::Result<Option<Record>> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        let record = app.content.record(p, &id, preview.unwrap_or(false)).await?;
-        Ok(record.map(Record))
+        let record = app
+            .content
+            .record(p, &id, preview.unwrap_or(false), &budget(ctx))
+            .await?;
+        Ok(record.map(|out| Record::new(out, selections(ctx, "data"))))
     }
 
     /// The project's models.
@@ -380,9 +421,11 @@ impl ContentMutation {
     ) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        Ok(Record(
-            app.content.create_record(p, &model_key, data.0).await?,
-        ))
+        Ok(app
+            .content
+            .create_record(p, &model_key, data.0)
+            .await?
+            .into())
     }
 
     /// Replaces a record's draft data whole; `expectedVersion` that does not
@@ -401,7 +444,7 @@ impl ContentMutation {
             .content
             .update_record(p, &id, data.0, expected_version)
             .await?;
-        Ok(Record(record))
+        Ok(record.into())
     }
 
     /// Publishes the record's draft.
@@ -409,7 +452,7 @@ impl ContentMutation {
     async fn publish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        Ok(Record(app.content.publish_record(p, &id).await?))
+        Ok(app.content.publish_record(p, &id).await?.into())
     }
 
     /// Takes the record out of the published view; its draft stays.
@@ -417,7 +460,7 @@ impl ContentMutation {
     async fn unpublish_record(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Record> {
         let app = app(ctx)?;
         let p = principal(ctx)?;
-        Ok(Record(app.content.unpublish_record(p, &id).await?))
+        Ok(app.content.unpublish_record(p, &id).await?.into())
     }
 
     /// Deletes the record from every view.
@@ -427,5 +470,91 @@ impl ContentMutation {
         let p = principal(ctx)?;
         app.content.delete_record(p, &id).await?;
         Ok(true)
+    }
+}
+
+/// The request's answer budget (set by the HTTP layer); a request that
+/// carries none (a schema run directly) is bounded only by the gate for
+/// large answers.
+fn budget(ctx: &Context<'_>) -> Arc<AnswerBudget> {
+    ctx.data_opt::<Arc<AnswerBudget>>()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(AnswerBudget::new(usize::MAX)))
+}
+
+/// How many times the current field's selection set selects `name`
+/// (through fragments; `@skip`/`@include` are not read, so this may
+/// count more, never fewer, than will run).
+fn selections(ctx: &Context<'_>, name: &str) -> usize {
+    ctx.field()
+        .selection_set()
+        .filter(|f| f.name() == name)
+        .count()
+}
+
+/// A value read by `uses` selections: every reader but the last gets a
+/// copy, the last takes it. A count too high only costs copies; a reader
+/// past the count gets `None`.
+struct LastUse<T> {
+    left: std::sync::atomic::AtomicUsize,
+    value: std::sync::Mutex<Option<T>>,
+}
+
+impl<T: Clone> LastUse<T> {
+    fn new(value: T, uses: usize) -> Self {
+        Self {
+            left: std::sync::atomic::AtomicUsize::new(uses),
+            value: std::sync::Mutex::new(Some(value)),
+        }
+    }
+
+    fn get(&self) -> Option<T> {
+        use std::sync::atomic::Ordering;
+        let before = self
+            .left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(1))
+            })
+            .unwrap_or(0);
+        let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        if before <= 1 {
+            value.take()
+        } else {
+            value.clone()
+        }
+    }
+}
+
+/// A JSON output that hands its value to the answer instead of copying it:
+/// serde's strings move into async-graphql's value tree.
+pub struct OwnedJson(std::sync::Mutex<Option<Value>>);
+
+impl OwnedJson {
+    fn new(value: Value) -> Self {
+        Self(std::sync::Mutex::new(Some(value)))
+    }
+}
+
+impl OutputType for OwnedJson {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        <Json<Value> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Json<Value> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        _ctx: &ContextSelectionSet<'_>,
+        _field: &Positioned<FieldNode>,
+    ) -> ServerResult<GqlValue> {
+        let value = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or(Value::Null);
+        Ok(GqlValue::from_json(value).unwrap_or_default())
     }
 }

@@ -3,10 +3,9 @@
 use async_graphql::{Context, InputObject, Json, Object, ID};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
 use entity::audit_events;
 
-use super::types::{ApiKey, GqlKeyMode, GqlKeyType, PageInfo};
+use super::types::{ApiKey, GqlKeyMode, GqlKeyType, PageInfo, Stamp};
 use super::{app, principal};
 use crate::auth::guard::RequireScope;
 use crate::auth::scopes::Scope;
@@ -31,7 +30,7 @@ pub struct CreateApiKeyInput {
     /// Scope names; `*` means every scope the new key may hold.
     pub scopes: Vec<String>,
     pub rate_limit_per_hour: Option<i64>,
-    pub expires_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<Stamp>,
 }
 
 /// What `updateApiKey` may change; omitted fields stay as they are.
@@ -72,8 +71,8 @@ impl AuditEvent {
     async fn detail(&self) -> Option<Json<serde_json::Value>> {
         self.0.detail.clone().map(Json)
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> Stamp {
+        self.0.created_at.into()
     }
 }
 
@@ -203,7 +202,7 @@ impl KeysMutation {
             mode: input.mode.into(),
             scopes: input.scopes,
             rate_limit_per_hour: input.rate_limit_per_hour,
-            expires_at: input.expires_at,
+            expires_at: input.expires_at.map(|t| t.0),
         };
         let (secret, row) = app
             .keys

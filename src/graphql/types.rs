@@ -1,11 +1,47 @@
 //! GraphQL objects and enums shared by several domains.
 
-use async_graphql::{Enum, Object, SimpleObject, ID};
+use async_graphql::{
+    Enum, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject, Value, ID,
+};
 use chrono::{DateTime, Utc};
 use entity::api_keys;
 
 use crate::auth::key;
 use crate::keys;
+
+/// An instant, written as every timestamp quire writes: RFC 3339 in UTC
+/// with milliseconds and `Z` (`2026-11-28T16:05:09.123Z`). Any RFC 3339
+/// instant is accepted as input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp(pub DateTime<Utc>);
+
+/// An instant in RFC 3339, UTC, with milliseconds and `Z` (`2026-11-28T16:05:09.123Z`);
+/// any RFC 3339 instant is accepted as input.
+#[Scalar(name = "DateTime")]
+impl ScalarType for Stamp {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(text) => DateTime::parse_from_rfc3339(text)
+                .map(|t| Stamp(t.with_timezone(&Utc)))
+                .map_err(|_| {
+                    InputValueError::custom(format!(
+                        "\"{text}\" is not an RFC 3339 instant (such as 2026-11-28T16:05:09.123Z)"
+                    ))
+                }),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(crate::clock::stamp(self.0))
+    }
+}
+
+impl From<DateTime<Utc>> for Stamp {
+    fn from(t: DateTime<Utc>) -> Self {
+        Stamp(t)
+    }
+}
 
 /// `PUBLIC` or `SECRET`.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -100,17 +136,17 @@ impl ApiKey {
             keys::KeyStatus::Expired => GqlKeyStatus::Expired,
         }
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.row.created_at
+    async fn created_at(&self) -> Stamp {
+        self.row.created_at.into()
     }
-    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
-        self.row.last_used_at
+    async fn last_used_at(&self) -> Option<Stamp> {
+        self.row.last_used_at.map(Stamp)
     }
-    async fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.row.expires_at
+    async fn expires_at(&self) -> Option<Stamp> {
+        self.row.expires_at.map(Stamp)
     }
-    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
-        self.row.revoked_at
+    async fn revoked_at(&self) -> Option<Stamp> {
+        self.row.revoked_at.map(Stamp)
     }
 }
 

@@ -1,9 +1,9 @@
 //! `viewer`: who the calling key is. Any valid key may ask.
 
 use async_graphql::{Context, Object, SimpleObject};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 
-use super::types::{ApiKey, Project};
+use super::types::{ApiKey, Project, Stamp};
 use super::{app, principal};
 use crate::ratelimit::Decision;
 
@@ -18,7 +18,7 @@ pub struct RateLimitStatus {
     /// What is left after this request.
     pub remaining: u64,
     /// When `remaining` next grows (`X-RateLimit-Reset`).
-    pub reset_at: DateTime<Utc>,
+    pub reset_at: Stamp,
 }
 
 /// The calling key, its project and its request budget.
@@ -48,7 +48,7 @@ impl Viewer {
         Ok(RateLimitStatus {
             limit: d.limit,
             remaining: d.remaining,
-            reset_at: DateTime::from_timestamp(d.reset_at, 0).unwrap_or_default(),
+            reset_at: Stamp(DateTime::from_timestamp(d.reset_at, 0).unwrap_or_default()),
         })
     }
 

@@ -136,8 +136,16 @@ async fn track(req: Request, next: Next) -> Response {
         .extensions()
         .get::<OperationLabel>()
         .map_or("none", |o| o.0);
+    // The outcome tells a 200 whose operation failed inside from a good
+    // one; responses that say none (refusals, other paths) go by status.
+    let outcome = response
+        .extensions()
+        .get::<graphql::respond::Outcome>()
+        .copied()
+        .unwrap_or_else(|| graphql::respond::Outcome::of_status(response.status()))
+        .0;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("quire_http_requests_total", "path" => path, "status" => status, "operation" => operation)
+    metrics::counter!("quire_http_requests_total", "path" => path, "status" => status, "operation" => operation, "outcome" => outcome)
         .increment(1);
     metrics::histogram!("quire_http_request_duration_seconds", "path" => path)
         .record(start.elapsed().as_secs_f64());

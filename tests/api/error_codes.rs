@@ -98,10 +98,18 @@ async fn every_refusal_carries_its_code() {
         assert_eq!(reply.status, status, "{case}: {}", reply.body);
         assert_eq!(reply.code(), Some(code), "{case}: {}", reply.body);
         assert!(
-            reply.body["errors"][0]["message"].is_string(),
+            reply.first()["errors"][0]["message"].is_string(),
             "{case}: {}",
             reply.body
         );
+        if case == "oversized batch" {
+            // One error object per operation (SPEC §3).
+            assert_eq!(
+                reply.batch_codes(),
+                vec![Some(code.to_owned()); batch.len()],
+                "{case}"
+            );
+        }
         if status == 405 {
             assert!(reply.header("allow").is_some(), "{case}: no Allow header");
         }

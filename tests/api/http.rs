@@ -427,3 +427,51 @@ async fn readyz_reports_an_unreachable_database() {
         "SERVICE_UNAVAILABLE"
     );
 }
+
+#[tokio::test]
+async fn limit_and_parse_errors_are_one_line_that_names_the_limit_or_position() {
+    // The alias limit raised, so the complexity check is the one that answers.
+    let app = TestApp::try_spawn_with(Backend::Sqlite, |c| c.max_aliases = 100_000)
+        .await
+        .unwrap();
+    let key = app.root_key().await;
+    let config = app.state.config.clone();
+    let depth = config.max_depth + 2;
+    let deep = format!("{}{}", "{ viewer ".repeat(depth), "}".repeat(depth));
+    // Three fields an alias; enough aliases to go over the complexity limit.
+    let wide: String = (0..config.max_complexity / 3 + 10)
+        .map(|i| format!("v{i}: viewer {{ project {{ id }} }} "))
+        .collect();
+    let cases = [
+        (
+            deep,
+            "GRAPHQL_VALIDATION_FAILED",
+            format!("at most {} levels", config.max_depth),
+        ),
+        (
+            format!("{{ {wide} }}"),
+            "GRAPHQL_VALIDATION_FAILED",
+            format!("at most {} fields", config.max_complexity),
+        ),
+        (
+            "{ viewer { key ".to_owned(),
+            "GRAPHQL_PARSE_FAILED",
+            "syntax error at line 1, column 16".to_owned(),
+        ),
+    ];
+    for (query, code, says) in cases {
+        let reply = post_raw(
+            &app,
+            &key,
+            GRJ,
+            "application/json",
+            json!({ "query": query }).to_string(),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert_eq!(reply.code(), Some(code), "{}", reply.body);
+        let message = reply.message();
+        assert!(!message.contains('\n'), "one line: {message:?}");
+        assert!(message.contains(&says), "{message:?} should say {says:?}");
+    }
+}

@@ -870,3 +870,51 @@ both_dbs!(
         assert_eq!(read(app.clone(), root.clone(), id.clone()).await, before);
     }
 );
+
+/// Every timestamp the API writes is RFC 3339 UTC with milliseconds and `Z`
+/// (SPEC §3); any RFC 3339 instant is accepted as input.
+#[tokio::test]
+async fn timestamps_are_utc_with_milliseconds_and_z() {
+    use crate::support::ClockExt;
+    let app = TestApp::spawn(crate::support::Backend::Sqlite).await;
+    let root = app.root_key().await;
+    let shaped = |v: &Value| {
+        let s = v.as_str().unwrap_or_else(|| panic!("a timestamp: {v}"));
+        let b = s.as_bytes();
+        s.len() == 24
+            && s.ends_with('Z')
+            && b[4] == b'-'
+            && b[10] == b'T'
+            && b[19] == b'.'
+            && b[20..23].iter().all(u8::is_ascii_digit)
+    };
+    let expires = (app.clock.now_utc() + ChronoDuration::days(2))
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap())
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
+    assert!(expires.ends_with("+02:00"));
+    let created = app
+        .data(
+            &root,
+            "mutation($e: DateTime) { createApiKey(input: { name: \"stamped\", type: SECRET, mode: TEST, scopes: [\"records:read\"], expiresAt: $e }) { apiKey { createdAt expiresAt } } }",
+            json!({ "e": expires }),
+        )
+        .await;
+    let key = &created["createApiKey"]["apiKey"];
+    assert!(shaped(&key["createdAt"]), "{key}");
+    assert!(shaped(&key["expiresAt"]), "{key}");
+    let viewer = app
+        .data(&root, "{ viewer { rateLimit { resetAt } } }", json!({}))
+        .await;
+    assert!(
+        shaped(&viewer["viewer"]["rateLimit"]["resetAt"]),
+        "{viewer}"
+    );
+    let refused = app
+        .gql(
+            &root,
+            "mutation { createApiKey(input: { name: \"bad\", type: SECRET, mode: TEST, scopes: [], expiresAt: \"tomorrow\" }) { key } }",
+            json!({}),
+        )
+        .await;
+    assert!(refused.message().contains("RFC 3339"), "{}", refused.body);
+}

@@ -18,6 +18,7 @@ mod error_codes;
 mod http;
 mod import;
 mod keys;
+mod limits;
 mod propagation;
 mod ratelimit;
 mod readcache;

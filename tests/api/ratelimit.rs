@@ -249,7 +249,11 @@ async fn headers_viewer_batches_and_429() {
         .collect();
     let limited = post(&app, &key, Value::Array(two)).await;
     assert_eq!(limited.status, 429);
-    assert_eq!(limited.code(), Some("RATE_LIMITED"));
+    // One error object per operation, so batching clients can match them up.
+    assert_eq!(
+        limited.batch_codes(),
+        vec![Some("RATE_LIMITED".to_owned()); 2]
+    );
     assert_eq!(rate_headers(&limited).1, 1);
     let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!(retry >= 1);

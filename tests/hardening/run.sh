@@ -13,6 +13,7 @@ if [ -z "${QUIRE_BIN:-}" ]; then
   cargo build --release --bin quire
   QUIRE_BIN=target/release/quire
 fi
+QUIRE_BIN="$(realpath "$QUIRE_BIN")"
 export QUIRE_BIN
 cd tests/hardening
 if [ "$#" -eq 0 ]; then

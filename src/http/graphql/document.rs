@@ -1,18 +1,21 @@
 //! The document stage: parse the query once, learn everything later stages
 //! need from one place ([`Facts`]: the operation's kind, aliases,
 //! introspection, whether the answer may be cached), and apply the limits
-//! async-graphql does not apply itself (aliases; introspection for public
-//! keys; mutations over GET). Depth and complexity are set on the schema.
+//! async-graphql does not apply itself (the size of the query text, before
+//! parsing; aliases; introspection for public keys; mutations over GET; the
+//! size of a `where` given in variables, before the variables become
+//! async-graphql values). Depth and complexity are set on the schema.
 
 use async_graphql::parser::types::{
     ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
 };
-use async_graphql::{ServerError, Value as GqlValue, Variables};
-use serde_json::Value;
+use async_graphql::{PathSegment, ServerError, Value as GqlValue, Variables};
+use serde_json::{Map, Value};
 
 use super::request::Params;
 use crate::auth::principal::Principal;
 use crate::config::Config;
+use crate::content::query::check_where_size;
 use crate::error::{AppError, Code};
 
 /// Root fields that read content: a cacheable operation selects at least one.
@@ -137,17 +140,32 @@ pub fn prepare(
     params: Params,
     over_get: bool,
 ) -> Result<Prepared, AppError> {
+    // Before parsing: the parser builds a tree many times the text's size.
+    let max = config.max_query_bytes;
+    if params.query.len() > max {
+        let e = ServerError::new(
+            format!(
+                "the query text is {} bytes; at most {max} are allowed (QUIRE_MAX_QUERY_BYTES)",
+                params.query.len()
+            ),
+            None,
+        );
+        return Ok(answered(e, Code::GraphqlValidationFailed, "invalid"));
+    }
     let mut request = async_graphql::Request::new(params.query);
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
-    if let Some(vars) = params.variables {
-        request = request.variables(Variables::from_json(Value::Object(vars)));
-    }
     let operation_name = request.operation_name.clone();
     let doc = match request.parsed_query() {
         Ok(doc) => doc,
-        Err(e) => return Ok(answered(e, Code::GraphqlParseFailed, "invalid")),
+        Err(e) => {
+            let e = ServerError {
+                message: one_line_parse_error(&e),
+                ..e
+            };
+            return Ok(answered(e, Code::GraphqlParseFailed, "invalid"));
+        }
     };
     let facts = Facts::of(doc, operation_name.as_deref());
     let label = facts.label();
@@ -175,11 +193,116 @@ pub fn prepare(
         let e = ServerError::new(message, None);
         return Ok(answered(e, Code::GraphqlValidationFailed, label));
     }
+    if let Some(vars) = params.variables {
+        // Before the variables are copied into async-graphql's values (and
+        // then into the resolver's argument): a `where` over its size
+        // limit is refused while it is still one JSON tree.
+        if let Some(e) = oversized_where(doc, &vars) {
+            return Ok(Prepared::Answered(
+                Box::new(async_graphql::Response::from_errors(vec![e])),
+                label,
+            ));
+        }
+        request = request.variables(Variables::from_json(Value::Object(vars)));
+    }
     Ok(Prepared::Run {
         request: Box::new(request),
         label,
         cacheable: facts.cacheable,
     })
+}
+
+/// The refusal of the first `where` argument (of any field, in any
+/// operation or fragment) that takes a variable whose value is over the
+/// `where` size limit: `BAD_USER_INPUT` on that field, as the resolver
+/// would answer it.
+fn oversized_where(doc: &ExecutableDocument, vars: &Map<String, Value>) -> Option<ServerError> {
+    let mut stack: Vec<&SelectionSet> = doc
+        .operations
+        .iter()
+        .map(|(_, op)| &op.node.selection_set.node)
+        .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
+        .collect();
+    while let Some(set) = stack.pop() {
+        for item in &set.items {
+            let field = match &item.node {
+                Selection::Field(f) => f,
+                Selection::InlineFragment(f) => {
+                    stack.push(&f.node.selection_set.node);
+                    continue;
+                }
+                Selection::FragmentSpread(_) => continue,
+            };
+            stack.push(&field.node.selection_set.node);
+            let Some(arg) = field.node.get_argument("where") else {
+                continue;
+            };
+            // Every variable the argument uses, wherever it sits in it
+            // (the literal is small: the query text is bounded).
+            let checked = arg.node.clone().into_const_with(|name| {
+                match vars.get(name.as_str()).map(check_where_size) {
+                    Some(Err(refusal)) => Err(refusal),
+                    _ => Ok(GqlValue::Null),
+                }
+            });
+            if let Err(refusal) = checked {
+                let mut e = async_graphql::Error::from(refusal).into_server_error(field.pos);
+                e.path = vec![PathSegment::Field(
+                    field.node.response_key().node.to_string(),
+                )];
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
+/// The parser's message in one line with its position: "syntax error at
+/// line 1, column 3: expected selection" rather than a multi-line drawing.
+fn one_line_parse_error(e: &ServerError) -> String {
+    let expected = e
+        .message
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("= "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            e.message
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("-->") && !l.starts_with('|'))
+                .unwrap_or("unreadable document")
+                .to_owned()
+        });
+    match e.locations.first() {
+        Some(pos) => format!(
+            "syntax error at line {}, column {}: {expected}",
+            pos.line, pos.column
+        ),
+        None => format!("syntax error: {expected}"),
+    }
+}
+
+/// Restates async-graphql's depth and complexity refusals with the limit
+/// that was crossed, so a client knows how far to cut its query.
+pub fn explain_limits(resp: &mut async_graphql::Response, config: &Config) {
+    for e in &mut resp.errors {
+        match e.message.as_str() {
+            "Query is nested too deep." => {
+                e.message = format!(
+                    "the query is nested too deep: at most {} levels are allowed (QUIRE_MAX_DEPTH)",
+                    config.max_depth
+                );
+            }
+            "Query is too complex." => {
+                e.message = format!(
+                    "the query is too complex: at most {} fields are allowed (QUIRE_MAX_COMPLEXITY)",
+                    config.max_complexity
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 fn answered(mut e: ServerError, code: Code, label: &'static str) -> Prepared {

@@ -13,10 +13,12 @@
 //!    mutation over GET, validation errors);
 //! 6. the rate limit (429): every prepared operation costs 1, a batch all or
 //!    nothing; a request refused before this point costs nothing;
-//! 7. execution;
-//! 8. [`respond`]: status and body in the negotiated media type, the answer
-//!    stored in the read cache when it may be, the rate-limit headers on
-//!    every response to a valid key.
+//! 7. execution, with the request's answer budget
+//!    ([`crate::content::budget`]) in its data;
+//! 8. [`respond`]: status and body in the negotiated media type (at most
+//!    `QUIRE_MAX_RESPONSE_BYTES`), the answer stored in the read cache when
+//!    it may be, the rate-limit headers on every response to a valid key,
+//!    and the [`respond::Outcome`] for the request metric.
 
 pub mod document;
 pub mod negotiate;
@@ -35,12 +37,14 @@ use super::OperationLabel;
 use crate::app::AppState;
 use crate::auth::extract::{Authenticated, Authenticator};
 use crate::auth::principal::Principal;
+use crate::content::budget::{self, AnswerBudget};
 use crate::error::AppError;
 use crate::graphql::Schemas;
 use crate::ratelimit::Decision;
 use document::Prepared;
 use negotiate::Media;
 use request::{Params, Posted};
+use respond::Outcome;
 
 pub use negotiate::graphiql_for_browsers;
 
@@ -88,10 +92,11 @@ pub async fn post(
         Err(e) => return respond::refusal(media, &e),
     };
     let call = Call::new(&endpoint, media, principal);
+    // `_large` keeps a large body's permit until the answer is made.
     match request::read_post(&endpoint.app.config, &headers, body).await {
-        Ok(Posted::Single(Ok(params))) => call.single(params, false).await,
-        Ok(Posted::Batch(items)) => call.batch(items).await,
-        Ok(Posted::Single(Err(e))) | Err(e) => call.refuse(e).await,
+        Ok((Posted::Single(Ok(params)), _large)) => call.single(params, false).await,
+        Ok((Posted::Batch(items), _large)) => call.batch(items).await,
+        Ok((Posted::Single(Err(e)), _)) | Err(e) => call.refuse(e).await,
     }
 }
 
@@ -100,6 +105,9 @@ struct Call<'a> {
     endpoint: &'a Endpoint,
     media: Media,
     principal: Arc<Principal>,
+    /// What the answer may hold; kept (with its large-answer permit, if
+    /// any) until the answer is serialized.
+    budget: Arc<AnswerBudget>,
 }
 
 impl<'a> Call<'a> {
@@ -108,6 +116,7 @@ impl<'a> Call<'a> {
             endpoint,
             media,
             principal,
+            budget: Arc::new(AnswerBudget::new(endpoint.app.config.max_response_bytes)),
         }
     }
 
@@ -158,20 +167,24 @@ impl<'a> Call<'a> {
             Err(refusal) => return refusal,
         };
         let resp = self.execute(prepared, decision).await;
-        let answer = respond::answer(self.media, resp);
-        if let (Some((key, generation)), StatusCode::OK, true) =
-            (store, answer.status, answer.error_free)
-        {
+        let answer = respond::answer(self.media, resp, &self.budget);
+        // A large answer is not stored: it would push out many small ones,
+        // and the cache's memory is counted on top of the answers in flight.
+        let storable = answer.error_free && answer.bytes.len() <= budget::LARGE_ANSWER_BYTES;
+        if let (Some((key, generation)), StatusCode::OK, true) = (store, answer.status, storable) {
             cache.put(key, generation, answer.bytes.clone());
         }
-        let response = respond::bytes_response(answer.status, self.media, answer.bytes);
-        finish(response, label, &decision)
+        let response = self.response(answer.status, answer.bytes);
+        finish(response, label, answer.outcome, &decision)
     }
 
     /// A batch: every operation prepared first, then admitted as a whole.
     async fn batch(self, items: Vec<Value>) -> Response {
+        // A whole batch refused answers one error object per operation, so
+        // batching clients can match them up.
+        let operations = items.len();
         if let Err(e) = request::check_batch(&self.app().config, &items) {
-            return self.refuse(e).await;
+            return self.refuse_batch(e, operations).await;
         }
         let prepared: Result<Vec<Prepared>, AppError> = items
             .into_iter()
@@ -182,17 +195,32 @@ impl<'a> Call<'a> {
             .collect();
         let prepared = match prepared {
             Ok(prepared) => prepared,
-            Err(e) => return self.refuse(e).await,
+            Err(e) => return self.refuse_batch(e, operations).await,
         };
-        let decision = match self.admit(prepared.len() as u64).await {
+        let decision = match self.check(prepared.len() as u64).await {
             Ok(decision) => decision,
-            Err(refusal) => return refusal,
+            Err((e, decision)) => {
+                let refusal = respond::batch_refusal(self.media, &e, operations);
+                return respond::with_rate_headers(refusal, &decision);
+            }
         };
         let mut responses = Vec::with_capacity(prepared.len());
         for op in prepared {
             responses.push(self.execute(op, decision).await);
         }
-        finish(respond::batch(self.media, responses), "batch", &decision)
+        let (status, bytes, outcome) = respond::batch(responses, &self.budget);
+        let response = self.response(status, bytes);
+        finish(response, "batch", outcome, &decision)
+    }
+
+    /// An answer's bytes; a large one keeps the request's budget (its
+    /// permit) until they are sent.
+    fn response(&self, status: StatusCode, bytes: Bytes) -> Response {
+        if self.budget.is_large() {
+            respond::held_response(status, self.media, bytes, Arc::clone(&self.budget))
+        } else {
+            respond::bytes_response(status, self.media, bytes)
+        }
     }
 
     /// A cache hit: rate limited like any request, then the stored body.
@@ -202,7 +230,7 @@ impl<'a> Call<'a> {
             Err(refusal) => return refusal,
         };
         let response = respond::bytes_response(StatusCode::OK, self.media, body);
-        finish(response, "query", &decision)
+        finish(response, "query", Outcome::OK, &decision)
     }
 
     /// A request refused before it counts: it costs nothing, but carries
@@ -217,8 +245,28 @@ impl<'a> Call<'a> {
         respond::with_rate_headers(respond::refusal(self.media, &e), &decision)
     }
 
+    /// Like [`Call::refuse`], for a whole batch: one error object per operation.
+    async fn refuse_batch(self, e: AppError, operations: usize) -> Response {
+        let app = self.app();
+        let limit = u64::try_from(self.principal.rate_limit_per_hour).unwrap_or(0);
+        let decision = app
+            .limiter
+            .peek(&self.principal.key_id, limit, app.clock.now())
+            .await;
+        let refusal = respond::batch_refusal(self.media, &e, operations);
+        respond::with_rate_headers(refusal, &decision)
+    }
+
     /// Counts `cost` against the key's budget: the decision, or the 429.
     async fn admit(&self, cost: u64) -> Result<Decision, Response> {
+        self.check(cost).await.map_err(|(refusal, decision)| {
+            respond::with_rate_headers(respond::refusal(self.media, &refusal), &decision)
+        })
+    }
+
+    /// Counts `cost` against the key's budget: the decision, or the
+    /// `RATE_LIMITED` refusal with the figures for its headers.
+    async fn check(&self, cost: u64) -> Result<Decision, (AppError, Decision)> {
         let app = self.app();
         let limit = u64::try_from(self.principal.rate_limit_per_hour).unwrap_or(0);
         let decision = app
@@ -231,10 +279,7 @@ impl<'a> Call<'a> {
         let refusal = AppError::RateLimited {
             retry_after: decision.retry_after.unwrap_or(1),
         };
-        Err(respond::with_rate_headers(
-            respond::refusal(self.media, &refusal),
-            &decision,
-        ))
+        Err((refusal, decision))
     }
 
     /// Runs one prepared operation with the schema of the key's type.
@@ -246,11 +291,15 @@ impl<'a> Call<'a> {
                 let request = request
                     .data(Arc::clone(&self.principal))
                     .data(Arc::clone(self.app()))
+                    .data(Arc::clone(&self.budget))
                     .data(decision);
                 // Resolvers read the database: bounded by its deadline, and
                 // refused at once while it is known to be unreachable.
                 match self.app().db.health.guard(schema.execute(request)).await {
-                    Ok(resp) => resp,
+                    Ok(mut resp) => {
+                        document::explain_limits(&mut resp, &self.app().config);
+                        resp
+                    }
                     Err(e) => async_graphql::Response::from_errors(vec![e.into_server_error()]),
                 }
             }
@@ -258,7 +307,13 @@ impl<'a> Call<'a> {
     }
 }
 
-fn finish(mut response: Response, label: &'static str, decision: &Decision) -> Response {
+fn finish(
+    mut response: Response,
+    label: &'static str,
+    outcome: Outcome,
+    decision: &Decision,
+) -> Response {
     response.extensions_mut().insert(OperationLabel(label));
+    response.extensions_mut().insert(outcome);
     respond::with_rate_headers(response, decision)
 }

@@ -1,9 +1,16 @@
 //! The request stage: the body (415, 413, 400) or the URL parameters, read
 //! into one operation's [`Params`] or a batch of them.
+//!
+//! A body over [`LARGE_BODY_BYTES`] is parsed (and its request run) only
+//! with one of [`LARGE_BODIES_AT_ONCE`] permits: its JSON tree, and the
+//! values made from it, cost many times its size, so a crowd of 1 MiB
+//! bodies waits as bytes instead of all being expanded at once. The permit
+//! is taken after the body is read, so a slow sender never holds one.
 
 use axum::body::{to_bytes, Body};
 use axum::http::{header, HeaderMap};
 use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -16,6 +23,17 @@ pub struct Params {
     pub variables: Option<Map<String, Value>>,
 }
 
+/// A body larger than this is parsed only with a permit of [`LARGE_BODIES`].
+pub const LARGE_BODY_BYTES: usize = 64 * 1024;
+
+/// How many large bodies are parsed and run at once, per process.
+pub const LARGE_BODIES_AT_ONCE: usize = 4;
+
+static LARGE_BODIES: Semaphore = Semaphore::const_new(LARGE_BODIES_AT_ONCE);
+
+/// The permit a large body holds while its request runs.
+pub type LargeBody = Option<SemaphorePermit<'static>>;
+
 /// What a POST body holds.
 pub enum Posted {
     /// One operation.
@@ -24,13 +42,27 @@ pub enum Posted {
     Batch(Vec<Value>),
 }
 
+/// Whether reading a body failed because it stopped arriving (the server's
+/// body timeout) rather than because it was too large.
+fn stalled(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Reads a POST body: `Content-Type: application/json` (415), at most
-/// `QUIRE_MAX_BODY_BYTES` (413), valid JSON (400).
+/// `QUIRE_MAX_BODY_BYTES` (413), valid JSON (400); a large body waits for
+/// its permit (returned with it) before it is parsed.
 pub async fn read_post(
     config: &Config,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Posted, AppError> {
+) -> Result<(Posted, LargeBody), AppError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -56,18 +88,37 @@ pub async fn read_post(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit));
     }
-    let bytes = to_bytes(body, limit).await.map_err(|_| too_large(limit))?;
+    let bytes = to_bytes(body, limit).await.map_err(|e| {
+        if stalled(&e) {
+            AppError::BadRequest(
+                "the request body stalled for 30 s; the connection is closed".into(),
+            )
+        } else {
+            too_large(limit)
+        }
+    })?;
     if bytes.is_empty() {
         return Err(AppError::BadRequest(
             "a POST request needs a JSON body".into(),
         ));
     }
+    let permit = if bytes.len() > LARGE_BODY_BYTES {
+        let permit = LARGE_BODIES
+            .acquire()
+            .await
+            .map_err(|_| AppError::internal("the large-body gate is closed"))?;
+        Some(permit)
+    } else {
+        None
+    };
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| AppError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-    Ok(match value {
+    drop(bytes);
+    let posted = match value {
         Value::Array(items) => Posted::Batch(items),
         other => Posted::Single(params_from_json(other)),
-    })
+    };
+    Ok((posted, permit))
 }
 
 /// Checks the size of a batch against `QUIRE_MAX_BATCH` (0 refuses batches).
@@ -138,6 +189,7 @@ pub fn params_from_query(query_string: &str) -> Result<Params, AppError> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use serde_json::json;
 
@@ -151,5 +203,19 @@ mod tests {
         assert!(params_from_json(json!({"query": "{a}", "operationName": 3})).is_err());
         assert!(params_from_query("query=%7Ba%7D&variables=%7B%7D").is_ok());
         assert!(params_from_query("variables=%7B%7D").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_told_apart_from_a_large_one() {
+        let never =
+            Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
+        let timed = Body::new(tower_http::timeout::TimeoutBody::new(
+            std::time::Duration::from_millis(10),
+            never,
+        ));
+        let err = to_bytes(timed, 100).await.unwrap_err();
+        assert!(stalled(&err));
+        let err = to_bytes(Body::from(vec![0u8; 200]), 100).await.unwrap_err();
+        assert!(!stalled(&err));
     }
 }

@@ -27,11 +27,34 @@ impl Reply {
         }
     }
 
-    /// `errors[0].extensions.code`, if any.
+    /// `errors[0].extensions.code`, if any (of the first answer of a batch).
     pub fn code(&self) -> Option<&str> {
-        self.body
+        self.first()
             .pointer("/errors/0/extensions/code")
             .and_then(Value::as_str)
+    }
+
+    /// The answer, or a batch's first answer.
+    pub fn first(&self) -> &Value {
+        match &self.body {
+            Value::Array(items) => items.first().unwrap_or(&Value::Null),
+            body => body,
+        }
+    }
+
+    /// A batch's answers: each operation's `errors[0].extensions.code`
+    /// (panics unless the body is an array).
+    pub fn batch_codes(&self) -> Vec<Option<String>> {
+        self.body
+            .as_array()
+            .unwrap_or_else(|| panic!("a batch answer is an array: {}", self.body))
+            .iter()
+            .map(|a| {
+                a.pointer("/errors/0/extensions/code")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .collect()
     }
 
     /// Every `extensions.code` in `errors`.
