@@ -17,9 +17,11 @@ failure against an older binary is easy to tell apart.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -197,7 +199,8 @@ def main():
     binary = os.environ.get("QUIRE_BIN")
     if not binary:
         sys.exit("QUIRE_BIN is not set")
-    q = Quire(binary, env={"QUIRE_MAX_BATCH": str(MAX_BATCH)}).start()
+    q = Quire(binary, env={"QUIRE_MAX_BATCH": str(MAX_BATCH)},
+              workdir=tempfile.mkdtemp(prefix="quire-clients-")).start()
     failed = []
     try:
         root = q.root
@@ -229,8 +232,9 @@ def main():
     finally:
         q.stop()
     if failed:
-        print(f"client suites: FAILED: {', '.join(failed)}", flush=True)
+        print(f"client suites: FAILED: {', '.join(failed)} (quire's log: {q.log_path})", flush=True)
         sys.exit(1)
+    shutil.rmtree(q.dir, ignore_errors=True)
     print("client suites: all passed", flush=True)
 
 
