@@ -91,6 +91,7 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(timeout);
+            let probe_opts = opts.clone();
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(timeout)
@@ -111,7 +112,7 @@ impl Database {
                 SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
             };
             Ok(Self {
-                health: Health::new(ProbeTarget::Pool(conn.clone()), timeout),
+                health: Health::new(ProbeTarget::Sqlite(Box::new(probe_opts)), timeout),
                 conn,
                 writer,
                 pg: None,
@@ -189,7 +190,7 @@ impl Database {
         if self.health.is_down() {
             return Err(AppError::unreachable());
         }
-        match tokio::time::timeout(health::PROBE_TIMEOUT, self.conn.ping()).await {
+        match tokio::time::timeout(health::READY_TIMEOUT, self.conn.ping()).await {
             Ok(result) => result.map_err(AppError::unavailable),
             Err(_) => {
                 self.health.suspect();

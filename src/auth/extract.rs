@@ -106,32 +106,31 @@ where
 }
 
 /// The key a request presents: `x-api-key`, or `Authorization: Bearer`, or
-/// both when they agree. Two different keys are refused (`Err`), as is a
-/// header that is not text or a bearer token that is missing.
+/// both when they agree. Two different keys are refused (`Err`), whether
+/// they come in two headers or in a header repeated, as is a header that is
+/// not text or a bearer token that is missing.
 fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ()> {
-    let api_key = match headers.get("x-api-key") {
-        Some(v) => Some(v.to_str().map_err(|_| ())?.trim()),
-        None => None,
-    };
-    let bearer = match headers.get(header::AUTHORIZATION) {
-        Some(v) => {
-            let v = v.to_str().map_err(|_| ())?.trim();
-            match v.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    Some(token.trim())
-                }
-                // Another scheme (a proxy's Basic auth, say) is not ours
-                // when the key comes in `x-api-key`.
-                _ if api_key.is_some() => None,
-                _ => return Err(()),
+    let mut keys: Vec<&str> = Vec::new();
+    for v in headers.get_all("x-api-key") {
+        keys.push(v.to_str().map_err(|_| ())?.trim());
+    }
+    let has_api_key = !keys.is_empty();
+    for v in headers.get_all(header::AUTHORIZATION) {
+        let v = v.to_str().map_err(|_| ())?.trim();
+        match v.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                keys.push(token.trim());
             }
+            // Another scheme (a proxy's Basic auth, say) is not ours when
+            // the key comes in `x-api-key`.
+            _ if has_api_key => {}
+            _ => return Err(()),
         }
-        None => None,
-    };
-    match (api_key, bearer) {
-        (Some(a), Some(b)) if a != b => Err(()),
-        (Some(key), _) | (None, Some(key)) => Ok(Some(key)),
-        (None, None) => Ok(None),
+    }
+    match keys.split_first() {
+        Some((first, rest)) if rest.iter().any(|k| k != first) => Err(()),
+        Some((first, _)) => Ok(Some(first)),
+        None => Ok(None),
     }
 }
 

@@ -637,6 +637,12 @@ async fn load_data<C: ConnectionTrait>(
                     "SELECT {col} AS data FROM records r WHERE r.id = "
                 ));
                 sql.bind(row.id.clone());
+                sql.push(" AND r.project_id = ");
+                sql.bind(row.project_id.clone());
+                // Unpublished since the first read: not in the published view.
+                if view == View::Published {
+                    sql.push(" AND r.published_at IS NOT NULL");
+                }
                 let Some(found) = db.query_one(sql.into_statement()).await? else {
                     continue;
                 };

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::Connection;
 use tokio::sync::Notify;
 
@@ -27,8 +27,12 @@ use crate::error::AppError;
 
 /// How long guarded work may wait before the database is suspected and probed.
 pub const SUSPECT_AFTER: Duration = Duration::from_secs(1);
-/// How long one probe waits for the database (also `/readyz`'s bound).
-pub const PROBE_TIMEOUT: Duration = Duration::from_millis(900);
+/// How long one probe waits for a fresh connection and a ping: room for a
+/// TLS handshake and authentication over a slow link (a probe that times
+/// out marks the database unreachable).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/readyz` waits for the database.
+pub const READY_TIMEOUT: Duration = Duration::from_millis(900);
 /// Pause between probes while the database is unreachable.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -46,12 +50,14 @@ pub struct Health {
     statement_timeout: Duration,
 }
 
-/// What a probe connects to.
+/// What a probe connects to: always a fresh connection, never the pool,
+/// whose connections may all be busy with slow statements (busy is not
+/// unreachable).
 pub enum ProbeTarget {
-    /// A fresh connection with these options.
+    /// PostgreSQL with these options.
     Postgres(Box<PgConnectOptions>),
-    /// A ping through this pool (an embedded file does not go away).
-    Pool(DatabaseConnection),
+    /// The SQLite file with these options.
+    Sqlite(Box<SqliteConnectOptions>),
 }
 
 impl Health {
@@ -169,11 +175,14 @@ impl Health {
                     let _ = conn.close().await;
                     pinged
                 }
-                ProbeTarget::Pool(pool) => pool
-                    .execute_unprepared("SELECT 1")
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
+                ProbeTarget::Sqlite(opts) => {
+                    let mut conn = sqlx::SqliteConnection::connect_with(opts)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let pinged = conn.ping().await.map_err(|e| e.to_string());
+                    let _ = conn.close().await;
+                    pinged
+                }
             }
         };
         match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {

@@ -31,6 +31,10 @@ use crate::config::Config;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request body may go without sending anything.
 pub const BODY_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write to the client may go without progress: a client that
+/// stops reading its answer is cut off, and the memory and large-answer slot
+/// that answer holds are freed.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// File descriptors kept out of the default connection cap: the database
 /// pools (at most 16 connections; SQLite keeps 3 files per connection),
 /// Redis links, the listener, logs and whatever a library opens.
@@ -54,6 +58,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// See [`BODY_STALL_TIMEOUT`].
     pub body_timeout: Duration,
+    /// See [`WRITE_STALL_TIMEOUT`].
+    pub write_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
 }
@@ -65,6 +71,7 @@ impl Limits {
         Self {
             header_read_timeout: HEADER_READ_TIMEOUT,
             body_timeout: BODY_STALL_TIMEOUT,
+            write_timeout: WRITE_STALL_TIMEOUT,
             max_connections: config
                 .max_connections
                 .unwrap_or_else(default_max_connections)
@@ -189,8 +196,10 @@ pub async fn accept_until(
                 }
             },
         };
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
         let connection = builder.serve_connection(
-            TokioIo::new(stream),
+            TokioIo::new(Box::pin(stream)),
             TowerToHyperService::new(service.clone()),
         );
         let connection = graceful.watch(connection);
@@ -308,9 +317,41 @@ mod tests {
 
     const SHORT: Duration = Duration::from_millis(300);
 
+    /// Answers of `/big` not yet dropped by the server.
+    static BIG_ANSWERS_ALIVE: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+
+    /// Counts itself in [`BIG_ANSWERS_ALIVE`] while the answer lives.
+    struct Alive;
+
+    impl Alive {
+        fn new() -> Self {
+            BIG_ANSWERS_ALIVE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Alive
+        }
+    }
+
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            BIG_ANSWERS_ALIVE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// 64 MiB, more than loopback's socket buffers hold.
+    fn big_answer() -> axum::body::Body {
+        static ZEROS: [u8; 65_536] = [0; 65_536];
+        let alive = Alive::new();
+        let chunks = futures::StreamExt::map(futures::stream::iter(0..1024), move |_| {
+            let _ = &alive;
+            Ok::<_, std::io::Error>(axum::body::Bytes::from_static(&ZEROS))
+        });
+        axum::body::Body::from_stream(chunks)
+    }
+
     fn router() -> Router {
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
+            .route("/big", get(|| async { big_answer() }))
             .route(
                 "/echo",
                 post(|body: axum::body::Body| async move {
@@ -336,6 +377,7 @@ mod tests {
         let limits = Limits {
             header_read_timeout: SHORT,
             body_timeout: SHORT,
+            write_timeout: SHORT,
             max_connections: max,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -441,6 +483,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off_and_its_answer_dropped() {
+        let (addr, _stop, _server) = start(100).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // The answer starts, then the socket buffers fill and writes stall.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while BIG_ANSWERS_ALIVE.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the answer never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Never read: the write timeout closes the connection and drops the answer.
+        while BIG_ANSWERS_ALIVE.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a client that stopped reading still holds its answer"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(s);
+    }
+
+    #[tokio::test]
     async fn at_the_limit_the_server_waits_for_a_connection_to_close() {
         let (addr, _stop, _server) = start(2).await;
         let mut held = Vec::new();
@@ -470,6 +539,7 @@ mod tests {
         let limits = Limits {
             header_read_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
             max_connections: 10,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -252,8 +252,14 @@ async fn two_different_keys_are_refused_and_every_401_asks_for_a_bearer() {
         assert_eq!(status, 200, "{headers:?}");
         assert_eq!(challenge, None);
     }
-    // Two different keys (both valid), no key, a bad one: 401 with the challenge.
+    // Two different keys (both valid; in two headers or one header twice),
+    // no key, a bad one: 401 with the challenge.
     for headers in [
+        vec![("x-api-key", one.as_str()), ("x-api-key", other.as_str())],
+        vec![
+            ("authorization", b_one.as_str()),
+            ("authorization", b_other.as_str()),
+        ],
         vec![
             ("x-api-key", one.as_str()),
             ("authorization", b_other.as_str()),

@@ -250,6 +250,14 @@ async fn batches_can_be_refused() {
     )
     .await;
     assert_eq!(reply.status, 400);
+    assert_eq!(reply.batch_codes(), vec![Some("BAD_REQUEST".to_owned())]);
+
+    // A body of half a million "operations" is not answered half a million
+    // times: the refusal repeats at most a thousand error objects.
+    let hostile = format!("[{}0]", "0,".repeat(500_000));
+    let reply = post_raw(&app, &key, GRJ, "application/json", hostile).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.batch_codes().len(), 1_000);
 }
 
 #[tokio::test]

@@ -33,12 +33,27 @@ pub fn refusal(media: Media, e: &AppError) -> Response {
     response
 }
 
+/// Most error objects a whole-batch refusal repeats: a body of a million
+/// `0`s is a "batch" of half a million items, and must not become an answer
+/// fifty times its size. No real batching client sends anywhere near this.
+pub const MAX_REFUSAL_ITEMS: usize = 1_000;
+
 /// A refusal of a whole batch of `operations`: a JSON array holding the
-/// refusal's error object once per operation (SPEC §3).
+/// refusal's error object once per operation (SPEC §3), at most
+/// [`MAX_REFUSAL_ITEMS`] times; the object is serialized once.
 pub fn batch_refusal(media: Media, e: &AppError, operations: usize) -> Response {
-    let one = e.to_body();
-    let body = Value::Array(vec![one; operations.max(1)]);
-    body_response(e.status(), media, &body)
+    let one = serde_json::to_vec(&e.to_body()).unwrap_or_default();
+    let n = operations.clamp(1, MAX_REFUSAL_ITEMS);
+    let mut body = Vec::with_capacity(n * (one.len() + 1) + 2);
+    body.push(b'[');
+    for i in 0..n {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&one);
+    }
+    body.push(b']');
+    bytes_response(e.status(), media, Bytes::from(body))
 }
 
 /// How a request ended, for the `outcome` label of the request metric
