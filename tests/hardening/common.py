@@ -5,6 +5,7 @@ PostgreSQL databases, and a checklist that prints figures and fails the run.
 Every scenario talks to loopback only, bounds its loops in count and time,
 and stops what it started (also when it fails).
 """
+import atexit
 import http.client
 import json
 import os
@@ -19,6 +20,29 @@ import time
 import uuid
 
 KEY_RE = re.compile(rb"\b(sk_test_[0-9A-Za-z]{38})\b")
+
+# Working directories this process made; removed at exit unless a check
+# failed or an exception escaped (then kept, and named, for the logs).
+_MADE = []
+_KEEP = [False]
+
+
+def _keep_on_exception(kind, value, tb):
+    _KEEP[0] = True
+    sys.__excepthook__(kind, value, tb)
+
+
+sys.excepthook = _keep_on_exception
+
+
+@atexit.register
+def _remove_workdirs():
+    if _KEEP[0]:
+        for d in _MADE:
+            print(f"kept for inspection: {d}", flush=True)
+        return
+    for d in _MADE:
+        shutil.rmtree(d, ignore_errors=True)
 PG_URL = os.environ.get("QUIRE_TEST_DATABASE_URL")
 
 
@@ -72,6 +96,7 @@ class Checks:
         print(f"  {'ok  ' if ok else 'FAIL'} {self.name}: {what}", flush=True)
         if not ok:
             self.failed.append(what)
+            _KEEP[0] = True
         return ok
 
     def done(self):
@@ -87,7 +112,10 @@ class Quire:
 
     def __init__(self, binary, database_url=None, redis_url=None, env=None, workdir=None):
         self.binary = os.path.abspath(binary)
-        self.dir = workdir or tempfile.mkdtemp(prefix="quire-hardening-")
+        if workdir is None:
+            workdir = tempfile.mkdtemp(prefix="quire-hardening-")
+            _MADE.append(workdir)
+        self.dir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url or f"sqlite://{self.dir}/quire.db?mode=rwc"
