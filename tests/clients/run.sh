@@ -32,25 +32,8 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 CHROMIUM=/usr/bin/chromium
 
 # --- the quire binary -------------------------------------------------------
-resolve_bin() {
-  local p="$1"
-  case "$p" in
-    /*) [[ -x "$p" ]] && { echo "$p"; return 0; } ;;
-    *)
-      [[ -x "$PWD/$p" ]] && { echo "$PWD/$p"; return 0; }
-      [[ -x "$ROOT/$p" ]] && { echo "$ROOT/$p"; return 0; }
-      ;;
-  esac
-  return 1
-}
-if [[ -n "${QUIRE_BIN:-}" ]]; then
-  BIN="$(resolve_bin "$QUIRE_BIN")" || { echo "error: QUIRE_BIN=$QUIRE_BIN is not an executable" >&2; exit 2; }
-else
-  BIN="$(resolve_bin target/release/quire || resolve_bin target/debug/quire)" || {
-    echo "error: no quire binary (target/release/quire or target/debug/quire); build one or set QUIRE_BIN" >&2
-    exit 2
-  }
-fi
+# shellcheck source=../common/quire-bin.sh
+source "$ROOT/tests/common/quire-bin.sh"
 
 # --- dependencies -------------------------------------------------------------
 install_failed() {
