@@ -17,6 +17,7 @@ use crate::auth::last_used::LastUsed;
 use crate::changes::Changes;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::content::catalog::Catalog;
 use crate::content::ContentService;
 use crate::db::Database;
 use crate::error::StartError;
@@ -90,8 +91,10 @@ impl App {
             tracing::info!(keys = restored, "restored rate-limit windows");
         }
         let read_cache = Arc::new(ReadCache::new(&config, db.conn.clone(), redis.clone()));
+        let catalog = Arc::new(Catalog::new(read_cache.clone(), db.exclusive_writer));
         let mut changes = Changes::new();
         changes.listen(read_cache.clone());
+        changes.listen(catalog.clone());
         let changes = Arc::new(changes);
         let key_cache = Arc::new(KeyCache::new());
         let keys = KeyService::new(
@@ -103,7 +106,7 @@ impl App {
             config.default_rate_limit_per_hour,
         )
         .map_err(StartError::Config)?;
-        let content = ContentService::new(db.clone(), clock.clone(), changes);
+        let content = ContentService::new(db.clone(), clock.clone(), changes, catalog);
         let authenticator = Arc::new(Authenticator::new(
             key_cache.clone(),
             db.clone(),

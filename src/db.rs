@@ -53,7 +53,17 @@ pub struct Database {
     pg: Option<sqlx::PgPool>,
     /// Whether the database answers; bounds request work (shared by clones).
     pub health: Arc<Health>,
+    /// Whether every write goes through the one `writer` connection, one
+    /// at a time (SQLite on a file), so that writers may share state
+    /// guarded by that connection alone (see `content::catalog`).
+    pub exclusive_writer: bool,
 }
+
+/// A pooled PostgreSQL connection idle for longer than this is pinged
+/// before use; one in steady use is not (the ping is a round trip per
+/// query): a connection that broke meanwhile fails its query, and the pool
+/// drops it when it is returned (the pool pings every returned connection).
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 impl Database {
     /// Opens `url` (`sqlite://…` or `postgres://…`) with the default
@@ -74,6 +84,15 @@ impl Database {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(timeout)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for > PING_IDLE_AFTER {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(opts.clone())
                 .await
                 .map_err(unavailable)?;
@@ -83,6 +102,7 @@ impl Database {
                 conn,
                 pg: Some(pool),
                 health: Health::new(ProbeTarget::Postgres(Box::new(opts)), timeout),
+                exclusive_writer: false,
             })
         } else if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
@@ -92,20 +112,26 @@ impl Database {
                 .foreign_keys(true)
                 .busy_timeout(timeout);
             let probe_opts = opts.clone();
+            // A SQLite connection is a file handle in this process: it does
+            // not break while idle, and a ping on checkout is a round trip
+            // to its worker thread per query.
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(timeout)
+                .test_before_acquire(false)
                 .connect_with(opts.clone())
                 .await
                 .map_err(unavailable)?;
             let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
             // An in-memory database exists per connection: one pool only.
-            let writer = if url.contains(":memory:") || url.contains("mode=memory") {
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let writer = if in_memory {
                 conn.clone()
             } else {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
+                    .test_before_acquire(false)
                     .connect_with(opts)
                     .await
                     .map_err(unavailable)?;
@@ -116,6 +142,7 @@ impl Database {
                 conn,
                 writer,
                 pg: None,
+                exclusive_writer: !in_memory,
             })
         } else {
             Err(StartError::Config(
@@ -213,11 +240,20 @@ pub fn new_id() -> String {
 /// serialize on (see [`begin_project_write`]).
 pub async fn begin_write<C: TransactionTrait>(db: &C) -> AppResult<DatabaseTransaction> {
     let txn = db.begin().await?;
+    grab_write_lock(&txn).await?;
+    Ok(txn)
+}
+
+/// Takes SQLite's write lock for a transaction just begun, before its
+/// first read (sea-orm begins deferred transactions; this is what `BEGIN
+/// IMMEDIATE` would do). Nothing on PostgreSQL. A transaction whose first
+/// statement writes needs none: that statement takes the lock.
+pub async fn grab_write_lock(txn: &DatabaseTransaction) -> AppResult<()> {
     if txn.get_database_backend() == DbBackend::Sqlite {
         txn.execute_unprepared("UPDATE projects SET name = name WHERE 0")
             .await?;
     }
-    Ok(txn)
+    Ok(())
 }
 
 /// Like [`begin_write`], and serialized with every other transaction begun

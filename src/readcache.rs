@@ -19,18 +19,23 @@
 //! - a token, moved by the writing instance after the commit: with Redis it
 //!   lives there (random, so a Redis that lost its data never brings an old
 //!   entry back), every instance reads it per cached request, and a change on
-//!   one instance is seen by the next request on any other; without Redis it
-//!   lives in this process, which is exact for the embedded SQLite database
-//!   (with PostgreSQL and no Redis, other instances' writes could not reach
-//!   it, so the cache is off);
+//!   one instance is seen by the next request on any other; without Redis,
+//!   on the embedded SQLite database (one instance), it lives in this
+//!   process; with PostgreSQL and no Redis there is no token: every cached
+//!   request reads the project's content generation from the database
+//!   instead (one primary-key read), which is exact on every instance;
 //! - the project's content generation in the database
 //!   (`content_generations`), bumped in the transaction of the change (see
 //!   [`bump_generation`]) and polled by every instance every
 //!   [`GENERATION_POLL`]: a change whose Redis announcement failed (the
 //!   writer lost Redis, the others did not) still reaches every instance
-//!   within one poll. The writer reads it back after its commit and
-//!   announces it with the token, so a change announced through Redis does
-//!   not cost a second miss when the poll sees it.
+//!   within one poll. With Redis, the writer reads it back after its commit
+//!   and announces it with the token, so a change announced through Redis
+//!   does not cost a second miss when the poll sees it.
+//!
+//! The highest content generation seen per project is also what the
+//! content catalog checks its models against
+//! ([`ReadCache::content_generation`]).
 //!
 //! While Redis does not answer (the shared link's breaker is open), requests
 //! bypass the cache at once.
@@ -129,6 +134,9 @@ struct Entry {
 enum Generations {
     /// In this process (embedded SQLite: one instance).
     Local(RwLock<HashMap<String, u64>>),
+    /// Nowhere: the content generation in the database is read per cached
+    /// request (PostgreSQL without Redis).
+    Database,
     /// In Redis, shared by every instance.
     Shared {
         link: Arc<RedisLink>,
@@ -159,25 +167,20 @@ pub const ANNOUNCE_RETRY: Duration = Duration::from_millis(500);
 impl ReadCache {
     /// The cache `config` asks for on `db`, its tokens in Redis through
     /// `redis` (the instance's shared link) when given: off when
-    /// `QUIRE_READ_CACHE_MB` is 0, or on PostgreSQL without Redis.
+    /// `QUIRE_READ_CACHE_MB` is 0.
     pub fn new(config: &Config, db: DatabaseConnection, redis: Option<Arc<RedisLink>>) -> Self {
         Self::describe_metrics();
         let backend = db.get_database_backend();
-        let shared_db_without_redis = backend == DbBackend::Postgres && redis.is_none();
         let generations = match redis {
             Some(link) => Generations::Shared {
                 link,
                 read: Script::new(READ_GENERATION),
                 announce: Script::new(ANNOUNCE),
             },
+            None if backend == DbBackend::Postgres => Generations::Database,
             None => Generations::Local(RwLock::new(HashMap::new())),
         };
-        let entries = if config.read_cache_mb == 0 || shared_db_without_redis {
-            if shared_db_without_redis && config.read_cache_mb > 0 {
-                tracing::info!(
-                    "read cache off: with PostgreSQL, set QUIRE_REDIS_URL so that every instance sees every change"
-                );
-            }
+        let entries = if config.read_cache_mb == 0 {
             None
         } else {
             Some(
@@ -253,6 +256,20 @@ impl ReadCache {
                     .unwrap_or(0),
                 content: known,
             }),
+            Generations::Database => match read_generation(&self.db, project_id).await {
+                Ok(n) => {
+                    let n = n.unwrap_or(0);
+                    self.raise(project_id, n);
+                    Some(Generation {
+                        token: 0,
+                        content: n,
+                    })
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read the content generation");
+                    None
+                }
+            },
             Generations::Shared { .. } if self.is_unannounced(project_id) => None,
             Generations::Shared { link, read, .. } => {
                 let mut invocation = read.key(token_key(project_id));
@@ -264,9 +281,12 @@ impl ReadCache {
                 })
                 .await
                 .ok()
-                .map(|(token, announced)| Generation {
-                    token,
-                    content: announced.max(known),
+                .map(|(token, announced)| {
+                    self.raise(project_id, announced);
+                    Generation {
+                        token,
+                        content: announced.max(known),
+                    }
                 })
             }
         };
@@ -321,6 +341,8 @@ impl ReadCache {
             }
         }
         match &self.generations {
+            // The commit moved the generation every request reads.
+            Generations::Database => {}
             Generations::Local(map) => {
                 *map.write()
                     .unwrap_or_else(|p| p.into_inner())
@@ -369,6 +391,12 @@ impl ReadCache {
         }
     }
 
+    /// The highest content generation of the project this instance has
+    /// seen (polled, read per cached request, or announced through Redis).
+    pub fn content_generation(&self, project_id: &str) -> i64 {
+        self.known(project_id)
+    }
+
     /// The highest content generation seen for the project (0: none yet).
     fn known(&self, project_id: &str) -> i64 {
         self.content
@@ -391,12 +419,15 @@ impl ReadCache {
     }
 
     /// Follows the content generations in the database until the process
-    /// ends (when the cache is on): a change made on another instance whose
-    /// Redis announcement failed moves the generation here within one
-    /// [`GENERATION_POLL`]. Each poll is one small aggregate query; the
-    /// rows are read only when it moved.
+    /// ends (when the cache is on, and always on PostgreSQL, whose other
+    /// instances' model changes the content catalog learns of here): a
+    /// change made on another instance whose Redis announcement failed
+    /// moves the generation here within one [`GENERATION_POLL`]. Each poll
+    /// is one small aggregate query; the rows are read only when it moved.
     pub fn spawn_generation_poller(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
-        self.entries.as_ref()?;
+        if self.entries.is_none() && matches!(self.generations, Generations::Local(_)) {
+            return None;
+        }
         let this = Arc::clone(self);
         Some(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(GENERATION_POLL);

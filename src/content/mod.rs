@@ -6,6 +6,7 @@
 //! | [`service`] | [`ContentService`], the one door: picks the connection and the clock, checks the view, commits, then announces the change |
 //! | [`fields`] | field types, what each accepts, canonical values |
 //! | [`schema`] | a model with its fields parsed, and loading one |
+//! | [`catalog`] | the models held in memory, exact across changes and instances |
 //! | [`models`] | creating, changing and deleting models |
 //! | [`records`] | record writes: validation, versions, publishing; one record in a view |
 //! | [`unique`] | the unique side table |
@@ -17,6 +18,7 @@
 //! project's model or record looks exactly like one that does not exist.
 
 pub mod budget;
+pub mod catalog;
 pub mod fields;
 pub mod models;
 pub mod query;

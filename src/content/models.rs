@@ -9,6 +9,7 @@ use sea_orm::{
     QueryFilter, SqlErr, Statement, TransactionTrait,
 };
 
+use super::catalog::Catalog;
 use super::fields::{self, check_field_defs, check_identifier, FieldDef, FieldType};
 use super::schema::{find_model, list_models, lock_model, ContentModel};
 use super::sql::{data_expr, DataColumn, Sql};
@@ -76,6 +77,7 @@ async fn check_reference_targets<C: ConnectionTrait>(
 /// Creates a model; a key that exists already is `CONFLICT`.
 pub async fn create_model<C: ConnectionTrait + TransactionTrait>(
     db: &C,
+    catalog: &Catalog,
     project_id: &str,
     new: NewModel,
     now: DateTime<Utc>,
@@ -103,6 +105,8 @@ pub async fn create_model<C: ConnectionTrait + TransactionTrait>(
         _ => e.into(),
     })?;
     bump_generation(&txn, project_id).await?;
+    // Writes after this one must not validate against the old model.
+    catalog.forget_written(project_id);
     txn.commit().await?;
     ContentModel::from_row(row)
 }
@@ -117,6 +121,7 @@ fn fields_json(fields: &[FieldDef]) -> AppResult<serde_json::Value> {
 /// that stand in the way, when existing data does not allow it.
 pub async fn update_model<C: ConnectionTrait + TransactionTrait>(
     db: &C,
+    catalog: &Catalog,
     project_id: &str,
     key: &str,
     change: ModelChange,
@@ -179,6 +184,8 @@ pub async fn update_model<C: ConnectionTrait + TransactionTrait>(
     row.updated_at = Set(now);
     let updated = row.update(&txn).await?;
     bump_generation(&txn, project_id).await?;
+    // Writes after this one must not validate against the old model.
+    catalog.forget_written(project_id);
     txn.commit().await?;
     ContentModel::from_row(updated)
 }
@@ -225,6 +232,7 @@ async fn record_ids<C: ConnectionTrait>(db: &C, stmt: Statement) -> AppResult<Ve
 /// Deletes a model that has no records and that no other model references.
 pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
     db: &C,
+    catalog: &Catalog,
     project_id: &str,
     key: &str,
 ) -> AppResult<()> {
@@ -261,6 +269,8 @@ pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
         .exec(&txn)
         .await?;
     bump_generation(&txn, project_id).await?;
+    // Writes after this one must not validate against the old model.
+    catalog.forget_written(project_id);
     txn.commit().await?;
     Ok(())
 }

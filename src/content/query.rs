@@ -12,7 +12,9 @@
 //! before it is spent: the page query brings each record's data size, and
 //! the data itself only when it is small ([`INLINE_DATA_BYTES`]); the
 //! request's [`AnswerBudget`] is charged with the sizes, then the large
-//! data is loaded one record at a time.
+//! data is loaded one record at a time. Data is read as the JSON text the
+//! database holds and handed to the answer as it is ([`RecordData::Text`]):
+//! a page of records is checked, not parsed into a tree and written back.
 //!
 //! Orderings: `null` (a missing field) sorts after every value, ascending
 //! and before every value descending, like PostgreSQL's default; ties are
@@ -30,8 +32,8 @@ use serde_json::Value;
 
 use super::budget::AnswerBudget;
 use super::fields::{normalize, unique_text, FieldDef};
-use super::records::RecordOut;
-use super::schema::{model_by_id, require_model, ContentModel};
+use super::records::{RecordData, RecordOut};
+use super::schema::{require_model, ContentModel};
 use super::sql::{data_expr, sql_value, DataColumn, Sql};
 use super::View;
 use crate::error::{AppError, AppResult};
@@ -121,22 +123,18 @@ struct Sort {
 }
 
 impl Sort {
-    /// This row's value of the term, as a cursor holds it.
-    fn value_of(&self, row: &records::Model, view: View) -> Value {
+    /// This row's value of the term, as a cursor holds it (`data`: the
+    /// row's data, parsed when some term orders by a field).
+    fn value_of(&self, row: &records::Model, data: Option<&Value>) -> Value {
         let time = |t: &DateTime<Utc>| Value::String(t.to_rfc3339_opts(SecondsFormat::Nanos, true));
         match &self.key {
             SortKey::CreatedAt => time(&row.created_at),
             SortKey::UpdatedAt => time(&row.updated_at),
             SortKey::PublishedAt => row.published_at.as_ref().map_or(Value::Null, time),
-            SortKey::Field(f) => {
-                let data = match view {
-                    View::Draft => Some(&row.draft_data),
-                    View::Published => row.published_data.as_ref(),
-                };
-                data.and_then(|d| d.get(&f.name))
-                    .cloned()
-                    .unwrap_or(Value::Null)
-            }
+            SortKey::Field(f) => data
+                .and_then(|d| d.get(&f.name))
+                .cloned()
+                .unwrap_or(Value::Null),
         }
     }
 
@@ -188,18 +186,14 @@ fn decode_cursor(s: &str) -> AppResult<Cursor> {
 
 /// The statements behind one `records` call.
 struct Prepared {
-    model: ContentModel,
     sorts: Vec<Sort>,
     fingerprint: String,
     page: Sql,
     count: Sql,
 }
 
-async fn prepare<C: ConnectionTrait>(
-    db: &C,
-    project_id: &str,
-    req: &ListRecords,
-) -> AppResult<Prepared> {
+/// The statements of `req` over `model` (the model of `req.model_key`).
+fn prepare(backend: DbBackend, model: &ContentModel, req: &ListRecords) -> AppResult<Prepared> {
     if !LIMITS.contains(&req.limit) {
         return Err(AppError::bad_field(
             "limit",
@@ -213,10 +207,8 @@ async fn prepare<C: ConnectionTrait>(
     if let Some(filter) = &req.filter {
         check_where(filter)?;
     }
-    let backend = db.get_database_backend();
-    let model = require_model(db, project_id, &req.model_key).await?;
-    let sorts = sorts(backend, &model, req.view, &req.order)?;
-    let fingerprint = fingerprint(&model, &sorts);
+    let sorts = sorts(backend, model, req.view, &req.order)?;
+    let fingerprint = fingerprint(model, &sorts);
 
     // The records the query is about: this model, in this view, matching
     // the filter. Both the page and the count start here. The model was
@@ -225,7 +217,7 @@ async fn prepare<C: ConnectionTrait>(
     // (leading with model_id) covers the condition.
     let mut filter = Sql::new(backend);
     let probed = match &req.filter {
-        Some(conditions) => push_filter(&mut filter, &model, req.view, conditions)?,
+        Some(conditions) => push_filter(&mut filter, model, req.view, conditions)?,
         None => false,
     };
     let mut base = Sql::new(backend);
@@ -261,7 +253,6 @@ async fn prepare<C: ConnectionTrait>(
     push_order(&mut page, &sorts);
     page.push(&format!(" LIMIT {}", req.limit + 1));
     Ok(Prepared {
-        model,
         sorts,
         fingerprint,
         page,
@@ -278,7 +269,8 @@ pub async fn explain<C: ConnectionTrait>(
     req: &ListRecords,
 ) -> AppResult<Vec<String>> {
     let backend = db.get_database_backend();
-    let prepared = prepare(db, project_id, req).await?;
+    let model = require_model(db, project_id, &req.model_key).await?;
+    let prepared = prepare(backend, &model, req)?;
     let mut sql = Sql::new(backend);
     sql.push(match backend {
         DbBackend::Postgres => "EXPLAIN ",
@@ -302,44 +294,60 @@ pub async fn list_records(
     project_id: &str,
     req: ListRecords,
 ) -> AppResult<RecordPage> {
-    list_records_within(db, project_id, req, &AnswerBudget::new(usize::MAX)).await
+    let model = require_model(db, project_id, &req.model_key).await?;
+    list_records_within(db, &model, req, &AnswerBudget::new(usize::MAX)).await
 }
 
-/// Lists one page of a model's records in `view`, charging `budget` with
-/// the size of their data before loading it.
+/// Lists one page of `model`'s records (the model of `req.model_key`, of
+/// the caller's project) in `req.view`, charging `budget` with the size of
+/// their data before loading it.
 pub async fn list_records_within(
     db: &DatabaseConnection,
-    project_id: &str,
+    model: &ContentModel,
     req: ListRecords,
     budget: &AnswerBudget,
 ) -> AppResult<RecordPage> {
     let Prepared {
-        model,
         sorts,
         fingerprint,
         page,
         count,
-    } = prepare(db, project_id, &req).await?;
+    } = prepare(db.get_database_backend(), model, &req)?;
     let mut sized = SizedRow::find_by_statement(page.into_statement())
         .all(db)
         .await?;
     let has_next_page = sized.len() as i64 > req.limit;
     sized.truncate(req.limit as usize);
     let rows = load_data(db, req.view, sized, budget).await?;
-    let end_cursor = rows.last().map(|row| {
-        encode_cursor(&Cursor {
-            o: fingerprint.clone(),
-            v: sorts.iter().map(|s| s.value_of(row, req.view)).collect(),
-            id: row.id.clone(),
-        })
-    });
+    let end_cursor = match rows.last() {
+        Some((row, data)) => {
+            // Only a term ordering by a field reads the data.
+            let parsed = if sorts.iter().any(|s| matches!(s.key, SortKey::Field(_))) {
+                Some(serde_json::from_slice::<Value>(data).map_err(|e| {
+                    AppError::internal(format!("record {} holds unreadable data: {e}", row.id))
+                })?)
+            } else {
+                None
+            };
+            Some(encode_cursor(&Cursor {
+                o: fingerprint,
+                v: sorts
+                    .iter()
+                    .map(|s| s.value_of(row, parsed.as_ref()))
+                    .collect(),
+                id: row.id.clone(),
+            }))
+        }
+        None => None,
+    };
     Ok(RecordPage {
         items: rows
             .into_iter()
-            .map(|row| RecordOut {
+            .map(|(row, data)| RecordOut {
                 row,
                 model_key: model.row.key.clone(),
                 view: req.view,
+                data: RecordData::Text(data),
             })
             .collect(),
         has_next_page,
@@ -550,31 +558,31 @@ pub async fn read_record<C: ConnectionTrait>(
     budget: &AnswerBudget,
 ) -> AppResult<Option<RecordOut>> {
     let backend = db.get_database_backend();
+    // The model's key comes with the row: one statement in all.
     let mut sql = Sql::new(backend);
     sql.push(&sized_columns(backend, view));
-    sql.push(" FROM records r WHERE r.id = ");
+    sql.push(
+        ", m.key AS model_key FROM records r JOIN models m ON m.id = r.model_id WHERE r.id = ",
+    );
     sql.bind(id.to_owned());
     sql.push(" AND r.project_id = ");
     sql.bind(project_id.to_owned());
     if view == View::Published {
         sql.push(" AND r.published_at IS NOT NULL");
     }
-    let Some(sized) = SizedRow::find_by_statement(sql.into_statement())
-        .one(db)
-        .await?
-    else {
+    let Some(found) = db.query_one(sql.into_statement()).await? else {
         return Ok(None);
     };
-    let Some(row) = load_data(db, view, vec![sized], budget).await?.pop() else {
+    let model_key = found.try_get::<String>("", "model_key")?;
+    let sized = SizedRow::from_query_result(&found, "")?;
+    let Some((row, data)) = load_data(db, view, vec![sized], budget).await?.pop() else {
         return Ok(None);
     };
-    let model = model_by_id(db, project_id, &row.model_id)
-        .await?
-        .ok_or_else(|| AppError::internal(format!("record {id} has no model")))?;
     Ok(Some(RecordOut {
         row,
-        model_key: model.row.key,
+        model_key,
         view,
+        data: RecordData::Text(data),
     }))
 }
 
@@ -591,50 +599,72 @@ struct SizedRow {
     updated_at: DateTime<Utc>,
     published_at: Option<DateTime<Utc>>,
     data_len: i64,
-    data: Option<Value>,
+    /// The data as JSON text.
+    data: Option<String>,
+}
+
+/// The view's data column as JSON text.
+fn data_text(backend: DbBackend, view: View) -> String {
+    let col = DataColumn::of(view).sql();
+    match backend {
+        DbBackend::Postgres => format!("{col}::text"),
+        _ => col.to_owned(),
+    }
 }
 
 /// The columns of a [`SizedRow`] in `view` (the other view's data is not
 /// read at all).
 fn sized_columns(backend: DbBackend, view: View) -> String {
-    let col = DataColumn::of(view).sql();
+    let text = data_text(backend, view);
     let len = match backend {
-        DbBackend::Postgres => format!("COALESCE(octet_length({col}::text), 0)::bigint"),
-        _ => format!("COALESCE(octet_length({col}), 0)"),
+        DbBackend::Postgres => format!("COALESCE(octet_length({text}), 0)::bigint"),
+        _ => format!("COALESCE(octet_length({text}), 0)"),
     };
     format!(
         "SELECT r.id, r.project_id, r.model_id, r.status, r.version, r.created_at, \
          r.updated_at, r.published_at, {len} AS data_len, \
-         CASE WHEN {len} <= {INLINE_DATA_BYTES} THEN {col} END AS data"
+         CASE WHEN {len} <= {INLINE_DATA_BYTES} THEN {text} END AS data"
     )
+}
+
+/// Checks that `text` (a record's data as the database returned it) is one
+/// JSON value, and takes it as bytes for the answer. quire wrote it from a
+/// parsed value, so this never fails on a database only quire writes; the
+/// check (a scan, no tree) keeps a damaged row from breaking an answer.
+fn checked_text(id: &str, text: String) -> AppResult<bytes::Bytes> {
+    serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        .map_err(|e| AppError::internal(format!("record {id} holds data that is not JSON: {e}")))?;
+    Ok(bytes::Bytes::from(text))
 }
 
 /// Charges `budget` with the data of `rows`, then loads the data that did
 /// not come inline, one record at a time (so no more than one large
 /// record is in flight beyond the answer). A record deleted (or, in the
-/// published view, unpublished) between the two reads is left out.
+/// published view, unpublished) between the two reads is left out. The
+/// rows come back without data in their data columns: it is beside them,
+/// as checked JSON text.
 async fn load_data<C: ConnectionTrait>(
     db: &C,
     view: View,
     rows: Vec<SizedRow>,
     budget: &AnswerBudget,
-) -> AppResult<Vec<records::Model>> {
+) -> AppResult<Vec<(records::Model, bytes::Bytes)>> {
     let total = rows
         .iter()
         .map(|r| usize::try_from(r.data_len).unwrap_or(0))
         .fold(0usize, usize::saturating_add);
     budget.charge(total).await?;
     let backend = db.get_database_backend();
-    let col = DataColumn::of(view).sql();
+    let text = data_text(backend, view);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let large = usize::try_from(row.data_len).unwrap_or(0) > INLINE_DATA_BYTES;
         let data = match row.data {
-            Some(data) => data,
+            Some(data) => checked_text(&row.id, data)?,
             None if large => {
                 let mut sql = Sql::new(backend);
                 sql.push(&format!(
-                    "SELECT {col} AS data FROM records r WHERE r.id = "
+                    "SELECT {text} AS data FROM records r WHERE r.id = "
                 ));
                 sql.bind(row.id.clone());
                 sql.push(" AND r.project_id = ");
@@ -646,29 +676,26 @@ async fn load_data<C: ConnectionTrait>(
                 let Some(found) = db.query_one(sql.into_statement()).await? else {
                     continue;
                 };
-                match found.try_get::<Option<Value>>("", "data")? {
-                    Some(data) => data,
+                match found.try_get::<Option<String>>("", "data")? {
+                    Some(data) => checked_text(&row.id, data)?,
                     None => continue,
                 }
             }
-            None => Value::Null,
+            None => bytes::Bytes::from_static(b"null"),
         };
-        let (draft_data, published_data) = match view {
-            View::Draft => (data, None),
-            View::Published => (Value::Null, Some(data)),
-        };
-        out.push(records::Model {
+        let row = records::Model {
             id: row.id,
             project_id: row.project_id,
             model_id: row.model_id,
-            draft_data,
-            published_data,
+            draft_data: Value::Null,
+            published_data: None,
             status: row.status,
             version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
             published_at: row.published_at,
-        });
+        };
+        out.push((row, data));
     }
     Ok(out)
 }

@@ -7,41 +7,49 @@
 //! same transaction as the record, so two records can never hold the same
 //! value, whatever the timing.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use entity::record_unique_values;
 use entity::records::{self, RecordStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    EntityTrait, QueryFilter, TransactionTrait,
 };
 use serde_json::{Map, Value};
 
+use super::catalog::Catalog;
 use super::fields::{normalize, FieldDef, FieldType};
-use super::schema::{lock_model, model_by_id, require_model, ContentModel};
+use super::schema::{require_model, ContentModel};
 use super::unique::sync_unique_values;
 use super::View;
-use crate::db::{begin_write, new_id};
+use crate::db::{grab_write_lock, new_id};
 use crate::error::{AppError, AppResult};
 use crate::readcache::bump_generation;
 
-/// A record as one view shows it, with its model's key.
+/// A record's data as an answer carries it.
+#[derive(Clone, Debug)]
+pub enum RecordData {
+    /// A parsed value (what a write just validated and stored).
+    Tree(Value),
+    /// The JSON text the database holds, checked to be one JSON value:
+    /// answers copy it as it is, without parsing it into a tree.
+    Text(Bytes),
+}
+
+/// A record as one view shows it, with its model's key. The row's data
+/// columns are empty: the data the view shows is in `data`.
 #[derive(Clone, Debug)]
 pub struct RecordOut {
     pub row: records::Model,
     pub model_key: String,
     pub view: View,
+    pub data: RecordData,
 }
 
 impl RecordOut {
-    /// The data this view shows.
-    pub fn data(&self) -> &Value {
-        match self.view {
-            View::Draft => &self.row.draft_data,
-            View::Published => self.row.published_data.as_ref().unwrap_or(&Value::Null),
-        }
-    }
-
     /// The record's status.
     pub fn status(&self) -> RecordStatus {
         self.row.status
@@ -52,43 +60,26 @@ fn not_found(id: &str) -> AppError {
     AppError::NotFound(format!("no record with id \"{id}\""))
 }
 
-/// One record of the project as `view` shows it; `None` when it does not
-/// exist, belongs to another project, or (published view) is not published:
-/// the three cases look the same.
-pub async fn get_record<C: ConnectionTrait>(
-    db: &C,
-    project_id: &str,
-    id: &str,
-    view: View,
-) -> AppResult<Option<RecordOut>> {
-    let mut q = records::Entity::find_by_id(id.to_owned())
-        .filter(records::Column::ProjectId.eq(project_id));
-    if view == View::Published {
-        q = q.filter(records::Column::PublishedAt.is_not_null());
-    }
-    let Some(row) = q.one(db).await? else {
-        return Ok(None);
-    };
-    let model = model_by_id(db, project_id, &row.model_id)
-        .await?
-        .ok_or_else(|| AppError::internal(format!("record {id} has no model")))?;
-    Ok(Some(RecordOut {
-        row,
-        model_key: model.row.key,
-        view,
-    }))
-}
-
 /// Creates a draft record of `model_key`.
 pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
     db: &C,
+    catalog: &Catalog,
     project_id: &str,
     model_key: &str,
     data: Value,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = begin_write(db).await?;
-    let model = lock_model(&txn, project_id, model_key, false).await?;
+    let txn = db.begin().await?;
+    // With the writer's copy of the model and no reference to check, the
+    // INSERT is the transaction's first statement and takes the write lock
+    // itself; anything read before it needs the lock taken first.
+    let model = match catalog.written(project_id, model_key) {
+        Some(model) if !model.has_references() => model,
+        _ => {
+            grab_write_lock(&txn).await?;
+            catalog.for_write(&txn, project_id, model_key).await?
+        }
+    };
     let data = validate_data(&txn, project_id, &model, data).await?;
     let row = records::ActiveModel {
         id: Set(new_id()),
@@ -104,7 +95,7 @@ pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
     }
     .insert(&txn)
     .await?;
-    sync_unique_values(&txn, &model, &row).await?;
+    sync_unique_values(&txn, &model, None, &row).await?;
     txn.commit().await?;
     Ok(draft_out(row, &model))
 }
@@ -113,14 +104,15 @@ pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
 /// must be the current version (else `CONFLICT`).
 pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
     db: &C,
+    catalog: &Catalog,
     project_id: &str,
     id: &str,
     data: Value,
     expected_version: Option<i64>,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = begin_write(db).await?;
-    let (current, model) = load_for_write(&txn, project_id, id).await?;
+    let txn = db.begin().await?;
+    let (current, model) = load_for_write(&txn, catalog, project_id, id).await?;
     if let Some(expected) = expected_version {
         if expected != current.version {
             return Err(AppError::Conflict(format!(
@@ -144,12 +136,13 @@ pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
 /// Publishing a record that has no unpublished edits changes nothing.
 pub async fn publish_record<C: ConnectionTrait + TransactionTrait>(
     db: &C,
+    catalog: &Catalog,
     project_id: &str,
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = begin_write(db).await?;
-    let (current, model) = load_for_write(&txn, project_id, id).await?;
+    let txn = db.begin().await?;
+    let (current, model) = load_for_write(&txn, catalog, project_id, id).await?;
     if current.status == RecordStatus::Published {
         return Ok(draft_out(current, &model));
     }
@@ -164,12 +157,13 @@ pub async fn publish_record<C: ConnectionTrait + TransactionTrait>(
 /// a draft changes nothing.
 pub async fn unpublish_record<C: ConnectionTrait + TransactionTrait>(
     db: &C,
+    catalog: &Catalog,
     project_id: &str,
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = begin_write(db).await?;
-    let (current, model) = load_for_write(&txn, project_id, id).await?;
+    let txn = db.begin().await?;
+    let (current, model) = load_for_write(&txn, catalog, project_id, id).await?;
     if current.status == RecordStatus::Draft {
         return Ok(draft_out(current, &model));
     }
@@ -184,11 +178,12 @@ pub async fn unpublish_record<C: ConnectionTrait + TransactionTrait>(
 /// dangling. Returns the record as it was.
 pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
     db: &C,
+    catalog: &Catalog,
     project_id: &str,
     id: &str,
 ) -> AppResult<RecordOut> {
-    let txn = begin_write(db).await?;
-    let (current, model) = load_for_write(&txn, project_id, id).await?;
+    let txn = db.begin().await?;
+    let (current, model) = load_for_write(&txn, catalog, project_id, id).await?;
     record_unique_values::Entity::delete_many()
         .filter(record_unique_values::Column::RecordId.eq(&current.id))
         .exec(&txn)
@@ -208,14 +203,14 @@ pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
 /// published view shows the change (the record was or becomes published),
 /// commit, and answer with the draft view.
 async fn commit_change(
-    txn: sea_orm::DatabaseTransaction,
+    txn: DatabaseTransaction,
     model: &ContentModel,
     current: &records::Model,
     next: records::Model,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
     let row = save(&txn, current, next, now).await?;
-    sync_unique_values(&txn, model, &row).await?;
+    sync_unique_values(&txn, model, Some(current), &row).await?;
     if current.published_at.is_some() || row.published_at.is_some() {
         bump_generation(&txn, &row.project_id).await?;
     }
@@ -223,31 +218,35 @@ async fn commit_change(
     Ok(draft_out(row, model))
 }
 
-fn draft_out(row: records::Model, model: &ContentModel) -> RecordOut {
+/// The answer of a write: the draft view, its data moved out of the row.
+fn draft_out(mut row: records::Model, model: &ContentModel) -> RecordOut {
+    let data = std::mem::take(&mut row.draft_data);
+    row.published_data = None;
     RecordOut {
         row,
         model_key: model.row.key.clone(),
         view: View::Draft,
+        data: RecordData::Tree(data),
     }
 }
 
-/// The record (of this project) and its model, the model locked shared.
-async fn load_for_write<C: ConnectionTrait>(
-    db: &C,
+/// Takes the write lock (SQLite), then reads the record (of this project)
+/// and its model, the model locked shared (PostgreSQL).
+async fn load_for_write(
+    txn: &DatabaseTransaction,
+    catalog: &Catalog,
     project_id: &str,
     id: &str,
-) -> AppResult<(records::Model, ContentModel)> {
+) -> AppResult<(records::Model, Arc<ContentModel>)> {
+    grab_write_lock(txn).await?;
     let record = records::Entity::find_by_id(id.to_owned())
         .filter(records::Column::ProjectId.eq(project_id))
-        .one(db)
+        .one(txn)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let key = model_by_id(db, project_id, &record.model_id)
-        .await?
-        .ok_or_else(|| AppError::internal(format!("record {id} has no model")))?
-        .row
-        .key;
-    let model = lock_model(db, project_id, &key, false).await?;
+    let model = catalog
+        .for_write_by_id(txn, project_id, &record.model_id)
+        .await?;
     Ok((record, model))
 }
 

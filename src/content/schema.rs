@@ -31,6 +31,13 @@ impl ContentModel {
     pub fn key(&self) -> &str {
         &self.row.key
     }
+
+    /// Whether some field references records (a write then reads them).
+    pub fn has_references(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|f| f.field_type == super::fields::FieldType::Reference)
+    }
 }
 
 pub(crate) fn not_found(key: &str) -> AppError {
@@ -86,6 +93,22 @@ pub(crate) async fn lock_model<C: ConnectionTrait>(
         .map(ContentModel::from_row)
         .transpose()?
         .ok_or_else(|| not_found(key))
+}
+
+/// Like [`lock_model`] with a shared lock, by the model's id.
+pub(crate) async fn lock_model_by_id<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    id: &str,
+) -> AppResult<ContentModel> {
+    models::Entity::find_by_id(id.to_owned())
+        .filter(models::Column::ProjectId.eq(project_id))
+        .lock_shared()
+        .one(db)
+        .await?
+        .map(ContentModel::from_row)
+        .transpose()?
+        .ok_or_else(|| AppError::internal(format!("model {id} is gone")))
 }
 
 /// The project's model with this id.

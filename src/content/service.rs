@@ -19,6 +19,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::budget::AnswerBudget;
+use super::catalog::Catalog;
 use super::models::{self, ModelChange, NewModel};
 use super::query::{self, ListRecords, OrderTerm, RecordPage};
 use super::records::{self, RecordOut};
@@ -28,7 +29,7 @@ use crate::auth::principal::Principal;
 use crate::changes::{Action, Change, Changes, RecordAction};
 use crate::clock::Clock;
 use crate::db::Database;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 /// What a `records` read asks for.
 #[derive(Clone, Debug)]
@@ -47,12 +48,25 @@ pub struct ContentService {
     db: Database,
     clock: Arc<dyn Clock>,
     changes: Arc<Changes>,
+    /// The models, held in memory (a listener of `changes`).
+    catalog: Arc<Catalog>,
 }
 
 impl ContentService {
-    /// The service over `db`, announcing changes to `changes`.
-    pub fn new(db: Database, clock: Arc<dyn Clock>, changes: Arc<Changes>) -> Self {
-        Self { db, clock, changes }
+    /// The service over `db`, announcing changes to `changes`; `catalog`
+    /// must listen to them.
+    pub fn new(
+        db: Database,
+        clock: Arc<dyn Clock>,
+        changes: Arc<Changes>,
+        catalog: Arc<Catalog>,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            changes,
+            catalog,
+        }
     }
 
     /// One page of a model's records in the view the key may have; their
@@ -64,6 +78,10 @@ impl ContentService {
         budget: &AnswerBudget,
     ) -> AppResult<RecordPage> {
         let view = View::for_request(p, q.preview)?;
+        let model = self
+            .catalog
+            .model(&self.db.conn, &p.project_id, &q.model_key)
+            .await?;
         let req = ListRecords {
             model_key: q.model_key,
             view,
@@ -72,7 +90,7 @@ impl ContentService {
             filter: q.filter,
             order: q.order,
         };
-        query::list_records_within(&self.db.conn, &p.project_id, req, budget).await
+        query::list_records_within(&self.db.conn, &model, req, budget).await
     }
 
     /// One record, `None` when it does not exist or the view hides it; its
@@ -95,12 +113,22 @@ impl ContentService {
 
     /// One model by key.
     pub async fn model(&self, p: &Principal, key: &str) -> AppResult<Option<ContentModel>> {
-        schema::find_model(&self.db.conn, &p.project_id, key).await
+        match self.catalog.model(&self.db.conn, &p.project_id, key).await {
+            Ok(model) => Ok(Some(ContentModel::clone(&model))),
+            Err(AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates a model.
     pub async fn create_model(&self, p: &Principal, new: NewModel) -> AppResult<ContentModel> {
-        let write = models::create_model(&self.db.writer, &p.project_id, new, self.clock.now());
+        let write = models::create_model(
+            &self.db.writer,
+            &self.catalog,
+            &p.project_id,
+            new,
+            self.clock.now(),
+        );
         self.announced(p, write, |m| model_change(p, m.key(), Action::Created))
             .await
     }
@@ -114,6 +142,7 @@ impl ContentService {
     ) -> AppResult<ContentModel> {
         let write = models::update_model(
             &self.db.writer,
+            &self.catalog,
             &p.project_id,
             key,
             change,
@@ -125,7 +154,7 @@ impl ContentService {
 
     /// Deletes a model without records that no model references.
     pub async fn delete_model(&self, p: &Principal, key: &str) -> AppResult<()> {
-        let write = models::delete_model(&self.db.writer, &p.project_id, key);
+        let write = models::delete_model(&self.db.writer, &self.catalog, &p.project_id, key);
         self.announced(p, write, |()| model_change(p, key, Action::Deleted))
             .await
     }
@@ -140,6 +169,7 @@ impl ContentService {
     ) -> AppResult<RecordOut> {
         let record = records::create_record(
             &self.db.writer,
+            &self.catalog,
             &p.project_id,
             model_key,
             data,
@@ -162,6 +192,7 @@ impl ContentService {
     ) -> AppResult<RecordOut> {
         let write = records::update_record(
             &self.db.writer,
+            &self.catalog,
             &p.project_id,
             id,
             data,
@@ -174,21 +205,33 @@ impl ContentService {
 
     /// Publishes a record's draft.
     pub async fn publish_record(&self, p: &Principal, id: &str) -> AppResult<RecordOut> {
-        let write = records::publish_record(&self.db.writer, &p.project_id, id, self.clock.now());
+        let write = records::publish_record(
+            &self.db.writer,
+            &self.catalog,
+            &p.project_id,
+            id,
+            self.clock.now(),
+        );
         self.announced(p, write, |r| record_change(p, r, RecordAction::Published))
             .await
     }
 
     /// Takes a record out of the published view.
     pub async fn unpublish_record(&self, p: &Principal, id: &str) -> AppResult<RecordOut> {
-        let write = records::unpublish_record(&self.db.writer, &p.project_id, id, self.clock.now());
+        let write = records::unpublish_record(
+            &self.db.writer,
+            &self.catalog,
+            &p.project_id,
+            id,
+            self.clock.now(),
+        );
         self.announced(p, write, |r| record_change(p, r, RecordAction::Unpublished))
             .await
     }
 
     /// Deletes a record from every view.
     pub async fn delete_record(&self, p: &Principal, id: &str) -> AppResult<()> {
-        let write = records::delete_record(&self.db.writer, &p.project_id, id);
+        let write = records::delete_record(&self.db.writer, &self.catalog, &p.project_id, id);
         self.announced(p, write, |r| record_change(p, r, RecordAction::Deleted))
             .await
             .map(drop)

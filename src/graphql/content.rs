@@ -18,9 +18,9 @@ use crate::content::budget::AnswerBudget;
 use crate::content::fields::{FieldDef, FieldType};
 use crate::content::models::{ModelChange, NewModel};
 use crate::content::query::{self, CountQuery, OrderTerm};
-use crate::content::records::RecordOut;
+use crate::content::records::{RecordData, RecordOut};
 use crate::content::service::RecordsQuery;
-use crate::content::{ContentModel, RecordStatus, View};
+use crate::content::{ContentModel, RecordStatus};
 
 #[derive(Default)]
 pub struct ContentQuery;
@@ -191,20 +191,17 @@ impl Field {
 }
 
 /// A record, as the view it was read in shows it. Its data is held apart:
-/// the last `data` selection takes it (see [`LastUse`]), so the answer's
-/// value tree is built from it without a copy.
+/// the last `data` selection takes it (see [`LastUse`]), so the answer is
+/// built from it without a copy.
 pub struct Record {
     out: RecordOut,
-    data: LastUse<Value>,
+    data: LastUse<RecordData>,
 }
 
 impl Record {
     /// `out`, whose data `data_uses` selections of `data` will read.
     fn new(mut out: RecordOut, data_uses: usize) -> Self {
-        let data = match out.view {
-            View::Draft => std::mem::take(&mut out.row.draft_data),
-            View::Published => out.row.published_data.take().unwrap_or(Value::Null),
-        };
+        let data = std::mem::replace(&mut out.data, RecordData::Tree(Value::Null));
         Self {
             out,
             data: LastUse::new(data, data_uses),
@@ -229,7 +226,7 @@ impl Record {
     }
     /// The draft data in the draft view, the published data otherwise.
     async fn data(&self) -> OwnedJson {
-        OwnedJson::new(self.data.get().unwrap_or(Value::Null))
+        OwnedJson::new(self.data.get().unwrap_or(RecordData::Tree(Value::Null)))
     }
     async fn status(&self) -> GqlRecordStatus {
         match self.out.status() {
@@ -526,11 +523,14 @@ impl<T: Clone> LastUse<T> {
 }
 
 /// A JSON output that hands its value to the answer instead of copying it:
-/// serde's strings move into async-graphql's value tree.
-pub struct OwnedJson(std::sync::Mutex<Option<Value>>);
+/// a tree's strings move into async-graphql's value tree, and JSON text
+/// read from the database goes in whole as a [`GqlValue::Binary`], which
+/// quire's answer writer copies into the answer as it is
+/// (`http::graphql::respond`; nothing else in quire's answers is binary).
+pub struct OwnedJson(std::sync::Mutex<Option<RecordData>>);
 
 impl OwnedJson {
-    fn new(value: Value) -> Self {
+    fn new(value: RecordData) -> Self {
         Self(std::sync::Mutex::new(Some(value)))
     }
 }
@@ -549,12 +549,11 @@ impl OutputType for OwnedJson {
         _ctx: &ContextSelectionSet<'_>,
         _field: &Positioned<FieldNode>,
     ) -> ServerResult<GqlValue> {
-        let value = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or(Value::Null);
-        Ok(GqlValue::from_json(value).unwrap_or_default())
+        let value = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(match value {
+            Some(RecordData::Text(text)) => GqlValue::Binary(text),
+            Some(RecordData::Tree(value)) => GqlValue::from_json(value).unwrap_or_default(),
+            None => GqlValue::Null,
+        })
     }
 }

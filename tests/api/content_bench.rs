@@ -57,8 +57,11 @@ async fn bench(app: &TestApp, label: &str) {
         .unwrap()
         .unwrap();
     let now = app.clock.now_utc();
+    // A catalog of its own: this writes beside the running service.
+    let catalog = quire::content::catalog::Catalog::new(app.state.read_cache.clone(), false);
     let model = create_model(
         db,
+        &catalog,
         &project.id,
         NewModel {
             key: "page".into(),

@@ -9,6 +9,12 @@
 //! `QUIRE_MAX_RESPONSE_BYTES`: a larger answer is replaced by a
 //! `RESPONSE_TOO_LARGE` error. Each response says its [`Outcome`] for the
 //! request metric.
+//!
+//! The writer ([`write_answer`]) is serde's JSON for every part but one: a
+//! [`async_graphql::Value::Binary`] is JSON text already (a record's data
+//! as the database holds it, checked when it was read; see
+//! `graphql::content::OwnedJson`) and is copied into the answer as it is.
+//! No input can produce a binary value: GraphQL and JSON inputs have none.
 
 use std::sync::Arc;
 
@@ -182,7 +188,7 @@ fn too_large(budget: &AnswerBudget) -> Answer {
 /// `value` as JSON bytes in one buffer sized from what the budget was
 /// charged (so a large answer is not copied as the buffer grows); `None`
 /// as soon as it passes the budget's limit.
-fn to_capped_bytes<T: serde::Serialize>(value: &T, budget: &AnswerBudget) -> Option<Bytes> {
+fn to_capped_bytes<T: WriteJson>(value: &T, budget: &AnswerBudget) -> Option<Bytes> {
     struct Capped {
         buf: Vec<u8>,
         limit: usize,
@@ -209,11 +215,91 @@ fn to_capped_bytes<T: serde::Serialize>(value: &T, budget: &AnswerBudget) -> Opt
         buf: Vec::with_capacity(hint.min(budget.limit())),
         limit: budget.limit(),
     };
-    match serde_json::to_writer(&mut out, value) {
+    match value.write_json(&mut out) {
         Ok(()) => Some(Bytes::from(out.buf)),
         Err(e) if e.is_io() => None,
         Err(cause) => Some(serialize_bytes(Err(cause))),
     }
+}
+
+/// Something [`to_capped_bytes`] writes: one answer or a batch of them.
+trait WriteJson {
+    fn write_json<W: std::io::Write>(&self, out: &mut W) -> Result<(), serde_json::Error>;
+}
+
+impl WriteJson for async_graphql::Response {
+    fn write_json<W: std::io::Write>(&self, out: &mut W) -> Result<(), serde_json::Error> {
+        write_answer(self, out)
+    }
+}
+
+impl WriteJson for Vec<async_graphql::Response> {
+    fn write_json<W: std::io::Write>(&self, out: &mut W) -> Result<(), serde_json::Error> {
+        raw(out, b"[")?;
+        for (i, resp) in self.iter().enumerate() {
+            if i > 0 {
+                raw(out, b",")?;
+            }
+            write_answer(resp, out)?;
+        }
+        raw(out, b"]")
+    }
+}
+
+/// Writes an answer as serde would (`data`, then `extensions` and `errors`
+/// when not empty), except that binary values are JSON text copied as is.
+pub fn write_answer<W: std::io::Write>(
+    resp: &async_graphql::Response,
+    out: &mut W,
+) -> Result<(), serde_json::Error> {
+    raw(out, b"{\"data\":")?;
+    write_value(&resp.data, out)?;
+    if !resp.extensions.is_empty() {
+        raw(out, b",\"extensions\":")?;
+        serde_json::to_writer(&mut *out, &resp.extensions)?;
+    }
+    if !resp.errors.is_empty() {
+        raw(out, b",\"errors\":")?;
+        serde_json::to_writer(&mut *out, &resp.errors)?;
+    }
+    raw(out, b"}")
+}
+
+fn write_value<W: std::io::Write>(
+    value: &async_graphql::Value,
+    out: &mut W,
+) -> Result<(), serde_json::Error> {
+    use async_graphql::Value as V;
+    match value {
+        V::Binary(json) => raw(out, json),
+        V::List(items) => {
+            raw(out, b"[")?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    raw(out, b",")?;
+                }
+                write_value(item, out)?;
+            }
+            raw(out, b"]")
+        }
+        V::Object(fields) => {
+            raw(out, b"{")?;
+            for (i, (name, item)) in fields.iter().enumerate() {
+                if i > 0 {
+                    raw(out, b",")?;
+                }
+                serde_json::to_writer(&mut *out, name.as_str())?;
+                raw(out, b":")?;
+                write_value(item, out)?;
+            }
+            raw(out, b"}")
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar),
+    }
+}
+
+fn raw<W: std::io::Write>(out: &mut W, bytes: &[u8]) -> Result<(), serde_json::Error> {
+    out.write_all(bytes).map_err(serde_json::Error::io)
 }
 
 /// Shapes a batch's answers: an array, 503 when any answer's code says so;
