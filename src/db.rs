@@ -11,6 +11,7 @@
 //! (`busy_timeout`), and [`Health::guard`] abandons request work that a
 //! black-holed connection would leave waiting forever.
 
+pub mod group;
 pub mod health;
 
 use std::str::FromStr;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::config::DEFAULT_DB_TIMEOUT_SECONDS;
 use crate::error::{AppError, AppResult, StartError};
+use group::{GroupCommit, Work};
 pub use health::Health;
 use health::ProbeTarget;
 
@@ -53,10 +55,13 @@ pub struct Database {
     pg: Option<sqlx::PgPool>,
     /// Whether the database answers; bounds request work (shared by clones).
     pub health: Arc<Health>,
-    /// Whether every write goes through the one `writer` connection, one
-    /// at a time (SQLite on a file), so that writers may share state
-    /// guarded by that connection alone (see `content::catalog`).
+    /// Whether every content write goes through the one `writer`
+    /// connection, one at a time (SQLite on a file), so that writers may
+    /// share state guarded by that connection alone (see
+    /// `content::catalog`).
     pub exclusive_writer: bool,
+    /// Record writes on SQLite's one writer, grouped ([`group`]).
+    group: Option<Arc<GroupCommit>>,
 }
 
 /// A pooled PostgreSQL connection idle for longer than this is pinged
@@ -103,6 +108,7 @@ impl Database {
                 pg: Some(pool),
                 health: Health::new(ProbeTarget::Postgres(Box::new(opts)), timeout),
                 exclusive_writer: false,
+                group: None,
             })
         } else if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
@@ -125,8 +131,8 @@ impl Database {
             let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
             // An in-memory database exists per connection: one pool only.
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            let writer = if in_memory {
-                conn.clone()
+            let (writer, group) = if in_memory {
+                (conn.clone(), None)
             } else {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
@@ -135,7 +141,9 @@ impl Database {
                     .connect_with(opts)
                     .await
                     .map_err(unavailable)?;
-                SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+                let writer = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+                let group = Arc::new(GroupCommit::start(writer.clone()));
+                (writer, Some(group))
             };
             Ok(Self {
                 health: Health::new(ProbeTarget::Sqlite(Box::new(probe_opts)), timeout),
@@ -143,11 +151,23 @@ impl Database {
                 writer,
                 pg: None,
                 exclusive_writer: !in_memory,
+                group,
             })
         } else {
             Err(StartError::Config(
                 "the database URL must start with sqlite:// or postgres://".into(),
             ))
+        }
+    }
+
+    /// Runs one write (the statements `work` runs in the transaction it is
+    /// given) and commits it: on SQLite's one writer as a savepoint of a
+    /// group commit ([`group`]), elsewhere in a transaction of its own.
+    /// Answers once the write is committed.
+    pub async fn write<T: Send + 'static>(&self, work: Work<T>) -> AppResult<T> {
+        match &self.group {
+            Some(group) => group.write(work).await,
+            None => group::write_alone(&self.writer, work).await,
         }
     }
 
@@ -248,7 +268,15 @@ pub async fn begin_write<C: TransactionTrait>(db: &C) -> AppResult<DatabaseTrans
 /// first read (sea-orm begins deferred transactions; this is what `BEGIN
 /// IMMEDIATE` would do). Nothing on PostgreSQL. A transaction whose first
 /// statement writes needs none: that statement takes the lock.
+/// Within a group commit the group holds the lock already.
 pub async fn grab_write_lock(txn: &DatabaseTransaction) -> AppResult<()> {
+    if group::in_group() {
+        return Ok(());
+    }
+    take_write_lock(txn).await
+}
+
+async fn take_write_lock(txn: &DatabaseTransaction) -> AppResult<()> {
     if txn.get_database_backend() == DbBackend::Sqlite {
         txn.execute_unprepared("UPDATE projects SET name = name WHERE 0")
             .await?;

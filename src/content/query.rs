@@ -627,11 +627,12 @@ fn sized_columns(backend: DbBackend, view: View) -> String {
     )
 }
 
-/// Checks that `text` (a record's data as the database returned it) is one
-/// JSON value, and takes it as bytes for the answer. quire wrote it from a
-/// parsed value, so this never fails on a database only quire writes; the
-/// check (a scan, no tree) keeps a damaged row from breaking an answer.
-fn checked_text(id: &str, text: String) -> AppResult<bytes::Bytes> {
+/// Checks that `text` (record `id`'s data as the database returned it) is
+/// one JSON value, and takes it as bytes for the answer. quire wrote it
+/// from a parsed value, so this never fails on a database only quire
+/// writes; the check (a scan, no tree) keeps a damaged row from breaking an
+/// answer.
+pub fn checked_text(id: &str, text: String) -> AppResult<bytes::Bytes> {
     serde_json::from_str::<serde::de::IgnoredAny>(&text)
         .map_err(|e| AppError::internal(format!("record {id} holds data that is not JSON: {e}")))?;
     Ok(bytes::Bytes::from(text))

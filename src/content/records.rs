@@ -1,6 +1,10 @@
 //! Record writes: validation against the model, unique values kept by the
 //! database, versions, publishing; and reading one record in a view.
 //!
+//! Each write is the statements of one change, run in a transaction its
+//! caller begins and commits ([`crate::db::Database::write`]: on SQLite,
+//! a savepoint in a group commit).
+//!
 //! A record keeps its latest draft (`draft_data`) and, once published, a
 //! snapshot (`published_data`). Each value of a unique field that a record
 //! holds, in either, has a row in `record_unique_values`, rewritten in the
@@ -16,7 +20,7 @@ use entity::records::{self, RecordStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    EntityTrait, QueryFilter, TransactionTrait,
+    EntityTrait, QueryFilter,
 };
 use serde_json::{Map, Value};
 
@@ -61,26 +65,25 @@ fn not_found(id: &str) -> AppError {
 }
 
 /// Creates a draft record of `model_key`.
-pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+pub async fn create_record(
+    txn: &DatabaseTransaction,
     catalog: &Catalog,
     project_id: &str,
     model_key: &str,
     data: Value,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = db.begin().await?;
     // With the writer's copy of the model and no reference to check, the
     // INSERT is the transaction's first statement and takes the write lock
     // itself; anything read before it needs the lock taken first.
     let model = match catalog.written(project_id, model_key) {
         Some(model) if !model.has_references() => model,
         _ => {
-            grab_write_lock(&txn).await?;
-            catalog.for_write(&txn, project_id, model_key).await?
+            grab_write_lock(txn).await?;
+            catalog.for_write(txn, project_id, model_key).await?
         }
     };
-    let data = validate_data(&txn, project_id, &model, data).await?;
+    let data = validate_data(txn, project_id, &model, data).await?;
     let row = records::ActiveModel {
         id: Set(new_id()),
         project_id: Set(project_id.to_owned()),
@@ -93,17 +96,16 @@ pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
         updated_at: Set(now),
         published_at: Set(None),
     }
-    .insert(&txn)
+    .insert(txn)
     .await?;
-    sync_unique_values(&txn, &model, None, &row).await?;
-    txn.commit().await?;
+    sync_unique_values(txn, &model, None, &row).await?;
     Ok(draft_out(row, &model))
 }
 
 /// Replaces a record's draft data whole; `expected_version`, when given,
 /// must be the current version (else `CONFLICT`).
-pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+pub async fn update_record(
+    txn: &DatabaseTransaction,
     catalog: &Catalog,
     project_id: &str,
     id: &str,
@@ -111,8 +113,7 @@ pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
     expected_version: Option<i64>,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = db.begin().await?;
-    let (current, model) = load_for_write(&txn, catalog, project_id, id).await?;
+    let (current, model) = load_for_write(txn, catalog, project_id, id).await?;
     if let Some(expected) = expected_version {
         if expected != current.version {
             return Err(AppError::Conflict(format!(
@@ -121,7 +122,7 @@ pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
             )));
         }
     }
-    let data = validate_data(&txn, project_id, &model, data).await?;
+    let data = validate_data(txn, project_id, &model, data).await?;
     let status = match current.status {
         RecordStatus::Draft => RecordStatus::Draft,
         RecordStatus::Published | RecordStatus::Changed => RecordStatus::Changed,
@@ -129,20 +130,19 @@ pub async fn update_record<C: ConnectionTrait + TransactionTrait>(
     let mut next = current.clone();
     next.draft_data = data;
     next.status = status;
-    commit_change(txn, &model, &current, next, now).await
+    finish_change(txn, &model, &current, next, now).await
 }
 
 /// Publishes a record's draft: the published view shows it from now on.
 /// Publishing a record that has no unpublished edits changes nothing.
-pub async fn publish_record<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+pub async fn publish_record(
+    txn: &DatabaseTransaction,
     catalog: &Catalog,
     project_id: &str,
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = db.begin().await?;
-    let (current, model) = load_for_write(&txn, catalog, project_id, id).await?;
+    let (current, model) = load_for_write(txn, catalog, project_id, id).await?;
     if current.status == RecordStatus::Published {
         return Ok(draft_out(current, &model));
     }
@@ -150,20 +150,19 @@ pub async fn publish_record<C: ConnectionTrait + TransactionTrait>(
     next.published_data = Some(current.draft_data.clone());
     next.published_at = Some(now);
     next.status = RecordStatus::Published;
-    commit_change(txn, &model, &current, next, now).await
+    finish_change(txn, &model, &current, next, now).await
 }
 
 /// Takes a record out of the published view; its draft stays. Unpublishing
 /// a draft changes nothing.
-pub async fn unpublish_record<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+pub async fn unpublish_record(
+    txn: &DatabaseTransaction,
     catalog: &Catalog,
     project_id: &str,
     id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let txn = db.begin().await?;
-    let (current, model) = load_for_write(&txn, catalog, project_id, id).await?;
+    let (current, model) = load_for_write(txn, catalog, project_id, id).await?;
     if current.status == RecordStatus::Draft {
         return Ok(draft_out(current, &model));
     }
@@ -171,50 +170,47 @@ pub async fn unpublish_record<C: ConnectionTrait + TransactionTrait>(
     next.published_data = None;
     next.published_at = None;
     next.status = RecordStatus::Draft;
-    commit_change(txn, &model, &current, next, now).await
+    finish_change(txn, &model, &current, next, now).await
 }
 
 /// Deletes a record from every view (for good). References to it are left
 /// dangling. Returns the record as it was.
-pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
+pub async fn delete_record(
+    txn: &DatabaseTransaction,
     catalog: &Catalog,
     project_id: &str,
     id: &str,
 ) -> AppResult<RecordOut> {
-    let txn = db.begin().await?;
-    let (current, model) = load_for_write(&txn, catalog, project_id, id).await?;
+    let (current, model) = load_for_write(txn, catalog, project_id, id).await?;
     record_unique_values::Entity::delete_many()
         .filter(record_unique_values::Column::RecordId.eq(&current.id))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     records::Entity::delete_by_id(current.id.clone())
-        .exec(&txn)
+        .exec(txn)
         .await?;
     // Every delete moves the published view's generation, as the change
     // announced for it does (see `service::record_change`).
-    bump_generation(&txn, project_id).await?;
-    txn.commit().await?;
+    bump_generation(txn, project_id).await?;
     Ok(draft_out(current, &model))
 }
 
 /// The common end of every record change: save with a version bump, keep
 /// the unique index in step, move the content generation when the
 /// published view shows the change (the record was or becomes published),
-/// commit, and answer with the draft view.
-async fn commit_change(
-    txn: DatabaseTransaction,
+/// and answer with the draft view. The caller commits.
+async fn finish_change(
+    txn: &DatabaseTransaction,
     model: &ContentModel,
     current: &records::Model,
     next: records::Model,
     now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
-    let row = save(&txn, current, next, now).await?;
-    sync_unique_values(&txn, model, Some(current), &row).await?;
+    let row = save(txn, current, next, now).await?;
+    sync_unique_values(txn, model, Some(current), &row).await?;
     if current.published_at.is_some() || row.published_at.is_some() {
-        bump_generation(&txn, &row.project_id).await?;
+        bump_generation(txn, &row.project_id).await?;
     }
-    txn.commit().await?;
     Ok(draft_out(row, model))
 }
 

@@ -16,6 +16,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::budget::AnswerBudget;
@@ -167,15 +168,15 @@ impl ContentService {
         model_key: &str,
         data: Value,
     ) -> AppResult<RecordOut> {
-        let record = records::create_record(
-            &self.db.writer,
-            &self.catalog,
-            &p.project_id,
-            model_key,
-            data,
-            self.clock.now(),
-        )
-        .await?;
+        let (catalog, project, model_key, now) = self.owned(p, model_key);
+        let record = self
+            .db
+            .write(Box::new(move |txn| {
+                Box::pin(async move {
+                    records::create_record(txn, &catalog, &project, &model_key, data, now).await
+                })
+            }))
+            .await?;
         self.changes
             .committed(record_change(p, &record, RecordAction::Created))
             .await;
@@ -190,51 +191,61 @@ impl ContentService {
         data: Value,
         expected_version: Option<i64>,
     ) -> AppResult<RecordOut> {
-        let write = records::update_record(
-            &self.db.writer,
-            &self.catalog,
-            &p.project_id,
-            id,
-            data,
-            expected_version,
-            self.clock.now(),
-        );
+        let (catalog, project, id, now) = self.owned(p, id);
+        let write = self.db.write(Box::new(move |txn| {
+            Box::pin(async move {
+                records::update_record(txn, &catalog, &project, &id, data, expected_version, now)
+                    .await
+            })
+        }));
         self.announced(p, write, |r| record_change(p, r, RecordAction::Updated))
             .await
     }
 
     /// Publishes a record's draft.
     pub async fn publish_record(&self, p: &Principal, id: &str) -> AppResult<RecordOut> {
-        let write = records::publish_record(
-            &self.db.writer,
-            &self.catalog,
-            &p.project_id,
-            id,
-            self.clock.now(),
-        );
+        let (catalog, project, id, now) = self.owned(p, id);
+        let write = self.db.write(Box::new(move |txn| {
+            Box::pin(
+                async move { records::publish_record(txn, &catalog, &project, &id, now).await },
+            )
+        }));
         self.announced(p, write, |r| record_change(p, r, RecordAction::Published))
             .await
     }
 
     /// Takes a record out of the published view.
     pub async fn unpublish_record(&self, p: &Principal, id: &str) -> AppResult<RecordOut> {
-        let write = records::unpublish_record(
-            &self.db.writer,
-            &self.catalog,
-            &p.project_id,
-            id,
-            self.clock.now(),
-        );
+        let (catalog, project, id, now) = self.owned(p, id);
+        let write = self.db.write(Box::new(move |txn| {
+            Box::pin(
+                async move { records::unpublish_record(txn, &catalog, &project, &id, now).await },
+            )
+        }));
         self.announced(p, write, |r| record_change(p, r, RecordAction::Unpublished))
             .await
     }
 
     /// Deletes a record from every view.
     pub async fn delete_record(&self, p: &Principal, id: &str) -> AppResult<()> {
-        let write = records::delete_record(&self.db.writer, &self.catalog, &p.project_id, id);
+        let (catalog, project, id, _) = self.owned(p, id);
+        let write = self.db.write(Box::new(move |txn| {
+            Box::pin(async move { records::delete_record(txn, &catalog, &project, &id).await })
+        }));
         self.announced(p, write, |r| record_change(p, r, RecordAction::Deleted))
             .await
             .map(drop)
+    }
+
+    /// What a queued record write owns: the catalog, the project id, the
+    /// write's subject (a model key or a record id) and the time.
+    fn owned(&self, p: &Principal, subject: &str) -> (Arc<Catalog>, String, String, DateTime<Utc>) {
+        (
+            Arc::clone(&self.catalog),
+            p.project_id.clone(),
+            subject.to_owned(),
+            self.clock.now(),
+        )
     }
 
     /// Runs a write armed with a [`crate::changes::Pending`]: the change it

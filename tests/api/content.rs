@@ -483,6 +483,87 @@ both_dbs!(
     }
 );
 
+// Writes that arrive together commit together on SQLite (one transaction,
+// a savepoint each): a refused write must roll back only itself, and every
+// acknowledged write must be there afterwards.
+both_dbs!(
+    concurrent_writes_commit_and_fail_one_by_one,
+    |app: TestApp| async move {
+        let k = app.default_tenant().await;
+        blog_models(&app, &k.root).await;
+        let attempts = (0..48).map(|i| {
+            let app = app.clone();
+            let key = k.root.clone();
+            async move {
+                let slug = format!("s{}", i % 16);
+                let reply = app
+                    .gql(
+                        &key,
+                        CREATE_RECORD,
+                        json!({ "m": "page", "d": { "title": format!("t{i}"), "slug": slug } }),
+                    )
+                    .await;
+                (slug, format!("t{i}"), reply)
+            }
+        });
+        let replies = futures::future::join_all(attempts).await;
+        let mut won = std::collections::BTreeMap::new();
+        for (slug, title, reply) in &replies {
+            if reply.body.get("errors").is_none() {
+                assert!(
+                    won.insert(slug.clone(), title.clone()).is_none(),
+                    "{slug} twice"
+                );
+            } else {
+                assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "{}", reply.body);
+                assert_eq!(
+                    reply.body["errors"][0]["extensions"]["field"], "slug",
+                    "{}",
+                    reply.body
+                );
+            }
+        }
+        assert_eq!(won.len(), 16, "one create per slug succeeds");
+        assert_eq!(total(&app, &k.root, json!({ "p": true })).await, 16);
+        for (slug, title) in &won {
+            let found = list(&app, &k.root, json!({ "p": true, "w": { "slug": slug } })).await;
+            assert_eq!(
+                found.body["data"]["records"]["items"][0]["data"]["title"], *title,
+                "{}",
+                found.body
+            );
+        }
+        if app.state.db.backend() == sea_orm::DbBackend::Sqlite {
+            let metrics = app
+                .client
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let figure = |name: &str| -> f64 {
+                metrics
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            let (writes, groups) = (
+                figure("quire_write_group_size_sum"),
+                figure("quire_write_group_size_count"),
+            );
+            assert!(
+                writes >= 48.0,
+                "every write went through a group: {metrics}"
+            );
+            eprintln!("{writes} writes in {groups} groups");
+        }
+    }
+);
+
 both_dbs!(versions_and_expected_version, |app: TestApp| async move {
     let k = app.default_tenant().await;
     blog_models(&app, &k.root).await;
