@@ -90,7 +90,7 @@ impl App {
         if restored > 0 {
             tracing::info!(keys = restored, "restored rate-limit windows");
         }
-        let read_cache = Arc::new(ReadCache::new(&config, db.conn.clone(), redis.clone()));
+        let read_cache = Arc::new(ReadCache::new(&config, &db, redis.clone()));
         let catalog = Arc::new(Catalog::new(read_cache.clone(), db.exclusive_writer));
         let mut changes = Changes::new();
         changes.listen(read_cache.clone());

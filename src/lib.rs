@@ -22,12 +22,12 @@
 //! | [`graphql`] | schema assembly, thin resolvers per domain calling the services |
 //! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the two services; background watchers |
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
-//! | [`content`] | content service: models, records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
+//! | [`content`] | content service: models (held in memory by the catalog), records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
 //! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
 //! | [`changes`] | committed changes and the listeners that follow them |
-//! | [`db`] | opening the database (pragmas, pools, statement timeout), its health (probe, request deadline, 503 at once while unreachable), migrations and setup under a lock, the write-transaction idiom, projects |
+//! | [`db`] | opening the database (pragmas, pools, statement timeout), its health (probe, request deadline, 503 at once while unreachable), migrations and setup under a lock, the write-transaction idiom and group commit on SQLite's one writer, projects |
 //! | [`error`] | `AppError` and the one code table (HTTP status, `extensions.code`); start-up errors |
 //! | [`config`] | typed configuration from flags and `QUIRE_*` variables |
 //! | [`clock`] | injectable time |

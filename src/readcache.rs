@@ -60,6 +60,7 @@ use crate::auth::principal::Principal;
 use crate::auth::scopes::{Scope, ScopeSet};
 use crate::changes::{Change, Listener};
 use crate::config::Config;
+use crate::db::{Database, Health};
 use crate::redis_link::RedisLink;
 
 /// How long an entry may live at most, whatever the generation says.
@@ -159,6 +160,8 @@ pub struct ReadCache {
     content: RwLock<HashMap<String, i64>>,
     /// Where the content generations are read and polled.
     db: DatabaseConnection,
+    /// Whether the database answers (bounds the per-request read).
+    health: Arc<Health>,
 }
 
 /// How often a change that could not be announced through Redis is retried.
@@ -168,8 +171,10 @@ impl ReadCache {
     /// The cache `config` asks for on `db`, its tokens in Redis through
     /// `redis` (the instance's shared link) when given: off when
     /// `QUIRE_READ_CACHE_MB` is 0.
-    pub fn new(config: &Config, db: DatabaseConnection, redis: Option<Arc<RedisLink>>) -> Self {
+    pub fn new(config: &Config, db: &Database, redis: Option<Arc<RedisLink>>) -> Self {
         Self::describe_metrics();
+        let health = Arc::clone(&db.health);
+        let db = db.conn.clone();
         let backend = db.get_database_backend();
         let generations = match redis {
             Some(link) => Generations::Shared {
@@ -199,6 +204,7 @@ impl ReadCache {
             unannounced: std::sync::Mutex::default(),
             content: RwLock::default(),
             db,
+            health,
         }
     }
 
@@ -256,7 +262,15 @@ impl ReadCache {
                     .unwrap_or(0),
                 content: known,
             }),
-            Generations::Database => match read_generation(&self.db, project_id).await {
+            // Bounded like any request work: while the database is away,
+            // the request bypasses the cache (and is answered 503 at once).
+            Generations::Database => match self
+                .health
+                .guard(read_generation(&self.db, project_id))
+                .await
+                .map_err(|e| e.cause())
+                .and_then(|read| read.map_err(|e| e.to_string()))
+            {
                 Ok(n) => {
                     let n = n.unwrap_or(0);
                     self.raise(project_id, n);

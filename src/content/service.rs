@@ -7,6 +7,10 @@
 //! in their own transaction ([`crate::readcache::bump_generation`]), so that
 //! every instance learns of a change Redis did not carry.
 //!
+//! Record writes run through [`Database::write`] (group commit on SQLite);
+//! reads take their model from the [`Catalog`], which listens to the same
+//! announcements.
+//!
 //! Every write that can change the published view is armed with a
 //! [`crate::changes::Pending`] before it starts:
 //! if the request is dropped while the commit is in flight, the change is
