@@ -26,8 +26,9 @@
 //!   instead (one primary-key read), which is exact on every instance;
 //! - the project's content generation in the database
 //!   (`content_generations`), bumped in the transaction of the change (see
-//!   [`bump_generation`]) and polled by every instance every
-//!   [`GENERATION_POLL`]: a change whose Redis announcement failed (the
+//!   [`bump_generation`]) and polled every [`GENERATION_POLL`] by every
+//!   instance that may have company (with Redis or on PostgreSQL): a
+//!   change whose Redis announcement failed (the
 //!   writer lost Redis, the others did not) still reaches every instance
 //!   within one poll. With Redis, the writer reads it back after its commit
 //!   and announces it with the token, so a change announced through Redis
@@ -253,6 +254,8 @@ impl ReadCache {
     pub async fn generation(&self, project_id: &str) -> Option<Generation> {
         let known = self.known(project_id);
         let current = match &self.generations {
+            // One instance: every change moves the token here, before the
+            // write answers; the database's generation adds nothing.
             Generations::Local(map) => Some(Generation {
                 token: map
                     .read()
@@ -260,7 +263,7 @@ impl ReadCache {
                     .get(project_id)
                     .copied()
                     .unwrap_or(0),
-                content: known,
+                content: 0,
             }),
             // Bounded like any request work: while the database is away,
             // the request bypasses the cache (and is answered 503 at once).
@@ -433,13 +436,13 @@ impl ReadCache {
     }
 
     /// Follows the content generations in the database until the process
-    /// ends (when the cache is on, and always on PostgreSQL, whose other
-    /// instances' model changes the content catalog learns of here): a
+    /// ends (on PostgreSQL, cache on or off: the content catalog learns of
+    /// other instances' model changes here; SQLite has one instance): a
     /// change made on another instance whose Redis announcement failed
     /// moves the generation here within one [`GENERATION_POLL`]. Each poll
     /// is one small aggregate query; the rows are read only when it moved.
     pub fn spawn_generation_poller(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
-        if self.entries.is_none() && matches!(self.generations, Generations::Local(_)) {
+        if matches!(self.generations, Generations::Local(_)) {
             return None;
         }
         let this = Arc::clone(self);
