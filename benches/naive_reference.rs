@@ -13,10 +13,9 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use async_graphql::{
-    Context, EmptySubscription, Json, Object, Result, Schema, SimpleObject, ID,
-};
+use async_graphql::{Context, EmptySubscription, Json, Object, Result, Schema, SimpleObject, ID};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use entity::{models, projects, records};
@@ -133,11 +132,20 @@ impl Mutation {
     }
 }
 
+/// Answers a GraphQL request. Unlike async-graphql-axum, an answer with
+/// errors has status 500, so that wrk's non-2xx count shows failures (a
+/// `database is locked`, say) instead of counting them as served.
 async fn graphql(
     State(schema): State<NaiveSchema>,
     axum::Json(req): axum::Json<async_graphql::Request>,
-) -> axum::Json<async_graphql::Response> {
-    axum::Json(schema.execute(req).await)
+) -> (StatusCode, axum::Json<async_graphql::Response>) {
+    let resp = schema.execute(req).await;
+    let status = if resp.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (status, axum::Json(resp))
 }
 
 async fn serve(addr: SocketAddr, url: &str) -> std::result::Result<(), String> {
@@ -161,9 +169,7 @@ async fn serve(addr: SocketAddr, url: &str) -> std::result::Result<(), String> {
         .await
         .map_err(|e| format!("bind {addr}: {e}"))?;
     println!("naive reference listening on {addr}");
-    axum::serve(listener, app)
-        .await
-        .map_err(|e| e.to_string())
+    axum::serve(listener, app).await.map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
