@@ -180,14 +180,21 @@ fn main() -> ExitCode {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let (Some(addr), Some(url)) = (flag("--serve"), flag("--database")) else {
-        // `cargo bench` runs every bench target with `--bench`: nothing to
-        // measure here on its own.
-        println!(
-            "naive_reference: a server for the load harness (tests/perf/run.sh); \
-             run it with --serve 127.0.0.1:PORT --database URL"
-        );
-        return ExitCode::SUCCESS;
+    let (addr, url) = match (flag("--serve"), flag("--database")) {
+        (Some(addr), Some(url)) => (addr, url),
+        (None, None) => {
+            // `cargo bench` runs every bench target (with `--bench`):
+            // nothing to measure here on its own.
+            println!(
+                "naive_reference: a server for the load harness (tests/perf/run.sh); \
+                 run it with --serve 127.0.0.1:PORT --database URL"
+            );
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("naive_reference: --serve ADDR and --database URL go together");
+            return ExitCode::from(2);
+        }
     };
     let addr: SocketAddr = match addr.parse() {
         Ok(a) => a,
