@@ -27,6 +27,7 @@ alternate (A/B/A/B...) and the table shows medians, because the machine is
 shared and noisy. Loopback only; every run is bounded in time.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import random
@@ -98,12 +99,11 @@ def proc_status(pid, field):
 
 
 def pg_backends_cpu(dbname):
-    """CPU seconds of the PostgreSQL client backends connected to `dbname`,
-    found by their process title (`postgres: [cluster: ]user dbname
-    host(port) state`). Autovacuum and the shared processes (WAL writer,
-    checkpointer) are not counted; backends that exit during a run take
-    their CPU with them (rare: the pools keep their connections)."""
-    total = 0.0
+    """CPU seconds of each PostgreSQL client backend connected to `dbname`
+    (pid -> seconds), found by their process title (`postgres: [cluster: ]
+    user dbname host(port) state`). Autovacuum and the shared processes
+    (WAL writer, checkpointer) are not counted."""
+    found = {}
     client = re.compile(rb"^postgres: (?:\S+: )?\S+ " + re.escape(dbname.encode()) + rb" (?:\S+\(\d+\)|\[local\]) ")
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -112,10 +112,17 @@ def pg_backends_cpu(dbname):
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 title = f.read().replace(b"\0", b" ")
             if client.match(title):
-                total += proc_cpu_seconds(pid)
+                found[pid] = proc_cpu_seconds(pid)
         except OSError:
             continue
-    return total
+    return found
+
+
+def cpu_delta(before, after):
+    """CPU spent between two pg_backends_cpu readings: backends present at
+    both, plus those that started in between; one that exited in between
+    takes its CPU with it (rare: the pools keep their connections)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 class Server:
@@ -215,18 +222,21 @@ def seed(url, root, live, records, keys, log, where):
         {name: "body", type: TEXT},
         {name: "rank", type: INTEGER}]}) { key } }""")
     body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 4
-    ids = []
     batch = 10
-    for start in range(0, records, batch):
-        ops = []
-        for i in range(start, min(start + batch, records)):
-            ops.append({"query": "mutation($d: JSON!) { createRecord(modelKey: \"page\", data: $d) { id } }",
-                        "variables": {"d": {"slug": f"page-{i}", "title": f"Page {i}", "body": body[:200], "rank": i}}})
-        created = gql_batch(url, live, ops)
-        new_ids = [c["createRecord"]["id"] for c in created]
+
+    def create_and_publish(start):
+        ops = [{"query": "mutation($d: JSON!) { createRecord(modelKey: \"page\", data: $d) { id } }",
+                "variables": {"d": {"slug": f"page-{i}", "title": f"Page {i}", "body": body[:200], "rank": i}}}
+               for i in range(start, min(start + batch, records))]
+        new_ids = [c["createRecord"]["id"] for c in gql_batch(url, live, ops)]
         pubs = [{"query": "mutation($id: ID!) { publishRecord(id: $id) { id } }", "variables": {"id": i}} for i in new_ids]
         gql_batch(url, live, pubs)
-        ids.extend(new_ids)
+        return new_ids
+
+    # A few batches in flight: PostgreSQL commits them together (one client
+    # waits for every commit's fsync); quire queues them on SQLite.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        ids = [i for new_ids in pool.map(create_and_publish, range(0, records, batch)) for i in new_ids]
     log(f"{where}: seeded {records} published records in {time.time() - t0:.1f} s")
     t0 = time.time()
     public = []
@@ -495,17 +505,17 @@ def main():
                            "-s", lua, server.url + "/graphql", "--", path]
                 pg = label.startswith("pg-")
                 cpu0 = proc_cpu_seconds(server.pid)
-                db0 = pg_backends_cpu(pg_db) if pg else 0.0
+                db0 = pg_backends_cpu(pg_db) if pg else {}
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
                 cpu1 = proc_cpu_seconds(server.pid)
-                db1 = pg_backends_cpu(pg_db) if pg else 0.0
+                db1 = pg_backends_cpu(pg_db) if pg else {}
                 line = next((l for l in out.splitlines() if l.startswith("JSON ")), None)
                 if line is None:
                     raise SystemExit(f"wrk printed no summary for {name}:\n{out}")
                 m = json.loads(line[5:])
                 m["rps"] = m["requests"] / m["seconds"]
                 m["cpu_us"] = (cpu1 - cpu0) * 1e6 / max(1, m["requests"])
-                m["db_us"] = (db1 - db0) * 1e6 / max(1, m["requests"]) if pg else None
+                m["db_us"] = cpu_delta(db0, db1) * 1e6 / max(1, m["requests"]) if pg else None
                 results[name].append(m)
                 if label == "quire":
                     peak = max(peak, proc_status(server.pid, "VmHWM"))
