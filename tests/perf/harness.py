@@ -32,6 +32,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -426,6 +427,7 @@ def main():
     servers = {}
     pg_db = f"quire_perf_{os.getpid()}"
     pg_created = False
+    finished = False
     try:
         sqlite_url = f"sqlite://{work}/perf.db?mode=rwc"
         env = dict(base_env, QUIRE_DATABASE_URL=sqlite_url)
@@ -568,8 +570,9 @@ def main():
             vs_naive = f"{m['cpu_us'] / med[ref]['cpu_us']:14.2f}" if ref in med and med[ref]["cpu_us"] > 0 else f"{'':>14}"
             print(f"{name:34} {label_of[name]:13} {m['rps']:8.0f} {m['p50']:7.2f} {m['p99']:7.2f} {m['cpu_us']:10.1f} {db} "
                   f"{m['non2xx']:7.0f} {m['rps'] / floor:16.2f} {m['rps'] / http:13.2f} {vs_naive}")
-        print("CPU us/req: the serving process's own CPU (SQLite runs inside it); +PG us/req: the PostgreSQL "
-              f"backends of {pg_db}; vs naive (CPU): CPU us/req over the naive counterpart's "
+        print("CPU us/req: the serving process's own CPU (SQLite runs inside it); "
+              + (f"+PG us/req: the PostgreSQL client backends of {pg_db}; " if pg_created else "")
+              + "vs naive (CPU): CPU us/req over the naive counterpart's "
               "(records -> naive records, record(id) -> naive record(id), createRecord -> naive createRecord)")
         print(f"server RSS (quire): idle after start {idle_rss / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
         if soak > 0:
@@ -597,9 +600,14 @@ def main():
         bad = [n for n, m in med.items() if m["errors"] > 0 or m["non2xx"] > 0]
         if bad:
             print(f"mixes with errors or non-2xx responses: {', '.join(bad)}")
+        finished = True
     finally:
         for s in reversed(list(servers.values())):
             s.stop()
+        if finished:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"kept {work} (server logs: *.log)")
         if pg_created:
             try:
                 pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
