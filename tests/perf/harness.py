@@ -597,6 +597,11 @@ def main():
                      if l.startswith("quire_read_cache") and not l.startswith("#")}
             if cache:
                 print(f"read cache ({label}): " + ", ".join(f"{k} {v}" for k, v in sorted(cache.items())))
+        for label, server in servers.items():
+            with open(os.path.join(work, f"{label}.log"), errors="replace") as f:
+                lines = f.read().splitlines()
+            if lines:
+                print(f"{label} logged {len(lines)} lines (RUST_LOG=warn), first: {lines[0][:200]}")
         bad = [n for n, m in med.items() if m["errors"] > 0 or m["non2xx"] > 0]
         if bad:
             print(f"mixes with errors or non-2xx responses: {', '.join(bad)}")
