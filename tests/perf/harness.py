@@ -342,10 +342,12 @@ MIXES = [
     ("naive: createRecord", "naive", "create", None),
     ("pg: records(limit: 10)", "pg-quire", "records", "pg naive: records(limit: 10)"),
     ("pg: records(limit: 10), cache off", "pg-nocache", "records", "pg naive: records(limit: 10)"),
-    ("pg: record(id)", "pg-quire", "record", None),
-    ("pg: createRecord", "pg-quire", "create", None),
+    ("pg: record(id)", "pg-quire", "record", "pg naive: record(id)"),
+    ("pg: createRecord", "pg-quire", "create", "pg naive: createRecord"),
     ("pg: updateRecord + publishRecord", "pg-quire", "update", None),
     ("pg naive: records(limit: 10)", "pg-naive", "records", None),
+    ("pg naive: record(id)", "pg-naive", "record", None),
+    ("pg naive: createRecord", "pg-naive", "create", None),
 ]
 FLOORS = (HTTP_FLOOR, GQL_FLOOR)
 
