@@ -368,8 +368,10 @@ def parse_only(text):
 
 
 def pg_admin(admin_url, sql):
-    subprocess.run(["psql", admin_url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
-                   check=True, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["psql", admin_url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise SystemExit(f"psql: {sql}: {done.stderr.strip()}")
 
 
 def main():
@@ -404,7 +406,7 @@ def main():
 
     skipped = []
     selected = [m for m in MIXES if m[0] in parse_only(args.only) or m[0] in FLOORS] if args.only else list(MIXES)
-    if naive_bin is None:
+    if naive_bin is None and any("naive" in m[1] for m in selected):
         skipped.append("naive mixes (no --naive-bin)")
         selected = [m for m in selected if "naive" not in m[1]]
     if any(m[1].startswith("pg-") for m in selected):
@@ -431,6 +433,11 @@ def main():
     pg_created = False
     finished = False
     try:
+        if any(l.startswith("pg-") for l in needed):
+            # First, so that an unusable server fails the run at once.
+            pg_admin(pg_url, f'CREATE DATABASE "{pg_db}"')
+            pg_created = True
+            log(f"PostgreSQL: created database {pg_db}")
         sqlite_url = f"sqlite://{work}/perf.db?mode=rwc"
         env = dict(base_env, QUIRE_DATABASE_URL=sqlite_url)
         servers["quire"], root = start_quire("quire", "quire, SQLite (WAL), read cache on", binary, env, work, True)
@@ -451,11 +458,7 @@ def main():
             servers["naive"] = s
 
         if any(l.startswith("pg-") for l in needed):
-            parts = urllib.parse.urlsplit(pg_url)
-            db_url = urllib.parse.urlunsplit(parts._replace(path="/" + pg_db))
-            pg_admin(pg_url, f'CREATE DATABASE "{pg_db}"')
-            pg_created = True
-            log(f"PostgreSQL: created database {pg_db}")
+            db_url = urllib.parse.urlunsplit(urllib.parse.urlsplit(pg_url)._replace(path="/" + pg_db))
             penv = dict(base_env, QUIRE_DATABASE_URL=db_url)
             servers["pg-quire"], proot = start_quire("pg-quire", f"quire, PostgreSQL {pg_db}, no Redis",
                                                      binary, penv, work, True)
@@ -619,7 +622,7 @@ def main():
             try:
                 pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
                 log(f"PostgreSQL: dropped database {pg_db}")
-            except (subprocess.SubprocessError, OSError) as e:
+            except (SystemExit, subprocess.SubprocessError, OSError) as e:
                 log(f"PostgreSQL: could not drop database {pg_db}: {e}")
 
 
