@@ -1,15 +1,38 @@
 #!/usr/bin/env python3
 """Drives a release quire with wrk and prints medians and ratios.
 
-Baselines measured in the same run: the HTTP floor (GET /healthz) and the
-GraphQL floor ({ __typename } with a valid key). Every mix runs once per
-round, rounds alternate (A/B/A/B...) and the table shows medians, because the
-machine is shared and noisy. Loopback only; every run is bounded in time.
+References measured in the same run:
+- the HTTP floor (GET /healthz) and the GraphQL floor ({ __typename } with a
+  valid key), both on quire itself;
+- a naive reference server (benches/naive_reference.rs: async-graphql + axum +
+  sea-orm, no auth, no limits, no cache) over the very database quire seeded,
+  answering the same request bodies; each quire mix with a naive counterpart
+  gets the ratio of the two servers' own CPU per request.
+
+Servers, each its own process and port (the table names which served a mix):
+  quire          quire on a fresh SQLite file (WAL), read cache on
+  quire-nocache  a second quire on the same SQLite file, QUIRE_READ_CACHE_MB=0
+  naive          the naive reference on the same SQLite file
+  pg-quire       quire on a fresh PostgreSQL database, no Redis    } only with
+  pg-nocache     a second quire on it, QUIRE_READ_CACHE_MB=0       } a PostgreSQL
+  pg-naive       the naive reference on it                         } URL
+Only the servers the selected mixes need are started. The PostgreSQL database
+(quire_perf_<pid>) is created on the server of QUIRE_TEST_DATABASE_URL (or
+--postgres URL) and dropped at the end, also on failure or SIGTERM.
+
+CPU per request is each server's own user+system CPU from /proc over the wrk
+run; for PostgreSQL mixes the database's share (the postgres backends serving
+quire_perf_<pid>) is a separate column. Every mix runs once per round, rounds
+alternate (A/B/A/B...) and the table shows medians, because the machine is
+shared and noisy. Loopback only; every run is bounded in time.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import statistics
@@ -17,9 +40,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -28,23 +54,31 @@ def free_port():
         return s.getsockname()[1]
 
 
+def post_json(url, body, key=None, timeout=60):
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["x-api-key"] = key
+    req = urllib.request.Request(url + "/graphql", data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise RuntimeError(f"HTTP {e.code}: {text[:300]!r}") from None
+
+
 def gql(url, key, query, variables=None):
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(url + "/graphql", data=body, method="POST",
-                                 headers={"content-type": "application/json", "x-api-key": key})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        out = json.loads(r.read())
+    out = post_json(url, {"query": query, "variables": variables or {}}, key)
     if out.get("errors"):
         raise RuntimeError(f"{query[:60]}: {out['errors']}")
     return out["data"]
 
 
 def gql_batch(url, key, ops):
-    body = json.dumps(ops).encode()
-    req = urllib.request.Request(url + "/graphql", data=body, method="POST",
-                                 headers={"content-type": "application/json", "x-api-key": key})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        out = json.loads(r.read())
+    out = post_json(url, ops, key, timeout=120)
     for o in out:
         if o.get("errors"):
             raise RuntimeError(str(o["errors"]))
@@ -54,8 +88,7 @@ def gql_batch(url, key, ops):
 def proc_cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def proc_status(pid, field):
@@ -66,9 +99,123 @@ def proc_status(pid, field):
     return 0
 
 
-def seed(url, root, live, records, keys, log):
+def pg_backends_cpu(dbname):
+    """CPU seconds of each PostgreSQL client backend connected to `dbname`
+    (pid -> seconds), found by their process title (`postgres: [cluster: ]
+    user dbname host(port) state`). Autovacuum and the shared processes
+    (WAL writer, checkpointer) are not counted."""
+    found = {}
+    client = re.compile(rb"^postgres: (?:\S+: )?\S+ " + re.escape(dbname.encode()) + rb" (?:\S+\(\d+\)|\[local\]) ")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().replace(b"\0", b" ")
+            if client.match(title):
+                found[pid] = proc_cpu_seconds(pid)
+        except OSError:
+            continue
+    return found
+
+
+def cpu_delta(before, after):
+    """CPU spent between two pg_backends_cpu readings: backends present at
+    both, plus those that started in between; one that exited in between
+    takes its CPU with it (rare: the pools keep their connections)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+class Server:
+    """One server process under test: quire or the naive reference."""
+
+    def __init__(self, label, what, argv, env, work):
+        self.label, self.what = label, what
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(env)
+        self.argv = argv
+        self.work = work
+        self.out_path = os.path.join(work, f"{label}.out")
+        self.proc = None
+
+    def start(self, extra_argv=()):
+        self.env["QUIRE_LISTEN"] = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([*self.argv, *extra_argv], cwd=self.work, env=self.env,
+                                     stdout=open(self.out_path, "w"),
+                                     stderr=open(os.path.join(self.work, f"{self.label}.log"), "w"))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stdout(self):
+        with open(self.out_path) as f:
+            return f.read()
+
+    def wait_ready(self, probe, timeout=60):
+        deadline = time.time() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.label} exited with {self.proc.returncode}; see {self.work}/{self.label}.log:\n"
+                                 + open(os.path.join(self.work, f"{self.label}.log")).read()[-2000:])
+            try:
+                probe(self.url)
+                return
+            except OSError:
+                if time.time() > deadline:
+                    raise SystemExit(f"{self.label} did not become ready in {timeout} s")
+                time.sleep(0.05)
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def healthz(url):
+    urllib.request.urlopen(url + "/healthz", timeout=1).read()
+
+
+def typename(url):
+    post_json(url, {"query": "{ __typename }"}, timeout=1)
+
+
+def start_quire(label, what, binary, env, work, with_bootstrap):
+    """Starts quire; the first instance on a database prints the bootstrap
+    key (returned), a further one must not (the keys exist)."""
+    s = Server(label, what, [binary, "serve"], env, work)
+    s.start()
+    s.wait_ready(healthz)
+    # The key is printed before quire listens: once healthy, it is there.
+    printed = [l.strip() for l in s.stdout().splitlines() if l.startswith("sk_")]
+    if with_bootstrap:
+        if not printed:
+            raise SystemExit(f"{label} did not print its bootstrap key")
+        return s, printed[0]
+    if printed:
+        raise SystemExit(f"{label} printed a bootstrap key on a database that has keys")
+    return s, None
+
+
+def mint_live_key(binary, env, work):
+    # TEST keys manage TEST keys only: the live key that mints the pk_live_
+    # keys comes from the operator command, as for a user.
+    return json.loads(subprocess.run(
+        [binary, "admin", "keys", "create", "--project", "default", "--name", "bench-live",
+         "--type", "secret", "--mode", "live", "--scopes", "*", "--rate-limit", "10000000", "--json"],
+        env=env, cwd=work, capture_output=True, text=True, check=True, timeout=120).stdout)["key"]
+
+
+def seed(url, root, live, records, keys, log, where):
     """Seeds through the API with the live key (its budget is 10,000,000/h);
-    the bootstrap key only mints the sk_test_ key used for previews."""
+    the bootstrap key only mints the sk_test_ key used for previews and
+    writes. Also creates the `note` model that createRecord mixes write to."""
     t0 = time.time()
     gql(url, live, """mutation { createModel(input: {key: "page", name: "Page", fields: [
         {name: "slug", type: STRING, required: true, unique: true},
@@ -76,19 +223,22 @@ def seed(url, root, live, records, keys, log):
         {name: "body", type: TEXT},
         {name: "rank", type: INTEGER}]}) { key } }""")
     body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 4
-    ids = []
     batch = 10
-    for start in range(0, records, batch):
-        ops = []
-        for i in range(start, min(start + batch, records)):
-            ops.append({"query": "mutation($d: JSON!) { createRecord(modelKey: \"page\", data: $d) { id } }",
-                        "variables": {"d": {"slug": f"page-{i}", "title": f"Page {i}", "body": body[:200], "rank": i}}})
-        created = gql_batch(url, live, ops)
-        new_ids = [c["createRecord"]["id"] for c in created]
+
+    def create_and_publish(start):
+        ops = [{"query": "mutation($d: JSON!) { createRecord(modelKey: \"page\", data: $d) { id } }",
+                "variables": {"d": {"slug": f"page-{i}", "title": f"Page {i}", "body": body[:200], "rank": i}}}
+               for i in range(start, min(start + batch, records))]
+        new_ids = [c["createRecord"]["id"] for c in gql_batch(url, live, ops)]
         pubs = [{"query": "mutation($id: ID!) { publishRecord(id: $id) { id } }", "variables": {"id": i}} for i in new_ids]
         gql_batch(url, live, pubs)
-        ids.extend(new_ids)
-    log(f"seeded {records} published records in {time.time() - t0:.1f} s")
+        return new_ids
+
+    # A few batches in flight: PostgreSQL commits them together (one client
+    # waits for every commit's fsync); quire queues them on SQLite.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        ids = [i for new_ids in pool.map(create_and_publish, range(0, records, batch)) for i in new_ids]
+    log(f"{where}: seeded {records} published records in {time.time() - t0:.1f} s")
     t0 = time.time()
     public = []
     for start in range(0, keys, batch):
@@ -96,7 +246,11 @@ def seed(url, root, live, records, keys, log):
                 "variables": {"n": f"bench-{i}"}} for i in range(start, min(start + batch, keys))]
         public.extend(c["createApiKey"]["key"] for c in gql_batch(url, live, ops))
     secret = gql(url, root, "mutation { createApiKey(input: {name: \"bench-secret\", type: SECRET, mode: TEST, scopes: [\"*\"], rateLimitPerHour: 10000000}) { key } }")["createApiKey"]["key"]
-    log(f"seeded {keys} keys in {time.time() - t0:.1f} s")
+    log(f"{where}: seeded {keys} keys in {time.time() - t0:.1f} s")
+    # createRecord under load: a model without unique fields, so every
+    # request can carry the same body.
+    gql(url, root, """mutation { createModel(input: {key: "note", name: "Note", fields: [
+        {name: "title", type: STRING, required: true}, {name: "body", type: TEXT}]}) { key } }""")
     return ids, public, secret
 
 
@@ -142,9 +296,88 @@ def write_mix(path, entries):
             f.write(f"{total}\t{key}\t{json.dumps(body)}\n")
 
 
+LIST_Q = {"query": "{ records(modelKey: \"page\", limit: 10) { items { id data } } }"}
+TYPENAME = {"query": "{ __typename }"}
+CREATE_NOTE = "mutation($d: JSON!) { createRecord(modelKey: \"note\", data: $d) { id } }"
+
+
+def mix_bodies(rng, ids, public, secret, records):
+    """The request mixes quire serves, by kind; the same bodies go to the
+    naive reference (which ignores the key)."""
+    return {
+        "typename": [(1, k, TYPENAME) for k in public[:200]],
+        "records": [(1, k, LIST_Q) for k in public[:200]],
+        "record": [(1, rng.choice(public), {"query": "query($id: ID!) { record(id: $id) { id data } }", "variables": {"id": i}})
+                   for i in rng.sample(ids, min(500, len(ids)))],
+        "where": [(1, rng.choice(public), {"query": "query($w: JSON) { records(modelKey: \"page\", where: $w) { items { id data } } }",
+                                           "variables": {"w": {"slug": f"page-{rng.randrange(records)}"}}}) for _ in range(500)],
+        "preview": [(1, secret, {"query": "{ records(modelKey: \"page\", limit: 10, preview: true) { items { id data } } }"})],
+        "update": [(1, secret, {"query": "mutation($id: ID!, $d: JSON!) { u: updateRecord(id: $id, data: $d) { version } p: publishRecord(id: $id) { id } }",
+                                "variables": {"id": i, "d": {"slug": f"page-upd-{n}", "title": "updated", "rank": n}}})
+                   for n, i in enumerate(rng.sample(ids, min(200, len(ids))))],
+        "create": [(1, secret, {"query": CREATE_NOTE, "variables": {"d": {"title": "new note", "body": "x" * 200}}})],
+        "mixed": ([(19, k, LIST_Q) for k in public[:50]]
+                  + [(1, secret, {"query": CREATE_NOTE, "variables": {"d": {"title": "mixed", "body": "y" * 200}}})] * 50),
+    }
+
+
+# Every mix: (name, server label, body kind, naive counterpart). The order is
+# the table's. Bodies come from the seed of the server's database.
+HTTP_FLOOR = "http floor: GET /healthz"
+GQL_FLOOR = "graphql floor: { __typename }"
+MIXES = [
+    (HTTP_FLOOR, "quire", None, None),
+    (GQL_FLOOR, "quire", "typename", None),
+    ("records(limit: 10)", "quire", "records", "naive: records(limit: 10)"),
+    ("records(limit: 10), cache off", "quire-nocache", "records", "naive: records(limit: 10)"),
+    ("record(id)", "quire", "record", "naive: record(id)"),
+    ("record(id), cache off", "quire-nocache", "record", "naive: record(id)"),
+    ("records where unique", "quire", "where", None),
+    ("records preview", "quire", "preview", None),
+    ("updateRecord + publishRecord", "quire", "update", None),
+    ("createRecord", "quire", "create", "naive: createRecord"),
+    ("95% reads / 5% writes", "quire", "mixed", None),
+    ("naive: records(limit: 10)", "naive", "records", None),
+    ("naive: record(id)", "naive", "record", None),
+    ("naive: createRecord", "naive", "create", None),
+    ("pg: records(limit: 10)", "pg-quire", "records", "pg naive: records(limit: 10)"),
+    ("pg: records(limit: 10), cache off", "pg-nocache", "records", "pg naive: records(limit: 10)"),
+    ("pg: record(id)", "pg-quire", "record", "pg naive: record(id)"),
+    ("pg: createRecord", "pg-quire", "create", "pg naive: createRecord"),
+    ("pg: updateRecord + publishRecord", "pg-quire", "update", None),
+    ("pg naive: records(limit: 10)", "pg-naive", "records", None),
+    ("pg naive: record(id)", "pg-naive", "record", None),
+    ("pg naive: createRecord", "pg-naive", "create", None),
+]
+FLOORS = (HTTP_FLOOR, GQL_FLOOR)
+
+
+def parse_only(text):
+    """`--only` names mixes separated by commas; a name may itself contain
+    a comma ("records(limit: 10), cache off"): the longest known name wins."""
+    names = sorted((m[0] for m in MIXES), key=len, reverse=True)
+    chosen, i = [], 0
+    while i < len(text):
+        match = next((n for n in names if text.startswith(n, i) and text[i + len(n):i + len(n) + 1] in ("", ",")), None)
+        if match is None:
+            bad = text[i:].split(",")[0]
+            raise SystemExit(f"--only: no mix named {bad!r}; mixes: " + "; ".join(m[0] for m in MIXES))
+        chosen.append(match)
+        i += len(match) + 1
+    return set(chosen)
+
+
+def pg_admin(admin_url, sql):
+    done = subprocess.run(["psql", admin_url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise SystemExit(f"psql: {sql}: {done.stderr.strip()}")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
+    ap.add_argument("--bin", required=True, help="the quire release binary")
+    ap.add_argument("--naive-bin", help="the naive reference (benches/naive_reference.rs); without it, no naive mixes")
     ap.add_argument("--short", action="store_true", help="tiny data, one short round: proves the harness works")
     ap.add_argument("--records", type=int)
     ap.add_argument("--keys", type=int)
@@ -152,9 +385,11 @@ def main():
     ap.add_argument("--seconds", type=int)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", help="comma-separated mixes to run (baselines always run)")
+    ap.add_argument("--only", help="comma-separated mixes to run (the floors always run)")
     ap.add_argument("--soak", type=int, help="seconds of the memory soak at saturation (0: none)")
     ap.add_argument("--warmup", type=int, help="seconds of load before the soak's first RSS reading")
+    ap.add_argument("--postgres", help="PostgreSQL server URL for the pg mixes (default: QUIRE_TEST_DATABASE_URL)")
+    ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mixes")
     args = ap.parse_args()
     records = args.records or (300 if args.short else 100_000)
     keys = args.keys or (20 if args.short else 10_000)
@@ -163,106 +398,136 @@ def main():
     soak = args.soak if args.soak is not None else (3 if args.short else 300)
     warmup = args.warmup if args.warmup is not None else (1 if args.short else 30)
     log = lambda m: print(f"# {m}", file=sys.stderr, flush=True)
+    binary = os.path.abspath(args.bin)
+    naive_bin = os.path.abspath(args.naive_bin) if args.naive_bin else None
+    pg_url = None if args.no_postgres else (args.postgres or os.environ.get("QUIRE_TEST_DATABASE_URL") or None)
+    if pg_url and not pg_url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit(f"--postgres: not a PostgreSQL URL: {pg_url}")
 
+    skipped = []
+    selected = [m for m in MIXES if m[0] in parse_only(args.only) or m[0] in FLOORS] if args.only else list(MIXES)
+    if naive_bin is None and any("naive" in m[1] for m in selected):
+        skipped.append("naive mixes (no --naive-bin)")
+        selected = [m for m in selected if "naive" not in m[1]]
+    if any(m[1].startswith("pg-") for m in selected):
+        reason = None
+        if args.no_postgres:
+            reason = "--no-postgres"
+        elif not pg_url:
+            reason = "no QUIRE_TEST_DATABASE_URL or --postgres"
+        elif subprocess.run(["sh", "-c", "command -v psql"], capture_output=True).returncode != 0:
+            reason = "psql not found"
+        if reason:
+            skipped.append(f"PostgreSQL mixes ({reason})")
+            selected = [m for m in selected if not m[1].startswith("pg-")]
+    needed = {m[1] for m in selected}
+
+    # SIGTERM (CI timeouts) unwinds like Ctrl-C, so the finally below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = tempfile.mkdtemp(prefix="quire-perf-")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, QUIRE_LISTEN=f"127.0.0.1:{port}",
-               QUIRE_DATABASE_URL=f"sqlite://{work}/perf.db?mode=rwc", RUST_LOG="warn",
-               QUIRE_MAX_BATCH="10")
-    env.pop("QUIRE_REDIS_URL", None)
-    server = subprocess.Popen([os.path.abspath(args.bin), "serve"], cwd=work, env=env,
-                              stdout=subprocess.PIPE, stderr=open(f"{work}/server.log", "w"), text=True)
+    base_env = dict(os.environ, RUST_LOG="warn", QUIRE_MAX_BATCH="10")
+    base_env.pop("QUIRE_REDIS_URL", None)
+    base_env.pop("QUIRE_READ_CACHE_MB", None)
+    servers = {}
+    pg_db = f"quire_perf_{os.getpid()}"
+    pg_created = False
+    finished = False
     try:
-        root = None
-        deadline = time.time() + 30
-        while time.time() < deadline and root is None:
-            line = server.stdout.readline()
-            if line.startswith("sk_test_"):
-                root = line.strip()
-        if root is None:
-            raise SystemExit("quire did not print its bootstrap key")
-        while True:
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1).read()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise SystemExit("quire did not become healthy")
-                time.sleep(0.05)
-        idle_rss = proc_status(server.pid, "VmRSS")
-        # TEST keys manage TEST keys only: the live key that mints the
-        # pk_live_ keys comes from the operator command, as for a user.
-        live = json.loads(subprocess.run(
-            [os.path.abspath(args.bin), "admin", "keys", "create", "--project", "default", "--name", "bench-live",
-             "--type", "secret", "--mode", "live", "--scopes", "*", "--rate-limit", "10000000", "--json"],
-            env=env, cwd=work, capture_output=True, text=True, check=True).stdout)["key"]
-        ids, public, secret = seed(url, root, live, records, keys, log)
+        if any(l.startswith("pg-") for l in needed):
+            # First, so that an unusable server fails the run at once.
+            pg_admin(pg_url, f'CREATE DATABASE "{pg_db}"')
+            pg_created = True
+            log(f"PostgreSQL: created database {pg_db}")
+        sqlite_url = f"sqlite://{work}/perf.db?mode=rwc"
+        env = dict(base_env, QUIRE_DATABASE_URL=sqlite_url)
+        servers["quire"], root = start_quire("quire", "quire, SQLite (WAL), read cache on", binary, env, work, True)
+        quire = servers["quire"]
+        idle_rss = proc_status(quire.pid, "VmRSS")
+        live = mint_live_key(binary, env, work)
+        ids, public, secret = seed(quire.url, root, live, records, keys, log, "SQLite")
         rng = random.Random(7)
+        bodies = {"sqlite": mix_bodies(rng, ids, public, secret, records)}
+        if "quire-nocache" in needed:
+            servers["quire-nocache"], _ = start_quire(
+                "quire-nocache", "a second quire on the same SQLite file, QUIRE_READ_CACHE_MB=0",
+                binary, dict(env, QUIRE_READ_CACHE_MB="0"), work, False)
+        if "naive" in needed:
+            s = Server("naive", "naive reference on the same SQLite file", [naive_bin], base_env, work)
+            s.start(["--serve", f"127.0.0.1:{s.port}", "--database", sqlite_url])
+            s.wait_ready(typename)
+            servers["naive"] = s
+
+        if any(l.startswith("pg-") for l in needed):
+            db_url = urllib.parse.urlunsplit(urllib.parse.urlsplit(pg_url)._replace(path="/" + pg_db))
+            penv = dict(base_env, QUIRE_DATABASE_URL=db_url)
+            servers["pg-quire"], proot = start_quire("pg-quire", f"quire, PostgreSQL {pg_db}, no Redis",
+                                                     binary, penv, work, True)
+            plive = mint_live_key(binary, penv, work)
+            pids, ppublic, psecret = seed(servers["pg-quire"].url, proot, plive, records, keys, log, "PostgreSQL")
+            bodies["pg"] = mix_bodies(random.Random(7), pids, ppublic, psecret, records)
+            if "pg-nocache" in needed:
+                servers["pg-nocache"], _ = start_quire(
+                    "pg-nocache", f"a second quire on {pg_db}, QUIRE_READ_CACHE_MB=0",
+                    binary, dict(penv, QUIRE_READ_CACHE_MB="0"), work, False)
+            if "pg-naive" in needed:
+                s = Server("pg-naive", f"naive reference on {pg_db}", [naive_bin], base_env, work)
+                s.start(["--serve", f"127.0.0.1:{s.port}", "--database", db_url])
+                s.wait_ready(typename)
+                servers["pg-naive"] = s
+
         lua = os.path.join(work, "mix.lua")
         with open(lua, "w") as f:
             f.write(LUA)
-
-        def reads(n):
-            return [(1, rng.choice(public), b) for b in n]
-
-        list_q = {"query": "{ records(modelKey: \"page\", limit: 10) { items { id data } } }"}
-        typename = {"query": "{ __typename }"}
-        mixes = {
-            "graphql floor: { __typename }": [(1, k, typename) for k in public[:200]],
-            "records(limit: 10)": [(1, k, list_q) for k in public[:200]],
-            "record(id)": [(1, rng.choice(public), {"query": "query($id: ID!) { record(id: $id) { id data } }", "variables": {"id": i}})
-                           for i in rng.sample(ids, min(500, len(ids)))],
-            "records where unique": [(1, rng.choice(public), {"query": "query($w: JSON) { records(modelKey: \"page\", where: $w) { items { id data } } }",
-                                                              "variables": {"w": {"slug": f"page-{rng.randrange(records)}"}}}) for _ in range(500)],
-            "records preview": [(1, secret, {"query": "{ records(modelKey: \"page\", limit: 10, preview: true) { items { id data } } }"})],
-            "updateRecord + publishRecord": [(1, secret, {"query": "mutation($id: ID!, $d: JSON!) { u: updateRecord(id: $id, data: $d) { version } p: publishRecord(id: $id) { id } }",
-                                                          "variables": {"id": i, "d": {"slug": f"page-upd-{n}", "title": "updated", "rank": n}}})
-                                             for n, i in enumerate(rng.sample(ids, min(200, len(ids))))],
-        }
-        # createRecord under load: a model without unique fields, so every
-        # request can carry the same body.
-        gql(url, root, """mutation { createModel(input: {key: "note", name: "Note", fields: [
-            {name: "title", type: STRING, required: true}, {name: "body", type: TEXT}]}) { key } }""")
-        mixes["createRecord"] = [(1, secret, {"query": "mutation($d: JSON!) { createRecord(modelKey: \"note\", data: $d) { id } }",
-                                              "variables": {"d": {"title": "new note", "body": "x" * 200}}})]
-        mixes["95% reads / 5% writes"] = (
-            [(19, k, list_q) for k in public[:50]]
-            + [(1, secret, {"query": "mutation($d: JSON!) { createRecord(modelKey: \"note\", data: $d) { id } }",
-                            "variables": {"d": {"title": "mixed", "body": "y" * 200}}})] * 50)
         # The soak: every read kind and both write kinds at once, so the read
         # cache fills and is invalidated while records keep being added.
-        soak_mix = ([(40, k, list_q) for k in public[:20]] + mixes["record(id)"] * 2 + mixes["records where unique"]
-                    + [(5, secret, b) for _, _, b in mixes["createRecord"]]
-                    + [(1, k, b) for _, k, b in mixes["updateRecord + publishRecord"][:20]])
-        if args.only:
-            keep = set(args.only.split(","))
-            mixes = {k: v for k, v in mixes.items() if k in keep or k.startswith("graphql floor")}
+        b = bodies["sqlite"]
+        soak_mix = ([(40, k, LIST_Q) for k in public[:20]] + b["record"] * 2 + b["where"]
+                    + [(5, secret, body) for _, _, body in b["create"]]
+                    + [(1, k, body) for _, k, body in b["update"][:20]])
 
-        results = {name: [] for name in ["http floor: GET /healthz", *mixes]}
+        # One request of each mix first: a mix whose body the server rejects
+        # would otherwise measure error answers (status 200 in GraphQL).
+        for name, label, kind, _ in selected:
+            if kind is not None:
+                _, key, body = bodies["pg" if label.startswith("pg-") else "sqlite"][kind][-1]
+                try:
+                    out = post_json(servers[label].url, body, key)
+                except OSError as e:
+                    raise SystemExit(f"{name} [{label}]: {e}")
+                if out.get("errors"):
+                    raise SystemExit(f"{name} [{label}]: {out['errors']}")
+        log("servers: " + "; ".join(f"{l} = {s.what} (pid {s.pid}, :{s.port})" for l, s in servers.items()))
+        results = {m[0]: [] for m in selected}
         peak = 0
         for r in range(rounds):
-            for name in results:
-                if name.startswith("http floor"):
+            for name, label, kind, _ in selected:
+                server = servers[label]
+                if kind is None:
                     cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
-                           "-s", os.path.join(HERE, "done.lua"), url + "/healthz"]
+                           "-s", os.path.join(HERE, "done.lua"), server.url + "/healthz"]
                 else:
                     path = os.path.join(work, "mix.txt")
-                    write_mix(path, mixes[name])
+                    write_mix(path, bodies["pg" if label.startswith("pg-") else "sqlite"][kind])
                     cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
-                           "-s", lua, url + "/graphql", "--", path]
+                           "-s", lua, server.url + "/graphql", "--", path]
+                pg = label.startswith("pg-")
                 cpu0 = proc_cpu_seconds(server.pid)
+                db0 = pg_backends_cpu(pg_db) if pg else {}
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
                 cpu1 = proc_cpu_seconds(server.pid)
+                db1 = pg_backends_cpu(pg_db) if pg else {}
                 line = next((l for l in out.splitlines() if l.startswith("JSON ")), None)
                 if line is None:
                     raise SystemExit(f"wrk printed no summary for {name}:\n{out}")
                 m = json.loads(line[5:])
                 m["rps"] = m["requests"] / m["seconds"]
                 m["cpu_us"] = (cpu1 - cpu0) * 1e6 / max(1, m["requests"])
+                m["db_us"] = cpu_delta(db0, db1) * 1e6 / max(1, m["requests"]) if pg else None
                 results[name].append(m)
-                peak = max(peak, proc_status(server.pid, "VmHWM"))
-                log(f"round {r + 1} {name}: {m['rps']:.0f} req/s, non-2xx {m['non2xx']}, errors {m['errors']}")
+                if label == "quire":
+                    peak = max(peak, proc_status(server.pid, "VmHWM"))
+                log(f"round {r + 1} {name} [{label}]: {m['rps']:.0f} req/s, {m['cpu_us']:.0f} us/req, "
+                    f"non-2xx {m['non2xx']}, errors {m['errors']}")
 
         soak_rows = []
         if soak > 0:
@@ -270,36 +535,51 @@ def main():
             write_mix(path, soak_mix)
             total = warmup + soak
             cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{total}s",
-                   "-s", lua, url + "/graphql", "--", path]
+                   "-s", lua, quire.url + "/graphql", "--", path]
             log(f"soak: {warmup} s warm-up, then {soak} s at saturation")
             wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             t0 = time.time()
             time.sleep(warmup)
-            after_warmup = proc_status(server.pid, "VmRSS")
-            anon_after_warmup = proc_status(server.pid, "RssAnon")
+            after_warmup = proc_status(quire.pid, "VmRSS")
+            anon_after_warmup = proc_status(quire.pid, "RssAnon")
             step = max(1, soak // 10)
             while time.time() - t0 < total - 0.5:
                 time.sleep(min(step, max(0.1, total - (time.time() - t0) - 0.5)))
-                soak_rows.append((time.time() - t0, proc_status(server.pid, "VmRSS"),
-                                  proc_status(server.pid, "RssAnon"), proc_status(server.pid, "RssFile"),
-                                  proc_status(server.pid, "RssShmem")))
+                soak_rows.append((time.time() - t0, proc_status(quire.pid, "VmRSS"),
+                                  proc_status(quire.pid, "RssAnon"), proc_status(quire.pid, "RssFile"),
+                                  proc_status(quire.pid, "RssShmem")))
             out, _ = wrk.communicate(timeout=120)
             line = next((l for l in out.splitlines() if l.startswith("JSON ")), None)
             soak_summary = json.loads(line[5:]) if line else {}
             end_rss = soak_rows[-1][1] if soak_rows else after_warmup
-            peak = max(peak, proc_status(server.pid, "VmHWM"))
+            peak = max(peak, proc_status(quire.pid, "VmHWM"))
 
         med = {n: {k: statistics.median(x[k] for x in runs) for k in ("rps", "p50", "p99", "cpu_us", "non2xx", "errors")}
                for n, runs in results.items()}
-        http = med["http floor: GET /healthz"]["rps"]
-        floor = med["graphql floor: { __typename }"]["rps"]
+        for n, runs in results.items():
+            med[n]["db_us"] = statistics.median(x["db_us"] for x in runs) if runs[0]["db_us"] is not None else None
+        http = med[HTTP_FLOOR]["rps"]
+        floor = med[GQL_FLOOR]["rps"]
+        counterpart = {m[0]: m[3] for m in selected}
+        label_of = {m[0]: m[1] for m in selected}
         print(f"\nquire load benchmark: {records} records, {keys} keys, {rounds} rounds x {seconds} s, "
               f"{args.connections} connections, wrk -t{args.threads}; medians")
-        print(f"{'mix':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'non-2xx':>8} {'vs GraphQL floor':>17} {'vs HTTP floor':>14}")
+        print("servers: " + "; ".join(f"{l} = {s.what}" for l, s in servers.items()))
+        if skipped:
+            print("skipped: " + "; ".join(skipped))
+        print(f"{'mix':34} {'server':13} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'+PG us/req':>10} "
+              f"{'non-2xx':>7} {'vs GraphQL floor':>16} {'vs HTTP floor':>13} {'vs naive (CPU)':>14}")
         for name, m in med.items():
-            print(f"{name:34} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {m['cpu_us']:10.1f} {m['non2xx']:8.0f} "
-                  f"{m['rps'] / floor:17.2f} {m['rps'] / http:14.2f}")
-        print(f"server RSS: idle after start {idle_rss / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
+            db = f"{m['db_us']:10.1f}" if m["db_us"] is not None else f"{'':>10}"
+            ref = counterpart.get(name)
+            vs_naive = f"{m['cpu_us'] / med[ref]['cpu_us']:14.2f}" if ref in med and med[ref]["cpu_us"] > 0 else f"{'':>14}"
+            print(f"{name:34} {label_of[name]:13} {m['rps']:8.0f} {m['p50']:7.2f} {m['p99']:7.2f} {m['cpu_us']:10.1f} {db} "
+                  f"{m['non2xx']:7.0f} {m['rps'] / floor:16.2f} {m['rps'] / http:13.2f} {vs_naive}")
+        print("CPU us/req: the serving process's own CPU (SQLite runs inside it); "
+              + (f"+PG us/req: the PostgreSQL client backends of {pg_db}; " if pg_created else "")
+              + "vs naive (CPU): CPU us/req over the naive counterpart's "
+              "(records -> naive records, record(id) -> naive record(id), createRecord -> naive createRecord)")
+        print(f"server RSS (quire): idle after start {idle_rss / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
         if soak > 0:
             rps = soak_summary.get("requests", 0) / max(1e-9, soak_summary.get("seconds", 1))
             print(f"soak: {soak} s after {warmup} s warm-up at {rps:.0f} req/s "
@@ -314,20 +594,36 @@ def main():
                       "the rest is mapped files: the binary and SQLite's shared memory")
                 print("soak RSS series (s: total/anon/file/shmem MiB): " + "; ".join(
                     f"{t:.0f}: {r / 1024:.0f}/{a / 1024:.0f}/{f / 1024:.0f}/{sh / 1024:.0f}" for t, r, a, f, sh in soak_rows))
-        metrics = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
-        cache = {l.split()[0]: l.split()[1] for l in metrics.splitlines()
-                 if l.startswith("quire_read_cache") and not l.startswith("#")}
-        if cache:
-            print("read cache: " + ", ".join(f"{k} {v}" for k, v in sorted(cache.items())))
+        for label in ("quire", "pg-quire"):
+            if label not in servers:
+                continue
+            metrics = urllib.request.urlopen(servers[label].url + "/metrics", timeout=5).read().decode()
+            cache = {l.split()[0]: l.split()[1] for l in metrics.splitlines()
+                     if l.startswith("quire_read_cache") and not l.startswith("#")}
+            if cache:
+                print(f"read cache ({label}): " + ", ".join(f"{k} {v}" for k, v in sorted(cache.items())))
+        for label, server in servers.items():
+            with open(os.path.join(work, f"{label}.log"), errors="replace") as f:
+                lines = f.read().splitlines()
+            if lines:
+                print(f"{label} logged {len(lines)} lines (RUST_LOG=warn), first: {lines[0][:200]}")
         bad = [n for n, m in med.items() if m["errors"] > 0 or m["non2xx"] > 0]
         if bad:
             print(f"mixes with errors or non-2xx responses: {', '.join(bad)}")
+        finished = True
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for s in reversed(list(servers.values())):
+            s.stop()
+        if finished:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"kept {work} (server logs: *.log)")
+        if pg_created:
+            try:
+                pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
+                log(f"PostgreSQL: dropped database {pg_db}")
+            except (SystemExit, subprocess.SubprocessError, OSError) as e:
+                log(f"PostgreSQL: could not drop database {pg_db}: {e}")
 
 
 if __name__ == "__main__":
