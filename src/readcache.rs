@@ -137,14 +137,72 @@ enum Generations {
     /// In this process (embedded SQLite: one instance).
     Local(RwLock<HashMap<String, u64>>),
     /// Nowhere: the content generation in the database is read per cached
-    /// request (PostgreSQL without Redis).
-    Database,
+    /// request (PostgreSQL without Redis), concurrent requests sharing reads.
+    Database(SharedReads),
     /// In Redis, shared by every instance.
     Shared {
         link: Arc<RedisLink>,
         read: Script,
         announce: Script,
     },
+}
+
+/// The per-request reads of the content generation (PostgreSQL without
+/// Redis), shared by concurrent requests of a project without losing
+/// exactness: a request may take the value of a read that *started after it
+/// arrived* (that read sees every write acknowledged before the request
+/// came), and reads of a project run one at a time, so that the requests
+/// arriving during one read share the next.
+#[derive(Default)]
+struct SharedReads {
+    projects: std::sync::Mutex<HashMap<String, Arc<ProjectReads>>>,
+}
+
+#[derive(Default)]
+struct ProjectReads {
+    /// How many reads have started.
+    started: AtomicU64,
+    /// The last read done: its number (from `started`) and its value.
+    last: tokio::sync::Mutex<Option<(u64, i64)>>,
+}
+
+impl SharedReads {
+    /// The project's content generation as of a moment after this call;
+    /// `None` when the database does not answer (bounded by its health).
+    async fn read(&self, cache: &ReadCache, project_id: &str) -> Option<i64> {
+        let reads = Arc::clone(
+            self.projects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(project_id.to_owned())
+                .or_default(),
+        );
+        let arrived = reads.started.load(Ordering::Acquire);
+        let mut last = reads.last.lock().await;
+        if let Some((number, value)) = *last {
+            if number > arrived {
+                return Some(value);
+            }
+        }
+        let number = reads.started.fetch_add(1, Ordering::AcqRel) + 1;
+        let read = cache
+            .health
+            .guard(read_generation(&cache.db, project_id))
+            .await
+            .map_err(|e| e.cause())
+            .and_then(|read| read.map_err(|e| e.to_string()));
+        match read {
+            Ok(value) => {
+                let value = value.unwrap_or(0);
+                *last = Some((number, value));
+                Some(value)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the content generation");
+                None
+            }
+        }
+    }
 }
 
 /// The read cache of one instance.
@@ -183,7 +241,7 @@ impl ReadCache {
                 read: Script::new(READ_GENERATION),
                 announce: Script::new(ANNOUNCE),
             },
-            None if backend == DbBackend::Postgres => Generations::Database,
+            None if backend == DbBackend::Postgres => Generations::Database(SharedReads::default()),
             None => Generations::Local(RwLock::new(HashMap::new())),
         };
         let entries = if config.read_cache_mb == 0 {
@@ -265,27 +323,15 @@ impl ReadCache {
                     .unwrap_or(0),
                 content: 0,
             }),
-            // Bounded like any request work: while the database is away,
-            // the request bypasses the cache (and is answered 503 at once).
-            Generations::Database => match self
-                .health
-                .guard(read_generation(&self.db, project_id))
-                .await
-                .map_err(|e| e.cause())
-                .and_then(|read| read.map_err(|e| e.to_string()))
-            {
-                Ok(n) => {
-                    let n = n.unwrap_or(0);
+            Generations::Database(reads) => match reads.read(self, project_id).await {
+                Some(n) => {
                     self.raise(project_id, n);
                     Some(Generation {
                         token: 0,
                         content: n,
                     })
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot read the content generation");
-                    None
-                }
+                None => None,
             },
             Generations::Shared { .. } if self.is_unannounced(project_id) => None,
             Generations::Shared { link, read, .. } => {
@@ -359,7 +405,7 @@ impl ReadCache {
         }
         match &self.generations {
             // The commit moved the generation every request reads.
-            Generations::Database => {}
+            Generations::Database(_) => {}
             Generations::Local(map) => {
                 *map.write()
                     .unwrap_or_else(|p| p.into_inner())

@@ -1,5 +1,5 @@
 //! Record writes: validation against the model, unique values kept by the
-//! database, versions, publishing; and reading one record in a view.
+//! database, versions, publishing (reads are in [`super::query`]).
 //!
 //! Each write is the statements of one change, run in a transaction its
 //! caller begins and commits ([`crate::db::Database::write`]: on SQLite,

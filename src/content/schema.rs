@@ -111,20 +111,6 @@ pub(crate) async fn lock_model_by_id<C: ConnectionTrait>(
         .ok_or_else(|| AppError::internal(format!("model {id} is gone")))
 }
 
-/// The project's model with this id.
-pub async fn model_by_id<C: ConnectionTrait>(
-    db: &C,
-    project_id: &str,
-    id: &str,
-) -> AppResult<Option<ContentModel>> {
-    models::Entity::find_by_id(id.to_owned())
-        .filter(models::Column::ProjectId.eq(project_id))
-        .one(db)
-        .await?
-        .map(ContentModel::from_row)
-        .transpose()
-}
-
 /// The project's models, oldest first.
 pub async fn list_models<C: ConnectionTrait>(
     db: &C,

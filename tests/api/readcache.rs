@@ -259,6 +259,23 @@ async fn no_stale_reads_across_postgres_instances_without_redis() {
         hits_after >= hits + 2 && misses_after <= misses + 1,
         "repeated reads are answered by the cache: {hits}/{misses} -> {hits_after}/{misses_after}"
     );
+    // Concurrent requests share reads of the generation, never one that
+    // began before they came: every read after the publish sees it.
+    for round in 0..5 {
+        let id = published_v1(&writer, &root).await;
+        let reads = (0..16).map(|_| reader.data(&live, ONE, json!({ "id": id })));
+        for seen in futures::future::join_all(reads).await {
+            assert_eq!(
+                seen["record"]["data"]["title"], "v1",
+                "round {round}: {seen}"
+            );
+        }
+        writer.data(&root, DELETE_RECORD, json!({ "id": id })).await;
+        let reads = (0..16).map(|_| reader.data(&live, ONE, json!({ "id": id })));
+        for seen in futures::future::join_all(reads).await {
+            assert!(seen["record"].is_null(), "round {round}: {seen}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
