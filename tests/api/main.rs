@@ -15,6 +15,7 @@ mod content;
 mod content_bench;
 mod dependencies;
 mod error_codes;
+mod events;
 mod http;
 mod import;
 mod keys;
