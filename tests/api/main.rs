@@ -24,3 +24,4 @@ mod propagation;
 mod ratelimit;
 mod readcache;
 mod schema;
+mod webhooks;
