@@ -275,6 +275,7 @@ pub struct Events {
 impl Events {
     /// Assembles the parts from the configuration.
     pub fn new(config: &Config, db: Database, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        export_metrics();
         let hub = Arc::new(EventHub::new(db.conn.clone()));
         let webhooks = WebhookService::new(db.clone(), clock.clone(), config.webhook_allow_private);
         let dispatcher = Arc::new(dispatch::Dispatcher::new(
@@ -295,6 +296,16 @@ impl Events {
         self.hub.spawn_poller();
         self.dispatcher.clone().spawn();
     }
+}
+
+/// Exports the events' figures at 0 from the start.
+fn export_metrics() {
+    metrics::counter!("quire_events_written_total").increment(0);
+    for outcome in ["succeeded", "retrying", "failed"] {
+        metrics::counter!("quire_webhook_deliveries_total", "outcome" => outcome).increment(0);
+    }
+    metrics::gauge!("quire_event_streams_open").increment(0.0);
+    metrics::gauge!("quire_webhook_oldest_pending_delivery_seconds").increment(0.0);
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::both_dbs;
 use crate::support::ops::UPDATE_RECORD;
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, FreshDb, Server, TestApp};
 
 const CREATE: &str = "mutation($i: WebhookInput!) { createWebhook(input: $i) { secret webhook { id url events modelKeys includeDrafts enabled createdAt } } }";
 const UPDATE: &str = "mutation($id: ID!, $i: WebhookInput!) { updateWebhook(id: $id, input: $i) { id url events modelKeys includeDrafts enabled } }";
@@ -87,6 +87,8 @@ struct Receipt {
     timestamp: String,
     signatures: Vec<String>,
     body: Bytes,
+    /// The status the receiver answered.
+    answered: u16,
 }
 
 impl Receipt {
@@ -96,7 +98,7 @@ impl Receipt {
 
     fn signed_by(&self, secret: &str) -> bool {
         let want = expected_signature(secret, &self.id, &self.timestamp, &self.body);
-        self.signatures.iter().any(|s| *s == want)
+        self.signatures.contains(&want)
     }
 }
 
@@ -105,6 +107,8 @@ struct ReceiverState {
     receipts: Vec<Receipt>,
     /// Statuses to answer, first first; 200 when empty.
     script: Vec<u16>,
+    /// Answer 500 to everything while set.
+    down: bool,
 }
 
 #[derive(Clone)]
@@ -126,6 +130,15 @@ async fn receive(
             .unwrap_or_default()
     };
     let mut s = state.lock().unwrap();
+    let status = if uri.path() == "/redirect" {
+        302
+    } else if s.down {
+        500
+    } else if s.script.is_empty() {
+        200
+    } else {
+        s.script.remove(0)
+    };
     s.receipts.push(Receipt {
         path: uri.path().to_owned(),
         id: h("webhook-id"),
@@ -135,15 +148,11 @@ async fn receive(
             .map(str::to_owned)
             .collect(),
         body,
+        answered: status,
     });
-    if uri.path() == "/redirect" {
+    if status == 302 {
         return (StatusCode::FOUND, [("location", "/target")]).into_response();
     }
-    let status = if s.script.is_empty() {
-        200
-    } else {
-        s.script.remove(0)
-    };
     (StatusCode::from_u16(status).unwrap(), "receiver says hi").into_response()
 }
 
@@ -169,6 +178,10 @@ impl Receiver {
 
     fn script(&self, statuses: &[u16]) {
         self.state.lock().unwrap().script = statuses.to_vec();
+    }
+
+    fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 
     fn receipts(&self) -> Vec<Receipt> {
@@ -309,7 +322,7 @@ with_receiver!(
         assert!((ts - app.clock.now_utc_secs()).abs() <= 5);
         // A tampered body does not verify.
         let mut tampered = receipt.clone();
-        tampered.body = Bytes::from(receipt.body.to_vec().into_iter().rev().collect::<Vec<u8>>());
+        tampered.body = Bytes::from(receipt.body.iter().rev().copied().collect::<Vec<u8>>());
         assert!(!tampered.signed_by(&secret));
         let d = settled(&app, &t.root, &hook, 1).await;
         assert_eq!(d[0]["status"], "SUCCEEDED");
@@ -731,5 +744,145 @@ both_dbs!(
         let ids: Vec<i64> = got_all.iter().map(|r| r.id.parse().unwrap()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "in event order");
         eprintln!("{EVENTS} events written and delivered by two instances in {took:?}");
+    }
+);
+
+// A server killed (SIGKILL) while deliveries are pending: after a restart,
+// every event is delivered (at least once; none lost).
+both_dbs!(
+    pending_deliveries_survive_a_kill_9,
+    |db: FreshDb| async move {
+        const RECORDS: usize = 5;
+        let rx = Receiver::start().await;
+        rx.set_down(true);
+        let env = [
+            ("QUIRE_WEBHOOK_ALLOW_PRIVATE", "true"),
+            (
+                "QUIRE_WEBHOOK_RETRY_SECONDS",
+                "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
+            ),
+        ];
+        let first = Server::start(&db.url, &env).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let key = first.printed_keys()[0].trim().to_owned();
+        let client = reqwest::Client::new();
+        let gql = |url: String, query: &'static str, variables: Value| {
+            let client = client.clone();
+            let key = key.clone();
+            async move {
+                let body: Value = client
+                    .post(url)
+                    .header("x-api-key", key)
+                    .json(&json!({ "query": query, "variables": variables }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert!(body.get("errors").is_none(), "{body}");
+                body
+            }
+        };
+        gql(
+        first.url("/graphql"),
+        crate::support::ops::CREATE_MODEL,
+        json!({ "i": { "key": "page", "name": "Page", "fields": [ { "name": "title", "type": "STRING" } ] } }),
+    )
+    .await;
+        gql(
+        first.url("/graphql"),
+        CREATE,
+        json!({ "i": { "url": rx.url("/hook"), "events": ["record.created"], "includeDrafts": true } }),
+    )
+    .await;
+        let mut ids = Vec::new();
+        for i in 0..RECORDS {
+            let r = gql(
+                first.url("/graphql"),
+                crate::support::ops::CREATE_RECORD,
+                json!({ "m": "page", "d": { "title": format!("{i}") } }),
+            )
+            .await;
+            ids.push(r["data"]["createRecord"]["id"].as_str().unwrap().to_owned());
+        }
+        rx.wait_for(2, Duration::from_secs(10)).await;
+        first.stop().await; // SIGKILL
+        rx.set_down(false);
+        let second = Server::start(&db.url, &env).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let delivered: std::collections::HashSet<String> = rx
+                .receipts()
+                .iter()
+                .filter(|r| r.answered == 200)
+                .map(|r| r.json()["data"]["recordId"].as_str().unwrap().to_owned())
+                .collect();
+            if ids.iter().all(|id| delivered.contains(id)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not delivered after the restart: {delivered:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        second.stop().await;
+    }
+);
+
+both_dbs!(
+    metrics_count_events_deliveries_and_streams,
+    |backend: Backend| async move {
+        let Some(app) = spawn(backend, 0).await else {
+            return;
+        };
+        let rx = Receiver::start().await;
+        let t = app.default_tenant().await;
+        page_model(&app, &t.root).await;
+        let (hook, _) = create_hook(
+            &app,
+            &t.root,
+            json!({ "url": rx.url("/hook"), "events": ["record.created"], "includeDrafts": true }),
+        )
+        .await;
+        app.create_record(&t.root, "page", json!({ "title": "m" }))
+            .await;
+        settled(&app, &t.root, &hook, 1).await;
+        let stream = app
+            .client
+            .get(app.url("/events/stream"))
+            .header("x-api-key", &t.root.secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for name in [
+            "quire_events_written_total",
+            "quire_webhook_deliveries_total{outcome=\"succeeded\"}",
+            "quire_webhook_attempt_duration_seconds",
+            "quire_webhook_delivery_latency_seconds",
+            "quire_webhook_oldest_pending_delivery_seconds",
+            "quire_event_streams_open",
+        ] {
+            assert!(text.contains(name), "{name} missing from /metrics");
+        }
+        let open: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("quire_event_streams_open "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(open >= 1.0);
+        drop(stream);
     }
 );
