@@ -103,16 +103,7 @@ pub async fn create_model<C: ConnectionTrait + TransactionTrait>(
         _ => e.into(),
     })?;
     bump_generation(&txn, project_id).await?;
-    crate::events::append(
-        &txn,
-        &crate::events::NewEvent::model(
-            project_id,
-            crate::events::EventType::ModelCreated,
-            &new.key,
-            now,
-        ),
-    )
-    .await?;
+    crate::events::model_created(&txn, project_id, &new.key, now).await?;
     txn.commit().await?;
     ContentModel::from_row(row)
 }
@@ -189,16 +180,7 @@ pub async fn update_model<C: ConnectionTrait + TransactionTrait>(
     row.updated_at = Set(now);
     let updated = row.update(&txn).await?;
     bump_generation(&txn, project_id).await?;
-    crate::events::append(
-        &txn,
-        &crate::events::NewEvent::model(
-            project_id,
-            crate::events::EventType::ModelUpdated,
-            key,
-            now,
-        ),
-    )
-    .await?;
+    crate::events::model_updated(&txn, project_id, key, now).await?;
     txn.commit().await?;
     ContentModel::from_row(updated)
 }
@@ -281,16 +263,7 @@ pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
         .exec(&txn)
         .await?;
     bump_generation(&txn, project_id).await?;
-    crate::events::append(
-        &txn,
-        &crate::events::NewEvent::model(
-            project_id,
-            crate::events::EventType::ModelDeleted,
-            key,
-            chrono::Utc::now(),
-        ),
-    )
-    .await?;
+    crate::events::model_deleted(&txn, project_id, key).await?;
     txn.commit().await?;
     Ok(())
 }

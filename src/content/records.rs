@@ -105,11 +105,7 @@ pub async fn create_record<C: ConnectionTrait + TransactionTrait>(
     .insert(&txn)
     .await?;
     sync_unique_values(&txn, &model, &row).await?;
-    crate::events::append(
-        &txn,
-        &crate::events::NewEvent::record_created(&row, model.key(), now),
-    )
-    .await?;
+    crate::events::record_created(&txn, &row, model.key(), now).await?;
     txn.commit().await?;
     Ok(draft_out(row, &model))
 }
@@ -204,11 +200,7 @@ pub async fn delete_record<C: ConnectionTrait + TransactionTrait>(
     // Every delete moves the published view's generation, as the change
     // announced for it does (see `service::record_change`).
     bump_generation(&txn, project_id).await?;
-    crate::events::append(
-        &txn,
-        &crate::events::NewEvent::record_deleted(&current, model.key()),
-    )
-    .await?;
+    crate::events::record_deleted(&txn, &current, model.key()).await?;
     txn.commit().await?;
     Ok(draft_out(current, &model))
 }
@@ -229,11 +221,7 @@ async fn commit_change(
     if current.published_at.is_some() || row.published_at.is_some() {
         bump_generation(&txn, &row.project_id).await?;
     }
-    crate::events::append(
-        &txn,
-        &crate::events::NewEvent::record_changed(current, &row, model.key(), now),
-    )
-    .await?;
+    crate::events::record_changed(&txn, current, &row, model.key(), now).await?;
     txn.commit().await?;
     Ok(draft_out(row, model))
 }

@@ -37,6 +37,8 @@ pub struct EventHub {
     projects: Mutex<HashMap<String, Watched>>,
     /// Something for the dispatcher to look at.
     dispatch: Notify,
+    /// Set when the server stops accepting: streams end.
+    closing: watch::Sender<bool>,
 }
 
 impl EventHub {
@@ -46,6 +48,7 @@ impl EventHub {
             db,
             projects: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),
+            closing: watch::channel(false).0,
         }
     }
 
@@ -68,6 +71,18 @@ impl EventHub {
         if let Some(w) = projects.get(project_id) {
             w.tx.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// A receiver that turns `true` when the server shuts down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Ends every stream (the server stopped accepting): clients reconnect
+    /// elsewhere with `Last-Event-ID` instead of holding the shutdown for
+    /// the whole grace period.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Resolves when the dispatcher should look for work before its next tick.

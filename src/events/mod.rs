@@ -45,7 +45,10 @@ use crate::config::Config;
 use crate::db::Database;
 
 pub use hub::EventHub;
-pub use outbox::append;
+pub use outbox::{
+    append, model_created, model_deleted, model_updated, record_changed, record_created,
+    record_deleted,
+};
 pub use webhooks::WebhookService;
 
 /// How long events and deliveries are kept.

@@ -3,14 +3,14 @@
 
 use chrono::{DateTime, Duration, Utc};
 use entity::webhook_deliveries::{self, DeliveryStatus};
-use entity::{event_heads, events};
+use entity::{event_heads, events, records};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::{NewEvent, RETENTION_DAYS};
+use super::{EventType, NewEvent, RETENTION_DAYS};
 
 /// Writes one event in the caller's transaction; call it last, just before
 /// the commit (see the module doc of [`crate::events`] for why the head row
@@ -44,6 +44,75 @@ pub async fn append<C: ConnectionTrait>(txn: &C, event: &NewEvent<'_>) -> Result
         .exec_without_returning(txn)
         .await?;
     Ok(())
+}
+
+/// `record.created`, for [`crate::content`]'s write of `row`.
+pub async fn record_created<C: ConnectionTrait>(
+    txn: &C,
+    row: &records::Model,
+    model_key: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    append(txn, &NewEvent::record_created(row, model_key, at)).await
+}
+
+/// The event of a record saved from `before` to `after` (published,
+/// unpublished or updated: see [`NewEvent::record_changed`]).
+pub async fn record_changed<C: ConnectionTrait>(
+    txn: &C,
+    before: &records::Model,
+    after: &records::Model,
+    model_key: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    append(txn, &NewEvent::record_changed(before, after, model_key, at)).await
+}
+
+/// `record.deleted` of `row` (as it was).
+pub async fn record_deleted<C: ConnectionTrait>(
+    txn: &C,
+    row: &records::Model,
+    model_key: &str,
+) -> Result<(), DbErr> {
+    append(txn, &NewEvent::record_deleted(row, model_key)).await
+}
+
+/// `model.created`.
+pub async fn model_created<C: ConnectionTrait>(
+    txn: &C,
+    project_id: &str,
+    key: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    append(
+        txn,
+        &NewEvent::model(project_id, EventType::ModelCreated, key, at),
+    )
+    .await
+}
+
+/// `model.updated`.
+pub async fn model_updated<C: ConnectionTrait>(
+    txn: &C,
+    project_id: &str,
+    key: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    append(
+        txn,
+        &NewEvent::model(project_id, EventType::ModelUpdated, key, at),
+    )
+    .await
+}
+
+/// `model.deleted`.
+pub async fn model_deleted<C: ConnectionTrait>(
+    txn: &C,
+    project_id: &str,
+    key: &str,
+) -> Result<(), DbErr> {
+    let event = NewEvent::model(project_id, EventType::ModelDeleted, key, Utc::now());
+    append(txn, &event).await
 }
 
 /// Rows deleted per statement while pruning: short transactions, so writers

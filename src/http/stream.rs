@@ -59,6 +59,7 @@ struct Follow {
     live_only: bool,
     cursor: i64,
     wake: watch::Receiver<u64>,
+    closing: watch::Receiver<bool>,
     queue: VecDeque<events::Model>,
     last_sent: Instant,
     greeted: bool,
@@ -75,6 +76,9 @@ impl Follow {
             return Some(Bytes::from_static(b"retry: 1000\n\n"));
         }
         loop {
+            if *self.closing.borrow() {
+                return None;
+            }
             if let Some(e) = self.queue.pop_front() {
                 self.cursor = e.id;
                 self.last_sent = Instant::now();
@@ -106,6 +110,7 @@ impl Follow {
                         return None;
                     }
                 }
+                _ = self.closing.changed() => return None,
                 () = tokio::time::sleep_until(self.last_sent + KEEP_ALIVE) => {
                     self.last_sent = Instant::now();
                     return Some(Bytes::from_static(b": keep-alive\n\n"));
@@ -161,12 +166,14 @@ pub async fn events_stream(State(app): State<AppState>, headers: HeaderMap) -> R
             Err(e) => return with_rate_headers(AppError::from(e).into_response(), &decision),
         },
     };
+    let closing = app.events.hub.closing();
     let follow = Follow {
         project_id: principal.project_id.clone(),
         live_only: feed::live_only(&principal),
         app,
         cursor,
         wake,
+        closing,
         queue: VecDeque::new(),
         last_sent: Instant::now(),
         greeted: false,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::both_dbs;
 use crate::support::ops::{DELETE_RECORD, UNPUBLISH_RECORD, UPDATE_MODEL, UPDATE_RECORD};
-use crate::support::{TestApp, TestKey};
+use crate::support::{Backend, FreshDb, TestApp, TestKey};
 
 const EVENTS: &str = "query($a: String, $l: Int, $t: [String!]) { events(after: $a, limit: $l, types: $t) {
     items { id type modelKey recordId fileId version createdAt } pageInfo { hasNextPage endCursor } } }";
@@ -498,5 +498,92 @@ both_dbs!(
         assert_eq!(bearer.headers()["x-ratelimit-remaining"], "9999");
         let bad = Stream::open(&app, &reader_key, Some("yesterday")).await;
         assert_eq!(bad.status(), 400);
+    }
+);
+
+// The mechanism behind the cursor's promise, shown directly: a second
+// writer in the same project waits at `append` until the first commits, so
+// it takes a larger id and cannot commit before it. (On SQLite the single
+// writer gives the same order; the wait is PostgreSQL's.)
+both_dbs!(
+    a_second_writer_waits_for_the_first_to_commit,
+    |db: FreshDb| async move {
+        use quire::events::{append, EventType, NewEvent};
+        use sea_orm::TransactionTrait;
+        let database = db.open().await;
+        let project = quire::db::project_by_name(&database.conn, quire::db::DEFAULT_PROJECT)
+            .await
+            .unwrap()
+            .unwrap();
+        let now = chrono::Utc::now();
+        let first = database.writer.begin().await.unwrap();
+        append(
+            &first,
+            &NewEvent::model(&project.id, EventType::ModelCreated, "first", now),
+        )
+        .await
+        .unwrap();
+        if db.backend == Backend::Postgres {
+            let writer = database.writer.clone();
+            let project_id = project.id.clone();
+            let second = tokio::spawn(async move {
+                let txn = writer.begin().await.unwrap();
+                append(
+                    &txn,
+                    &NewEvent::model(&project_id, EventType::ModelCreated, "second", now),
+                )
+                .await
+                .unwrap();
+                txn.commit().await.unwrap();
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(
+                !second.is_finished(),
+                "the second writer committed before the first"
+            );
+            first.commit().await.unwrap();
+            tokio::time::timeout(Duration::from_secs(5), second)
+                .await
+                .unwrap()
+                .unwrap();
+        } else {
+            first.commit().await.unwrap();
+            let txn = database.writer.begin().await.unwrap();
+            append(
+                &txn,
+                &NewEvent::model(&project.id, EventType::ModelCreated, "second", now),
+            )
+            .await
+            .unwrap();
+            txn.commit().await.unwrap();
+        }
+        let q = quire::events::feed::FeedQuery {
+            after: None,
+            limit: 10,
+            types: None,
+            live_only: false,
+        };
+        let rows = quire::events::feed::read(&database.conn, &project.id, &q)
+            .await
+            .unwrap();
+        let keys: Vec<&str> = rows
+            .iter()
+            .map(|e| e.model_key.as_deref().unwrap())
+            .collect();
+        assert_eq!(keys, vec!["first", "second"]);
+        assert!(rows[0].id < rows[1].id);
+        // A rolled-back transaction leaves no event.
+        let txn = database.writer.begin().await.unwrap();
+        append(
+            &txn,
+            &NewEvent::model(&project.id, EventType::ModelDeleted, "gone", now),
+        )
+        .await
+        .unwrap();
+        txn.rollback().await.unwrap();
+        let rows = quire::events::feed::read(&database.conn, &project.id, &q)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
     }
 );
