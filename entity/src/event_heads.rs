@@ -1,7 +1,7 @@
-//! Per project, the count of events written: updated by every writing
-//! transaction before it takes an event id, so that (its row lock held to
-//! the commit on PostgreSQL) a project's event ids grow in commit order.
-//! Readers poll it to learn that a project has new events.
+//! Per project, the count of events written on PostgreSQL: updated by every
+//! writing transaction before it takes an event id, so that (its row lock
+//! held to the commit) a project's event ids grow in commit order. SQLite,
+//! with one writer at a time, needs no such row.
 
 use sea_orm::entity::prelude::*;
 
@@ -10,7 +10,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub project_id: String,
-    /// Events written in the project so far; only ever grows.
+    /// Events written in the project so far (on PostgreSQL); only ever grows.
     pub last_seq: i64,
 }
 

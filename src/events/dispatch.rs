@@ -36,6 +36,9 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 const LEASE_SECONDS: i64 = 30;
 /// How often each instance looks for due work without being woken.
 const TICK: Duration = Duration::from_millis(250);
+/// The shortest time between two looks: a burst of commits costs one look
+/// (a query) per this much time, not one per commit.
+const COALESCE: Duration = Duration::from_millis(50);
 /// Webhooks one instance works on at once.
 const CONCURRENCY: usize = 8;
 /// Attempts under one claim before the webhook is let go (others get a turn).
@@ -133,6 +136,7 @@ impl Dispatcher {
                     () = self.hub.dispatch_wanted() => {}
                     () = tokio::time::sleep(TICK) => {}
                 }
+                let looked = Instant::now();
                 self.run_due().await;
                 if gauged.elapsed() >= GAUGE_EVERY {
                     gauged = Instant::now();
@@ -146,6 +150,7 @@ impl Dispatcher {
                         Err(e) => tracing::warn!(error = %e, "could not prune old events"),
                     }
                 }
+                tokio::time::sleep(COALESCE.saturating_sub(looked.elapsed())).await;
             }
         });
     }

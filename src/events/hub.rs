@@ -3,8 +3,8 @@
 //!
 //! A commit on this instance wakes them at once (the hub listens to
 //! [`crate::changes`]); a commit on another instance is seen by polling the
-//! `event_heads` rows of the projects that have open streams every
-//! [`POLL`] (the dispatcher polls for due webhooks on its own). A wake-up
+//! latest event id of the projects that have open streams every [`POLL`]
+//! (within a project it grows with every commit) (the dispatcher polls for due webhooks on its own). A wake-up
 //! carries no event: the woken reader reads the events after its own cursor
 //! from the database, so a slow reader never holds events in memory and a
 //! missed wake-up costs at most one poll.
@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use entity::event_heads;
+use entity::events;
 use futures::future::BoxFuture;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::{watch, Notify};
 
 use crate::changes::{Change, Listener};
@@ -27,7 +27,7 @@ const POLL_CHUNK: usize = 200;
 
 struct Watched {
     tx: watch::Sender<u64>,
-    /// The head last seen (`None`: not read yet).
+    /// The latest event id last seen (`None`: not read yet).
     seen: Option<i64>,
 }
 
@@ -115,15 +115,21 @@ impl EventHub {
             projects.keys().cloned().collect()
         };
         for chunk in watched.chunks(POLL_CHUNK) {
-            let heads = event_heads::Entity::find()
-                .filter(event_heads::Column::ProjectId.is_in(chunk.iter().cloned()))
+            let heads: Vec<(String, Option<i64>)> = events::Entity::find()
+                .select_only()
+                .column(events::Column::ProjectId)
+                .column_as(events::Column::Id.max(), "max_id")
+                .filter(events::Column::ProjectId.is_in(chunk.iter().cloned()))
+                .group_by(events::Column::ProjectId)
+                .into_tuple()
                 .all(&self.db)
                 .await?;
             let mut projects = self.projects.lock().unwrap_or_else(|p| p.into_inner());
-            for head in heads {
-                if let Some(w) = projects.get_mut(&head.project_id) {
-                    if w.seen != Some(head.last_seq) {
-                        w.seen = Some(head.last_seq);
+            for (project_id, latest) in heads {
+                let latest = latest.unwrap_or(0);
+                if let Some(w) = projects.get_mut(&project_id) {
+                    if w.seen != Some(latest) {
+                        w.seen = Some(latest);
                         w.tx.send_modify(|n| *n = n.wrapping_add(1));
                     }
                 }

@@ -15,10 +15,10 @@
 //!
 //! **Order.** A project's event ids grow in the order their transactions
 //! commit, on both databases, so a reader that has seen id `n` never misses
-//! a later commit by asking for ids above `n`. [`append`] first updates the
-//! project's `event_heads` row and only then inserts the event (taking its
-//! id from the table's sequence): on PostgreSQL the row lock is held until
-//! the commit, so the project's writers pass the append one at a time, each
+//! a later commit by asking for ids above `n`. On PostgreSQL, [`append`]
+//! first updates the project's `event_heads` row and only then inserts the
+//! event (taking its id from the table's sequence): the row lock is held
+//! until the commit, so the project's writers pass the append one at a time, each
 //! taking its id after the previous one committed (a sequence alone would
 //! hand out ids in the order transactions *reach* the insert, not the order
 //! they commit). The lock is taken last in the transaction, just before the

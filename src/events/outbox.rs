@@ -7,7 +7,8 @@ use entity::{event_heads, events, records};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use super::{EventType, NewEvent, RETENTION_DAYS};
@@ -16,19 +17,10 @@ use super::{EventType, NewEvent, RETENTION_DAYS};
 /// the commit (see the module doc of [`crate::events`] for why the head row
 /// comes first). A transaction that rolls back takes its event with it.
 pub async fn append<C: ConnectionTrait>(txn: &C, event: &NewEvent<'_>) -> Result<(), DbErr> {
-    use event_heads::{Column, Entity};
-    let first = event_heads::ActiveModel {
-        project_id: Set(event.project_id.to_owned()),
-        last_seq: Set(1),
-    };
-    Entity::insert(first)
-        .on_conflict(
-            OnConflict::column(Column::ProjectId)
-                .value(Column::LastSeq, Expr::col((Entity, Column::LastSeq)).add(1))
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
+    // SQLite has one writer at a time: ids follow commits without the lock.
+    if txn.get_database_backend() == DbBackend::Postgres {
+        lock_head(txn, event.project_id).await?;
+    }
     let row = events::ActiveModel {
         id: NotSet,
         project_id: Set(event.project_id.to_owned()),
@@ -41,6 +33,26 @@ pub async fn append<C: ConnectionTrait>(txn: &C, event: &NewEvent<'_>) -> Result
         created_at: Set(event.at),
     };
     events::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// Moves the project's head row, taking its row lock until the commit: the
+/// project's writers pass here one at a time, each after the previous one
+/// committed, so the ids they take next follow the commits.
+async fn lock_head<C: ConnectionTrait>(txn: &C, project_id: &str) -> Result<(), DbErr> {
+    use event_heads::{Column, Entity};
+    let first = event_heads::ActiveModel {
+        project_id: Set(project_id.to_owned()),
+        last_seq: Set(1),
+    };
+    Entity::insert(first)
+        .on_conflict(
+            OnConflict::column(Column::ProjectId)
+                .value(Column::LastSeq, Expr::col((Entity, Column::LastSeq)).add(1))
+                .to_owned(),
+        )
         .exec_without_returning(txn)
         .await?;
     Ok(())
