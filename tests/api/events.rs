@@ -225,6 +225,7 @@ both_dbs!(
             (json!({ "l": 0 }), "limit"),
             (json!({ "l": 501 }), "limit"),
             (json!({ "a": "not-a-cursor" }), "after"),
+            (json!({ "t": vec!["record.created"; 51] }), "types"),
         ] {
             let reply = app.gql(&test, EVENTS, vars).await;
             assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "{}", reply.body);

@@ -658,6 +658,51 @@ both_dbs!(management_and_refusals, |app: TestApp| async move {
         app.data(&t.root, LIST, json!({})).await["webhooks"],
         json!([])
     );
+
+    // Bounds: URL length, model keys, event types, webhooks per project.
+    let long = format!("http://93.184.216.34/{}", "a".repeat(2048));
+    let many: Vec<String> = (0..51).map(|i| format!("m{i}")).collect();
+    let types: Vec<&str> = vec!["record.created"; 51];
+    for (input, field) in [
+        (json!({ "url": long, "events": ["*"] }), "url"),
+        (
+            json!({ "url": "http://93.184.216.34/", "events": ["*"], "modelKeys": many }),
+            "modelKeys",
+        ),
+        (
+            json!({ "url": "http://93.184.216.34/", "events": types }),
+            "events",
+        ),
+        (
+            json!({ "url": "http://93.184.216.34/", "events": [] }),
+            "events",
+        ),
+    ] {
+        let reply = app.gql(&t.root, CREATE, json!({ "i": input })).await;
+        assert_eq!(reply.code(), Some("BAD_USER_INPUT"), "{}", reply.body);
+        assert_eq!(reply.error_field(), Some(field));
+    }
+    for _ in 0..50 {
+        create_hook(
+            &app,
+            &t.root,
+            json!({ "url": "http://93.184.216.34/", "events": ["*"] }),
+        )
+        .await;
+    }
+    let reply = app
+        .gql(
+            &t.root,
+            CREATE,
+            json!({ "i": { "url": "http://93.184.216.34/", "events": ["*"] } }),
+        )
+        .await;
+    assert_eq!(
+        reply.code(),
+        Some("BAD_USER_INPUT"),
+        "the 51st webhook: {}",
+        reply.body
+    );
 });
 
 both_dbs!(
