@@ -288,15 +288,6 @@ impl Dispatcher {
                 Some(d) if d.next_attempt_at.is_some_and(|at| at > now) => return Ok(()),
                 Some(d) => self.attempt(&hook, d).await?,
             }
-            webhooks::Entity::update_many()
-                .col_expr(
-                    webhooks::Column::LeaseUntil,
-                    Expr::value(lease_end(self.clock.now())),
-                )
-                .filter(webhooks::Column::Id.eq(id))
-                .filter(webhooks::Column::LeaseOwner.eq(&self.instance))
-                .exec(&self.db.writer)
-                .await?;
         }
         Ok(())
     }
@@ -422,6 +413,13 @@ impl Dispatcher {
             ..Default::default()
         };
         webhook_deliveries::Entity::update(row).exec(&txn).await?;
+        // The lease is renewed with the record: one commit per attempt.
+        webhooks::Entity::update_many()
+            .col_expr(webhooks::Column::LeaseUntil, Expr::value(lease_end(done)))
+            .filter(webhooks::Column::Id.eq(&hook.id))
+            .filter(webhooks::Column::LeaseOwner.eq(&self.instance))
+            .exec(&txn)
+            .await?;
         if gone {
             webhooks::Entity::update_many()
                 .col_expr(webhooks::Column::Enabled, Expr::value(false))
