@@ -21,6 +21,7 @@ use crate::content::catalog::Catalog;
 use crate::content::ContentService;
 use crate::db::Database;
 use crate::error::StartError;
+use crate::events::Events;
 use crate::keys::KeyService;
 use crate::ratelimit::redis_store::RedisStore;
 use crate::ratelimit::Limiter;
@@ -44,6 +45,9 @@ pub struct App {
     pub keys: KeyService,
     /// Models and records: the one door to content.
     pub content: ContentService,
+    /// Events and webhooks: the wake-up hub, webhook management, the
+    /// dispatcher.
+    pub events: Events,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Per-key hourly budgets.
@@ -92,9 +96,11 @@ impl App {
         }
         let read_cache = Arc::new(ReadCache::new(&config, &db, redis.clone()));
         let catalog = Arc::new(Catalog::new(read_cache.clone(), db.exclusive_writer));
+        let events = Events::new(&config, db.clone(), clock.clone()).map_err(StartError::Config)?;
         let mut changes = Changes::new();
         changes.listen(read_cache.clone());
         changes.listen(catalog.clone());
+        changes.listen(events.hub.clone());
         let changes = Arc::new(changes);
         let key_cache = Arc::new(KeyCache::new());
         let keys = KeyService::new(
@@ -124,6 +130,7 @@ impl App {
             authenticator,
             keys,
             content,
+            events,
             metrics,
             redis,
         }))
@@ -132,9 +139,11 @@ impl App {
     /// Starts what runs beside the requests until the process ends: the
     /// watchers that keep the key cache exact (the change feed; Redis when
     /// configured), the poll of the content generations in the database,
-    /// and the retry of content changes Redis missed.
+    /// the retry of content changes Redis missed, and the events side (the
+    /// stream wake-ups, the webhook dispatcher, pruning).
     pub fn spawn_change_watcher(&self) {
         self.keys.spawn_watchers();
+        self.events.spawn();
         self.read_cache.spawn_generation_poller();
         let read_cache = Arc::clone(&self.read_cache);
         tokio::spawn(async move {

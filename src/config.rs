@@ -37,6 +37,10 @@ pub const DEFAULT_RATE_LIMIT_SAVE_SECONDS: u64 = 60;
 /// Default `QUIRE_MAX_QUERY_BYTES`: far above any real query, far below
 /// what a parser should be asked to build a tree for.
 pub const DEFAULT_MAX_QUERY_BYTES: usize = 100 * 1024;
+/// Default `QUIRE_WEBHOOK_RETRY_SECONDS`: 5 s, 5 min, 30 min, 2 h, 5 h,
+/// 10 h, 14 h, 20 h and 24 h (SPEC §9).
+pub const DEFAULT_WEBHOOK_RETRY_SECONDS: [u64; 9] =
+    [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400];
 /// Default `QUIRE_MAX_RESPONSE_BYTES`.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -182,6 +186,14 @@ pub struct Config {
     /// `RESPONSE_TOO_LARGE` (ask for fewer records or fewer fields).
     #[arg(long, env = "QUIRE_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
     pub max_response_bytes: usize,
+    /// Delays before each webhook retry, in seconds, comma-separated; after
+    /// the last, a delivery fails for good.
+    #[arg(long, env = "QUIRE_WEBHOOK_RETRY_SECONDS", value_delimiter = ',', default_values_t = DEFAULT_WEBHOOK_RETRY_SECONDS)]
+    pub webhook_retry_seconds: Vec<u64>,
+    /// Let webhooks reach loopback, private and link-local addresses (for
+    /// development and tests).
+    #[arg(long, env = "QUIRE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
 }
 
 impl Config {
@@ -209,6 +221,8 @@ impl Config {
             rate_limit_save_seconds: DEFAULT_RATE_LIMIT_SAVE_SECONDS,
             max_query_bytes: DEFAULT_MAX_QUERY_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            webhook_retry_seconds: DEFAULT_WEBHOOK_RETRY_SECONDS.to_vec(),
+            webhook_allow_private: false,
         }
     }
 }

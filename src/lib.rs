@@ -11,6 +11,7 @@
 //!  GraphQL    graphql ──────────┤  schemas, thin resolvers
 //!  wiring     app ──────────────┤  App: services, caches, limiter, clock
 //!  services   keys   content    │  the one door each; commit, then announce
+//!             events ───────────┤  outbox, feed, webhooks (below content: it writes the outbox)
 //!  shared     auth  readcache  ratelimit  changes  db
 //!  base       error  config  clock  redis_link       (entity, migration crates)
 //! ```
@@ -18,11 +19,12 @@
 //! | module | holds |
 //! |---|---|
 //! | [`cli`] | the `quire` command line: `serve`, `migrate`, `admin`, client commands |
-//! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, layers, the server loop (header and body timeouts, connection cap, bounded shutdown) |
+//! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, the event stream (SSE), layers, the server loop (header and body timeouts, connection cap, bounded shutdown) |
 //! | [`graphql`] | schema assembly, thin resolvers per domain calling the services |
-//! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the two services; background watchers |
+//! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the services (keys, content, events); background watchers |
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
 //! | [`content`] | content service: models (held in memory by the catalog), records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
+//! | [`events`] | the outbox (`append`, called by content writes just before they commit; ids in commit order per project), the feed, the stream's wake-ups, webhooks and their dispatcher (leases, retries, signatures, the SSRF guard), pruning |
 //! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
@@ -42,6 +44,7 @@ pub mod config;
 pub mod content;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod keys;

@@ -58,6 +58,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let saver = spawn_window_saver(&app);
     let router = crate::http::build_router(app.clone());
     let draining = server::accept_until(listener, router, limits, shutdown_signal()).await;
+    app.events.hub.close_streams();
     let grace = Duration::from_secs(app.config.shutdown_grace_seconds);
     let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(

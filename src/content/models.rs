@@ -105,6 +105,7 @@ pub async fn create_model<C: ConnectionTrait + TransactionTrait>(
         _ => e.into(),
     })?;
     bump_generation(&txn, project_id).await?;
+    crate::events::model_created(&txn, project_id, &new.key, now).await?;
     // Writes after this one must not validate against the old model.
     catalog.forget_written(project_id);
     txn.commit().await?;
@@ -184,6 +185,7 @@ pub async fn update_model<C: ConnectionTrait + TransactionTrait>(
     row.updated_at = Set(now);
     let updated = row.update(&txn).await?;
     bump_generation(&txn, project_id).await?;
+    crate::events::model_updated(&txn, project_id, key, now).await?;
     // Writes after this one must not validate against the old model.
     catalog.forget_written(project_id);
     txn.commit().await?;
@@ -269,6 +271,7 @@ pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
         .exec(&txn)
         .await?;
     bump_generation(&txn, project_id).await?;
+    crate::events::model_deleted(&txn, project_id, key).await?;
     // Writes after this one must not validate against the old model.
     catalog.forget_written(project_id);
     txn.commit().await?;

@@ -99,6 +99,7 @@ pub async fn create_record(
     .insert(txn)
     .await?;
     sync_unique_values(txn, &model, None, &row).await?;
+    crate::events::record_created(txn, &row, model.key(), now).await?;
     Ok(draft_out(row, &model))
 }
 
@@ -192,6 +193,7 @@ pub async fn delete_record(
     // Every delete moves the published view's generation, as the change
     // announced for it does (see `service::record_change`).
     bump_generation(txn, project_id).await?;
+    crate::events::record_deleted(txn, &current, model.key()).await?;
     Ok(draft_out(current, &model))
 }
 
@@ -211,6 +213,7 @@ async fn finish_change(
     if current.published_at.is_some() || row.published_at.is_some() {
         bump_generation(txn, &row.project_id).await?;
     }
+    crate::events::record_changed(txn, current, &row, model.key(), now).await?;
     Ok(draft_out(row, model))
 }
 

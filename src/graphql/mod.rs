@@ -4,6 +4,7 @@
 //! services' (`crate::keys`, `crate::content`).
 
 pub mod content;
+pub mod events;
 pub mod keys;
 pub mod types;
 pub mod viewer;
@@ -21,11 +22,20 @@ pub type QuireSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Every query field, merged from the domain modules.
 #[derive(MergedObject, Default)]
-pub struct Query(viewer::ViewerQuery, keys::KeysQuery, content::ContentQuery);
+pub struct Query(
+    viewer::ViewerQuery,
+    keys::KeysQuery,
+    content::ContentQuery,
+    events::EventsQuery,
+);
 
 /// Every mutation field, merged from the domain modules.
 #[derive(MergedObject, Default)]
-pub struct Mutation(keys::KeysMutation, content::ContentMutation);
+pub struct Mutation(
+    keys::KeysMutation,
+    content::ContentMutation,
+    events::EventsMutation,
+);
 
 /// The two schemas `/graphql` serves: secret keys get the full one; public
 /// keys one without suggestions and (unless configured) introspection.

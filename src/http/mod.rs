@@ -6,6 +6,7 @@
 pub mod graphql;
 pub mod health;
 pub mod server;
+pub mod stream;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -50,6 +51,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/events/stream", get(stream::events_stream))
         .with_state(state)
         .merge(graphql)
         .fallback(not_found)
@@ -129,6 +131,7 @@ async fn track(req: Request, next: Next) -> Response {
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
+        "/events/stream" => "/events/stream",
         _ => "other",
     };
     let response = next.run(req).await;

@@ -185,6 +185,55 @@ const OPERATIONS: &[Operation] = &[
         variables: |_| json!({ "id": "00000000-0000-4000-8000-00000000d00d" }),
         needs: &["records:delete"],
     },
+    // Events and webhooks (SPEC §9).
+    Operation {
+        field: "events",
+        document: "{ events { items { id } } }",
+        variables: |_| json!({}),
+        needs: &["notifications:read"],
+    },
+    Operation {
+        field: "webhooks",
+        document: "{ webhooks { id } }",
+        variables: |_| json!({}),
+        needs: &["extensions:manage"],
+    },
+    Operation {
+        field: "webhookDeliveries",
+        document: "query($id: ID!) { webhookDeliveries(webhookId: $id) { items { id } } }",
+        variables: |_| json!({ "id": NO_SUCH_KEY }),
+        needs: &["extensions:manage"],
+    },
+    Operation {
+        field: "createWebhook",
+        document: "mutation { createWebhook(input: { url: \"http://93.184.216.34/hook\", events: [\"record.*\"] }) { secret } }",
+        variables: |_| json!({}),
+        needs: &["extensions:manage"],
+    },
+    Operation {
+        field: "updateWebhook",
+        document: "mutation($id: ID!) { updateWebhook(id: $id, input: { url: \"http://93.184.216.34/hook\", events: [\"*\"] }) { id } }",
+        variables: |_| json!({ "id": NO_SUCH_KEY }),
+        needs: &["extensions:manage"],
+    },
+    Operation {
+        field: "deleteWebhook",
+        document: "mutation($id: ID!) { deleteWebhook(id: $id) }",
+        variables: |_| json!({ "id": NO_SUCH_KEY }),
+        needs: &["extensions:manage"],
+    },
+    Operation {
+        field: "rotateWebhookSecret",
+        document: "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret } }",
+        variables: |_| json!({ "id": NO_SUCH_KEY }),
+        needs: &["extensions:manage"],
+    },
+    Operation {
+        field: "redeliverWebhook",
+        document: "mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id } }",
+        variables: |_| json!({ "id": NO_SUCH_KEY }),
+        needs: &["extensions:manage"],
+    },
 ];
 
 /// Fields every authenticated key may call, whatever its scopes.

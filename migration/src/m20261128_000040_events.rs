@@ -1,0 +1,288 @@
+//! Events and webhooks (SPEC §9): the outbox of content changes, the
+//! per-project head row that orders them, webhooks and their deliveries.
+//!
+//! `events.id` grows in commit order within a project: the writing
+//! transaction first updates its project's `event_heads` row (a row lock on
+//! PostgreSQL, held to the commit; SQLite has one writer), and only then
+//! takes the next id. On SQLite the id is `AUTOINCREMENT`, so an id is never
+//! reused after old events are pruned.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Events {
+    Table,
+    Id,
+    ProjectId,
+    EventType,
+    ModelKey,
+    RecordId,
+    FileId,
+    Version,
+    Live,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum EventHeads {
+    Table,
+    ProjectId,
+    LastSeq,
+}
+
+#[derive(DeriveIden)]
+enum Webhooks {
+    Table,
+    Id,
+    ProjectId,
+    Url,
+    Events,
+    ModelKeys,
+    IncludeDrafts,
+    Enabled,
+    Secret,
+    PreviousSecret,
+    PreviousSecretUntil,
+    Cursor,
+    DueAt,
+    LeaseOwner,
+    LeaseUntil,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum WebhookDeliveries {
+    Table,
+    Id,
+    WebhookId,
+    ProjectId,
+    EventId,
+    Attempt,
+    RoundAttempts,
+    Status,
+    NextAttemptAt,
+    ResponseStatus,
+    ResponseBody,
+    DurationMs,
+    Error,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Events::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(Events::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Events::ProjectId).string().not_null())
+                    .col(ColumnDef::new(Events::EventType).string().not_null())
+                    .col(ColumnDef::new(Events::ModelKey).string())
+                    .col(ColumnDef::new(Events::RecordId).string())
+                    .col(ColumnDef::new(Events::FileId).string())
+                    .col(ColumnDef::new(Events::Version).big_integer())
+                    .col(ColumnDef::new(Events::Live).boolean().not_null())
+                    .col(
+                        ColumnDef::new(Events::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_events_project_id")
+                    .table(Events::Table)
+                    .col(Events::ProjectId)
+                    .col(Events::Id)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_events_created_at")
+                    .table(Events::Table)
+                    .col(Events::CreatedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(EventHeads::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(EventHeads::ProjectId)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(EventHeads::LastSeq).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Webhooks::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(Webhooks::Id)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Webhooks::ProjectId).string().not_null())
+                    .col(ColumnDef::new(Webhooks::Url).string().not_null())
+                    .col(ColumnDef::new(Webhooks::Events).json().not_null())
+                    .col(ColumnDef::new(Webhooks::ModelKeys).json())
+                    .col(ColumnDef::new(Webhooks::IncludeDrafts).boolean().not_null())
+                    .col(ColumnDef::new(Webhooks::Enabled).boolean().not_null())
+                    .col(ColumnDef::new(Webhooks::Secret).string().not_null())
+                    .col(ColumnDef::new(Webhooks::PreviousSecret).string())
+                    .col(ColumnDef::new(Webhooks::PreviousSecretUntil).timestamp_with_time_zone())
+                    .col(ColumnDef::new(Webhooks::Cursor).big_integer().not_null())
+                    .col(ColumnDef::new(Webhooks::DueAt).timestamp_with_time_zone())
+                    .col(ColumnDef::new(Webhooks::LeaseOwner).string())
+                    .col(ColumnDef::new(Webhooks::LeaseUntil).timestamp_with_time_zone())
+                    .col(
+                        ColumnDef::new(Webhooks::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Webhooks::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_webhooks_project_id")
+                    .table(Webhooks::Table)
+                    .col(Webhooks::ProjectId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(WebhookDeliveries::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::Id)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::WebhookId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::ProjectId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::EventId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::Attempt)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::RoundAttempts)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::Status)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::NextAttemptAt).timestamp_with_time_zone(),
+                    )
+                    .col(ColumnDef::new(WebhookDeliveries::ResponseStatus).integer())
+                    .col(ColumnDef::new(WebhookDeliveries::ResponseBody).text())
+                    .col(ColumnDef::new(WebhookDeliveries::DurationMs).big_integer())
+                    .col(ColumnDef::new(WebhookDeliveries::Error).text())
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WebhookDeliveries::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_webhook_deliveries_webhook_event")
+                    .table(WebhookDeliveries::Table)
+                    .col(WebhookDeliveries::WebhookId)
+                    .col(WebhookDeliveries::EventId)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_webhook_deliveries_status")
+                    .table(WebhookDeliveries::Table)
+                    .col(WebhookDeliveries::Status)
+                    .col(WebhookDeliveries::CreatedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            WebhookDeliveries::Table.into_iden(),
+            Webhooks::Table.into_iden(),
+            EventHeads::Table.into_iden(),
+            Events::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
