@@ -588,3 +588,29 @@ both_dbs!(
         assert_eq!(rows.len(), 2);
     }
 );
+
+both_dbs!(
+    an_idle_stream_gets_a_keep_alive_comment,
+    |app: TestApp| async move {
+        let key = app
+            .new_key()
+            .public()
+            .live()
+            .scopes(&["notifications:read"])
+            .create()
+            .await;
+        let mut response = Stream::open(&app, &key, None).await;
+        assert_eq!(response.status(), 200);
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(17);
+        while !text.contains(": keep-alive\n\n") {
+            let chunk = tokio::time::timeout_at(deadline, response.chunk())
+                .await
+                .expect("a keep-alive comment within 17 s")
+                .unwrap()
+                .expect("the stream stays open");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert!(text.starts_with("retry: 1000\n\n"), "{text}");
+    }
+);
