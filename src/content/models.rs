@@ -237,6 +237,7 @@ pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
     catalog: &Catalog,
     project_id: &str,
     key: &str,
+    now: DateTime<Utc>,
 ) -> AppResult<()> {
     let txn = begin_write(db).await?;
     let model = lock_model(&txn, project_id, key, true).await?;
@@ -271,7 +272,7 @@ pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
         .exec(&txn)
         .await?;
     bump_generation(&txn, project_id).await?;
-    crate::events::model_deleted(&txn, project_id, key).await?;
+    crate::events::model_deleted(&txn, project_id, key, now).await?;
     // Writes after this one must not validate against the old model.
     catalog.forget_written(project_id);
     txn.commit().await?;

@@ -181,6 +181,7 @@ pub async fn delete_record(
     catalog: &Catalog,
     project_id: &str,
     id: &str,
+    now: DateTime<Utc>,
 ) -> AppResult<RecordOut> {
     let (current, model) = load_for_write(txn, catalog, project_id, id).await?;
     record_unique_values::Entity::delete_many()
@@ -193,7 +194,7 @@ pub async fn delete_record(
     // Every delete moves the published view's generation, as the change
     // announced for it does (see `service::record_change`).
     bump_generation(txn, project_id).await?;
-    crate::events::record_deleted(txn, &current, model.key()).await?;
+    crate::events::record_deleted(txn, &current, model.key(), now).await?;
     Ok(draft_out(current, &model))
 }
 

@@ -159,7 +159,13 @@ impl ContentService {
 
     /// Deletes a model without records that no model references.
     pub async fn delete_model(&self, p: &Principal, key: &str) -> AppResult<()> {
-        let write = models::delete_model(&self.db.writer, &self.catalog, &p.project_id, key);
+        let write = models::delete_model(
+            &self.db.writer,
+            &self.catalog,
+            &p.project_id,
+            key,
+            self.clock.now(),
+        );
         self.announced(p, write, |()| model_change(p, key, Action::Deleted))
             .await
     }
@@ -232,9 +238,9 @@ impl ContentService {
 
     /// Deletes a record from every view.
     pub async fn delete_record(&self, p: &Principal, id: &str) -> AppResult<()> {
-        let (catalog, project, id, _) = self.owned(p, id);
+        let (catalog, project, id, now) = self.owned(p, id);
         let write = self.db.write(Box::new(move |txn| {
-            Box::pin(async move { records::delete_record(txn, &catalog, &project, &id).await })
+            Box::pin(async move { records::delete_record(txn, &catalog, &project, &id, now).await })
         }));
         self.announced(p, write, |r| record_change(p, r, RecordAction::Deleted))
             .await

@@ -212,9 +212,9 @@ impl<'a> NewEvent<'a> {
     }
 
     /// `record.deleted`, in the published view when the record was published.
-    pub fn record_deleted(row: &'a records::Model, model_key: &'a str) -> Self {
+    pub fn record_deleted(row: &'a records::Model, model_key: &'a str, at: DateTime<Utc>) -> Self {
         let live = row.published_at.is_some();
-        Self::record(EventType::RecordDeleted, row, model_key, live, Utc::now())
+        Self::record(EventType::RecordDeleted, row, model_key, live, at)
     }
 
     /// A `model.*` event (every one is in the published view).

@@ -85,8 +85,9 @@ pub async fn record_deleted<C: ConnectionTrait>(
     txn: &C,
     row: &records::Model,
     model_key: &str,
+    at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    append(txn, &NewEvent::record_deleted(row, model_key)).await
+    append(txn, &NewEvent::record_deleted(row, model_key, at)).await
 }
 
 /// `model.created`.
@@ -122,8 +123,9 @@ pub async fn model_deleted<C: ConnectionTrait>(
     txn: &C,
     project_id: &str,
     key: &str,
+    at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let event = NewEvent::model(project_id, EventType::ModelDeleted, key, Utc::now());
+    let event = NewEvent::model(project_id, EventType::ModelDeleted, key, at);
     append(txn, &event).await
 }
 
