@@ -19,8 +19,8 @@ use entity::record_unique_values;
 use entity::records::{self, RecordStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryTrait,
 };
 use serde_json::{Map, Value};
 
@@ -31,6 +31,8 @@ use super::unique::sync_unique_values;
 use super::View;
 use crate::db::{grab_write_lock, new_id};
 use crate::error::{AppError, AppResult};
+use crate::events::outbox::write_then_append;
+use crate::events::NewEvent;
 use crate::readcache::bump_generation;
 
 /// A record's data as an answer carries it.
@@ -84,22 +86,44 @@ pub async fn create_record(
         }
     };
     let data = validate_data(txn, project_id, &model, data).await?;
-    let row = records::ActiveModel {
-        id: Set(new_id()),
-        project_id: Set(project_id.to_owned()),
-        model_id: Set(model.row.id.clone()),
-        draft_data: Set(data),
+    let row = records::Model {
+        id: new_id(),
+        project_id: project_id.to_owned(),
+        model_id: model.row.id.clone(),
+        draft_data: data,
+        published_data: None,
+        status: RecordStatus::Draft,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        published_at: None,
+    };
+    let insert = records::Entity::insert(records::ActiveModel {
+        id: Set(row.id.clone()),
+        project_id: Set(row.project_id.clone()),
+        model_id: Set(row.model_id.clone()),
+        draft_data: Set(row.draft_data.clone()),
         published_data: Set(None),
-        status: Set(RecordStatus::Draft),
-        version: Set(1),
+        status: Set(row.status),
+        version: Set(row.version),
         created_at: Set(now),
         updated_at: Set(now),
         published_at: Set(None),
+    })
+    .build(txn.get_database_backend());
+    let event = NewEvent::record_created(&row, model.key(), now);
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        // The record and its event in one round trip; a unique value
+        // another record holds rolls both back.
+        write_then_append(txn, insert, &event).await?;
+        sync_unique_values(txn, &model, None, &row).await?;
+    } else {
+        // The event last: on PostgreSQL it takes the project's event lock,
+        // held until the commit.
+        txn.execute(insert).await?;
+        sync_unique_values(txn, &model, None, &row).await?;
+        crate::events::append(txn, &event).await?;
     }
-    .insert(txn)
-    .await?;
-    sync_unique_values(txn, &model, None, &row).await?;
-    crate::events::record_created(txn, &row, model.key(), now).await?;
     Ok(draft_out(row, &model))
 }
 

@@ -8,7 +8,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, QueryTrait, Statement,
 };
 
 use super::{EventType, NewEvent, RETENTION_DAYS};
@@ -21,7 +21,36 @@ pub async fn append<C: ConnectionTrait>(txn: &C, event: &NewEvent<'_>) -> Result
     if txn.get_database_backend() == DbBackend::Postgres {
         lock_head(txn, event.project_id).await?;
     }
-    let row = events::ActiveModel {
+    events::Entity::insert(event_row(event))
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// Runs `write` (a statement of the change) and appends `event`: on SQLite
+/// in one round trip to the database (two statements, one execution);
+/// elsewhere `write`, then [`append`].
+pub async fn write_then_append<C: ConnectionTrait>(
+    txn: &C,
+    write: Statement,
+    event: &NewEvent<'_>,
+) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    if backend != DbBackend::Sqlite {
+        txn.execute(write).await?;
+        return append(txn, event).await;
+    }
+    let insert = events::Entity::insert(event_row(event)).build(backend);
+    let mut values = write.values.map(|v| v.0).unwrap_or_default();
+    values.extend(insert.values.map(|v| v.0).unwrap_or_default());
+    let sql = format!("{}; {}", write.sql, insert.sql);
+    txn.execute(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    Ok(())
+}
+
+fn event_row(event: &NewEvent<'_>) -> events::ActiveModel {
+    events::ActiveModel {
         id: NotSet,
         project_id: Set(event.project_id.to_owned()),
         event_type: Set(event.event_type.as_str().to_owned()),
@@ -31,11 +60,7 @@ pub async fn append<C: ConnectionTrait>(txn: &C, event: &NewEvent<'_>) -> Result
         version: Set(event.version),
         live: Set(event.live),
         created_at: Set(event.at),
-    };
-    events::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    }
 }
 
 /// Moves the project's head row, taking its row lock until the commit: the
