@@ -96,7 +96,8 @@ impl App {
         }
         let read_cache = Arc::new(ReadCache::new(&config, &db, redis.clone()));
         let catalog = Arc::new(Catalog::new(read_cache.clone(), db.exclusive_writer));
-        let events = Events::new(&config, db.clone(), clock.clone()).map_err(StartError::Config)?;
+        let events = Events::new(&config, db.clone(), clock.clone(), redis.clone())
+            .map_err(StartError::Config)?;
         let mut changes = Changes::new();
         changes.listen(read_cache.clone());
         changes.listen(catalog.clone());

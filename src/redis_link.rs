@@ -28,10 +28,11 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
@@ -405,5 +406,92 @@ mod tests {
         assert_eq!(ping(&link).await, Err(Unanswered::Failed));
         assert_eq!(link.probes(), 1);
         assert!(!link.is_up());
+    }
+}
+
+/// Pause before subscribing again after a failure.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// How long subscribing may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Messages on one Redis channel: published through the shared link
+/// without waiting, received by a subscription of its own that is taken
+/// again after failures (only once the link's probe answers). Used where a
+/// database feed is the guarantee and Redis only makes it faster (key
+/// changes, event wake-ups).
+pub struct Broadcast {
+    link: Arc<RedisLink>,
+    channel: &'static str,
+}
+
+impl Broadcast {
+    /// A broadcaster on `channel` through the instance's Redis link.
+    pub fn new(link: Arc<RedisLink>, channel: &'static str) -> Self {
+        Self { link, channel }
+    }
+
+    /// Publishes `message`; never waits (a background task sends; the
+    /// caller's database feed covers a publish that fails).
+    pub fn publish(self: &Arc<Self>, message: &str) {
+        let this = Arc::clone(self);
+        let message = message.to_owned();
+        tokio::spawn(async move {
+            let channel = this.channel;
+            let sent = this
+                .link
+                .run(|mut conn| async move {
+                    redis::cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(&message)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                })
+                .await;
+            if sent.is_err() {
+                tracing::debug!(channel, "a message was not published to Redis");
+            }
+        });
+    }
+
+    /// Calls `on_message` with every message published by any instance,
+    /// until the process ends; resubscribes after failures.
+    pub fn spawn_listener(
+        self: &Arc<Self>,
+        on_message: impl Fn(&str) + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let reachable =
+                    this.link
+                        .run(|mut conn| async move {
+                            redis::cmd("PING").query_async::<()>(&mut conn).await
+                        })
+                        .await
+                        .is_ok();
+                if reachable {
+                    let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+                        let mut pubsub = this.link.client().get_async_pubsub().await?;
+                        pubsub.subscribe(this.channel).await?;
+                        Ok::<_, redis::RedisError>(pubsub)
+                    })
+                    .await;
+                    match subscribed {
+                        Ok(Ok(mut pubsub)) => {
+                            let mut messages = pubsub.on_message();
+                            while let Some(msg) = messages.next().await {
+                                if let Ok(message) = msg.get_payload::<String>() {
+                                    on_message(&message);
+                                }
+                            }
+                            this.link.report_failure("a Redis subscription ended");
+                        }
+                        Ok(Err(e)) => this.link.report_failure(&e.to_string()),
+                        Err(_) => this.link.report_failure("subscribing timed out"),
+                    }
+                }
+                tokio::time::sleep(RESUBSCRIBE_AFTER).await;
+            }
+        })
     }
 }

@@ -4,7 +4,11 @@
 //! A commit on this instance wakes them at once (the hub listens to
 //! [`crate::changes`]); a commit on another instance is seen by polling the
 //! latest event id of the projects that have open streams every [`POLL`]
-//! (within a project it grows with every commit) (the dispatcher polls for due webhooks on its own). A wake-up
+//! (within a project it grows with every commit) (the dispatcher polls for
+//! due webhooks on its own). With Redis, the committing instance also
+//! publishes the project on [`CHANNEL`], and every instance wakes its
+//! streams and dispatcher within milliseconds: the fast path; the poll stays
+//! the guarantee. A wake-up
 //! carries no event: the woken reader reads the events after its own cursor
 //! from the database, so a slow reader never holds events in memory and a
 //! missed wake-up costs at most one poll.
@@ -19,9 +23,12 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySe
 use tokio::sync::{watch, Notify};
 
 use crate::changes::{Change, Listener};
+use crate::redis_link::{Broadcast, RedisLink};
 
 /// How often other instances' commits are looked for.
 pub const POLL: Duration = Duration::from_millis(250);
+/// The Redis channel the projects of committed events are published on.
+pub const CHANNEL: &str = "quire:events";
 /// Most projects asked about in one poll statement.
 const POLL_CHUNK: usize = 200;
 
@@ -29,6 +36,8 @@ struct Watched {
     tx: watch::Sender<u64>,
     /// The latest event id last seen (`None`: not read yet).
     seen: Option<i64>,
+    /// Wake-ups that came through Redis.
+    through_redis: u64,
 }
 
 /// The wake-ups of one instance.
@@ -39,16 +48,35 @@ pub struct EventHub {
     dispatch: Notify,
     /// Set when the server stops accepting: streams end.
     closing: watch::Sender<bool>,
+    /// Commits announced through Redis (none without it).
+    broadcast: Option<Arc<Broadcast>>,
 }
 
 impl EventHub {
-    /// A hub polling `db`.
-    pub fn new(db: DatabaseConnection) -> Self {
+    /// A hub polling `db`, and with `redis`, announcing commits there.
+    pub fn new(db: DatabaseConnection, redis: Option<Arc<RedisLink>>) -> Self {
         Self {
             db,
             projects: Mutex::new(HashMap::new()),
             dispatch: Notify::new(),
             closing: watch::channel(false).0,
+            broadcast: redis.map(|link| Arc::new(Broadcast::new(link, CHANNEL))),
+        }
+    }
+
+    /// How many wake-ups of the project's open streams came through Redis.
+    pub fn redis_wakeups(&self, project_id: &str) -> u64 {
+        let projects = self.projects.lock().unwrap_or_else(|p| p.into_inner());
+        projects.get(project_id).map_or(0, |w| w.through_redis)
+    }
+
+    /// Wakes what follows `project_id` on this instance, and announces the
+    /// commit to the others through Redis (when configured).
+    fn committed_in(&self, project_id: &str) {
+        self.wake(project_id);
+        self.want_dispatch();
+        if let Some(broadcast) = &self.broadcast {
+            broadcast.publish(project_id);
         }
     }
 
@@ -61,6 +89,7 @@ impl EventHub {
             .or_insert_with(|| Watched {
                 tx: watch::channel(0).0,
                 seen: None,
+                through_redis: 0,
             })
             .tx
             .subscribe()
@@ -95,8 +124,25 @@ impl EventHub {
         self.dispatch.notify_one();
     }
 
-    /// Polls the heads of watched projects until the process ends.
+    /// Polls the heads of watched projects until the process ends, and
+    /// with Redis, follows the other instances' announcements.
     pub fn spawn_poller(self: &Arc<Self>) {
+        if let Some(broadcast) = &self.broadcast {
+            let hub = Arc::clone(self);
+            broadcast.spawn_listener(move |project_id| {
+                metrics::counter!("quire_event_redis_wakeups_total").increment(1);
+                if let Some(w) = hub
+                    .projects
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(project_id)
+                {
+                    w.through_redis += 1;
+                    w.tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                hub.want_dispatch();
+            });
+        }
         let hub = Arc::clone(self);
         tokio::spawn(async move {
             loop {
@@ -146,13 +192,9 @@ impl Listener for EventHub {
                 Change::Keys { .. } => {}
                 Change::Model { .. } | Change::Record { .. } => {
                     metrics::counter!("quire_events_written_total").increment(1);
-                    self.wake(change.project_id());
-                    self.want_dispatch();
+                    self.committed_in(change.project_id());
                 }
-                Change::InDoubt { .. } => {
-                    self.wake(change.project_id());
-                    self.want_dispatch();
-                }
+                Change::InDoubt { .. } => self.committed_in(change.project_id()),
             }
         })
     }

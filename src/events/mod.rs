@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`outbox`] | [`append`] (called by the content writes just before they commit) and pruning |
 //! | [`feed`] | reading a project's events after a cursor, as a key may see them |
-//! | [`hub`] | the per-instance wake-ups: local commits at once, other instances' by polling the project heads |
+//! | [`hub`] | the per-instance wake-ups: local commits at once, other instances' through Redis when configured and by polling the project heads |
 //! | [`webhooks`] | [`WebhookService`]: webhook management, deliveries, redelivery |
 //! | [`dispatch`] | the dispatcher every instance runs: claims due webhooks, delivers in event order, retries |
 //! | [`sign`] | the Standard Webhooks signature |
@@ -43,6 +43,7 @@ use serde_json::{json, Value};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Database;
+use crate::redis_link::RedisLink;
 
 pub use hub::EventHub;
 pub use outbox::{
@@ -277,9 +278,14 @@ pub struct Events {
 
 impl Events {
     /// Assembles the parts from the configuration.
-    pub fn new(config: &Config, db: Database, clock: Arc<dyn Clock>) -> Result<Self, String> {
+    pub fn new(
+        config: &Config,
+        db: Database,
+        clock: Arc<dyn Clock>,
+        redis: Option<Arc<RedisLink>>,
+    ) -> Result<Self, String> {
         export_metrics();
-        let hub = Arc::new(EventHub::new(db.conn.clone()));
+        let hub = Arc::new(EventHub::new(db.conn.clone(), redis));
         let webhooks = WebhookService::new(db.clone(), clock.clone(), config.webhook_allow_private);
         let dispatcher = Arc::new(dispatch::Dispatcher::new(
             db,
@@ -304,6 +310,7 @@ impl Events {
 /// Exports the events' figures at 0 from the start.
 fn export_metrics() {
     metrics::counter!("quire_events_written_total").increment(0);
+    metrics::counter!("quire_event_redis_wakeups_total").increment(0);
     for outcome in ["succeeded", "retrying", "failed"] {
         metrics::counter!("quire_webhook_deliveries_total", "outcome" => outcome).increment(0);
     }

@@ -17,101 +17,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entity::key_changes;
-use futures::StreamExt;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::auth::cache::KeyCache;
 use crate::error::AppResult;
-use crate::redis_link::RedisLink;
 
 /// How often each instance polls the key change feed.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// The Redis channel key ids are published on.
+/// The Redis channel key ids are published on (a
+/// [`crate::redis_link::Broadcast`]).
 pub const CHANNEL: &str = "quire:key-changes";
-/// Pause before subscribing again after a failure.
-const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
-/// How long subscribing may take.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How far behind the highest id seen the poll looks again: rows can commit
 /// out of id order on PostgreSQL.
 const LOOK_BACK: i64 = 64;
-
-/// Publishes and receives key changes through Redis.
-pub struct Broadcast {
-    link: Arc<RedisLink>,
-}
-
-impl Broadcast {
-    /// A broadcaster on the instance's Redis link.
-    pub fn new(link: Arc<RedisLink>) -> Self {
-        Self { link }
-    }
-
-    /// Announces that `key_id` changed; never waits (a background task
-    /// sends; the feed covers a publish that fails).
-    pub fn publish(self: &Arc<Self>, key_id: &str) {
-        let this = Arc::clone(self);
-        let key_id = key_id.to_owned();
-        tokio::spawn(async move {
-            let sent = this
-                .link
-                .run(|mut conn| async move {
-                    redis::cmd("PUBLISH")
-                        .arg(CHANNEL)
-                        .arg(&key_id)
-                        .query_async::<i64>(&mut conn)
-                        .await
-                })
-                .await;
-            if sent.is_err() {
-                tracing::debug!("a key change was not published to Redis");
-            }
-        });
-    }
-
-    /// Calls `on_change` with every key id published by any instance, until
-    /// the process ends; resubscribes after failures.
-    pub fn spawn_listener(
-        self: &Arc<Self>,
-        on_change: impl Fn(&str) + Send + Sync + 'static,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                let reachable =
-                    this.link
-                        .run(|mut conn| async move {
-                            redis::cmd("PING").query_async::<()>(&mut conn).await
-                        })
-                        .await
-                        .is_ok();
-                if reachable {
-                    let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
-                        let mut pubsub = this.link.client().get_async_pubsub().await?;
-                        pubsub.subscribe(CHANNEL).await?;
-                        Ok::<_, redis::RedisError>(pubsub)
-                    })
-                    .await;
-                    match subscribed {
-                        Ok(Ok(mut pubsub)) => {
-                            let mut messages = pubsub.on_message();
-                            while let Some(msg) = messages.next().await {
-                                if let Ok(key_id) = msg.get_payload::<String>() {
-                                    on_change(&key_id);
-                                }
-                            }
-                            this.link
-                                .report_failure("the key-change subscription ended");
-                        }
-                        Ok(Err(e)) => this.link.report_failure(&e.to_string()),
-                        Err(_) => this.link.report_failure("subscribing timed out"),
-                    }
-                }
-                tokio::time::sleep(RESUBSCRIBE_AFTER).await;
-            }
-        })
-    }
-}
 
 /// Polls the feed and forgets changed keys in `cache`, until the process
 /// ends. Starts from the feed's current end.

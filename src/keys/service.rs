@@ -13,7 +13,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait, TransactionTrait};
 use serde_json::Value;
 
-use super::feed::{self, Broadcast};
+use super::feed;
 use super::transfer::{self, ImportMode, ImportResult};
 use super::{audit, Actor, KeyRequest, KeyUpdate, NewKey};
 use crate::auth::cache::KeyCache;
@@ -23,6 +23,7 @@ use crate::changes::{Change, Changes};
 use crate::clock::Clock;
 use crate::db::{self, Database, DEFAULT_PROJECT};
 use crate::error::{AppError, AppResult};
+use crate::redis_link::Broadcast;
 use crate::redis_link::RedisLink;
 
 /// The key lifecycle service of one instance.
@@ -48,7 +49,7 @@ impl KeyService {
         changes: Arc<Changes>,
         default_rate_limit: u32,
     ) -> Result<Self, String> {
-        let broadcast = redis.map(|link| Arc::new(Broadcast::new(link)));
+        let broadcast = redis.map(|link| Arc::new(Broadcast::new(link, feed::CHANNEL)));
         Ok(Self {
             db,
             clock,

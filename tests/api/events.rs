@@ -459,6 +459,43 @@ both_dbs!(
     }
 );
 
+// With Redis, the committing instance announces the project there and the
+// other instances wake their streams from it (the poll stays the guarantee).
+both_dbs!(
+    other_instances_are_woken_through_redis,
+    |backend: Backend| async move {
+        let Some(url) = crate::support::redis::redis_url() else {
+            return;
+        };
+        let shared = url.clone();
+        let Some(app) =
+            TestApp::try_spawn_with(backend, |c| c.redis_url = Some(shared.into())).await
+        else {
+            return;
+        };
+        let sibling = app.sibling(|c| c.redis_url = Some(url.into())).await;
+        let t = app.default_tenant().await;
+        let key = reader(&app, &t.project, false).await;
+        page_model(&app, &t.root).await;
+        let mut there = Stream::connect(&sibling, &key, None).await;
+        let project = t.project.id.clone();
+        let before = sibling.state.events.hub.redis_wakeups(&project);
+        let r = app
+            .create_record(&t.root, "page", json!({ "title": "Through Redis" }))
+            .await;
+        let (_, e) = there
+            .next(Duration::from_secs(1))
+            .await
+            .expect("an event on the sibling within 1 s");
+        assert_eq!(e["recordId"], json!(r.id));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while sibling.state.events.hub.redis_wakeups(&project) == before {
+            assert!(Instant::now() < deadline, "no wake-up came through Redis");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+);
+
 both_dbs!(
     the_stream_needs_a_key_with_the_scope,
     |app: TestApp| async move {
