@@ -325,90 +325,6 @@ async fn connect(client: redis::Client) -> Result<MultiplexedConnection, String>
     }
 }
 
-#[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    /// A "paused Redis": accepts connections and never answers.
-    async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        (format!("redis://127.0.0.1:{port}"), task)
-    }
-
-    async fn ping(link: &RedisLink) -> Result<(), Unanswered> {
-        link.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
-            .await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn a_silent_redis_is_waited_for_by_one_probe_a_second() {
-        let (url, _server) = silent_server().await;
-        let link = Arc::new(RedisLink::new(&url).unwrap());
-        // The first calls wait for the first connection, time out, and
-        // open the breaker.
-        assert_eq!(ping(&link).await, Err(Unanswered::Failed));
-        assert!(!link.is_up());
-
-        // 200 concurrent calls, repeated over about 2.5 s: at most one per
-        // second waits (the probe); the others answer at once.
-        let started = Instant::now();
-        let mut slow = 0;
-        while started.elapsed() < Duration::from_millis(2_500) {
-            let calls: Vec<_> = (0..200)
-                .map(|_| {
-                    let link = link.clone();
-                    tokio::spawn(async move {
-                        let t = Instant::now();
-                        let r = ping(&link).await;
-                        (r, t.elapsed())
-                    })
-                })
-                .collect();
-            for call in calls {
-                let (r, took) = call.await.unwrap();
-                assert!(r.is_err());
-                if took > Duration::from_millis(100) {
-                    slow += 1;
-                    assert!(took < Duration::from_secs(2), "a call took {took:?}");
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let probes = link.probes();
-        assert!((1..=4).contains(&probes), "{probes} probes in 2.5 s");
-        assert!(slow <= probes, "{slow} slow calls, {probes} probes");
-        assert!(link.skipped() > 1_000, "{} skipped", link.skipped());
-    }
-
-    #[tokio::test]
-    async fn a_dead_port_fails_fast_and_is_probed_once_a_second() {
-        // Nothing listens here (bound, then closed).
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let link = RedisLink::new(&format!("redis://127.0.0.1:{port}")).unwrap();
-        assert_eq!(ping(&link).await, Err(Unanswered::Failed));
-        assert_eq!(ping(&link).await, Err(Unanswered::BackingOff));
-        link.report_failure("ignored while down");
-        assert_eq!(link.probes(), 0);
-        tokio::time::sleep(PROBE_INTERVAL).await;
-        assert_eq!(ping(&link).await, Err(Unanswered::Failed));
-        assert_eq!(link.probes(), 1);
-        assert!(!link.is_up());
-    }
-}
-
 /// Pause before subscribing again after a failure.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 /// How long subscribing may take.
@@ -493,5 +409,89 @@ impl Broadcast {
                 tokio::time::sleep(RESUBSCRIBE_AFTER).await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A "paused Redis": accepts connections and never answers.
+    async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        (format!("redis://127.0.0.1:{port}"), task)
+    }
+
+    async fn ping(link: &RedisLink) -> Result<(), Unanswered> {
+        link.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_silent_redis_is_waited_for_by_one_probe_a_second() {
+        let (url, _server) = silent_server().await;
+        let link = Arc::new(RedisLink::new(&url).unwrap());
+        // The first calls wait for the first connection, time out, and
+        // open the breaker.
+        assert_eq!(ping(&link).await, Err(Unanswered::Failed));
+        assert!(!link.is_up());
+
+        // 200 concurrent calls, repeated over about 2.5 s: at most one per
+        // second waits (the probe); the others answer at once.
+        let started = Instant::now();
+        let mut slow = 0;
+        while started.elapsed() < Duration::from_millis(2_500) {
+            let calls: Vec<_> = (0..200)
+                .map(|_| {
+                    let link = link.clone();
+                    tokio::spawn(async move {
+                        let t = Instant::now();
+                        let r = ping(&link).await;
+                        (r, t.elapsed())
+                    })
+                })
+                .collect();
+            for call in calls {
+                let (r, took) = call.await.unwrap();
+                assert!(r.is_err());
+                if took > Duration::from_millis(100) {
+                    slow += 1;
+                    assert!(took < Duration::from_secs(2), "a call took {took:?}");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let probes = link.probes();
+        assert!((1..=4).contains(&probes), "{probes} probes in 2.5 s");
+        assert!(slow <= probes, "{slow} slow calls, {probes} probes");
+        assert!(link.skipped() > 1_000, "{} skipped", link.skipped());
+    }
+
+    #[tokio::test]
+    async fn a_dead_port_fails_fast_and_is_probed_once_a_second() {
+        // Nothing listens here (bound, then closed).
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let link = RedisLink::new(&format!("redis://127.0.0.1:{port}")).unwrap();
+        assert_eq!(ping(&link).await, Err(Unanswered::Failed));
+        assert_eq!(ping(&link).await, Err(Unanswered::BackingOff));
+        link.report_failure("ignored while down");
+        assert_eq!(link.probes(), 0);
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        assert_eq!(ping(&link).await, Err(Unanswered::Failed));
+        assert_eq!(link.probes(), 1);
+        assert!(!link.is_up());
     }
 }
