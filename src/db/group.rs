@@ -13,6 +13,8 @@
 //! the previous one ran, so a write alone is a group of one.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -95,14 +97,29 @@ impl<T: Send + 'static> Job for Queued<T> {
 /// The queue of writes and the task that runs them.
 pub struct GroupCommit {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    /// The largest group run so far.
+    largest: Arc<AtomicUsize>,
 }
 
 impl GroupCommit {
     /// Starts the task that runs writes on `writer` (one connection).
     pub fn start(writer: DatabaseConnection) -> Self {
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(IN_GROUP.scope((), run_groups(writer, queue)));
-        Self { jobs }
+        Self::start_with(writer, QUEUE, MAX_GROUP)
+    }
+
+    /// Like [`GroupCommit::start`], with `queue` writes waiting at most
+    /// (more wait to be queued) and groups of at most `max_group`.
+    pub fn start_with(writer: DatabaseConnection, queue: usize, max_group: usize) -> Self {
+        let (jobs, waiting) = mpsc::channel(queue.max(1));
+        let largest = Arc::new(AtomicUsize::new(0));
+        let groups = run_groups(writer, waiting, max_group.max(1), Arc::clone(&largest));
+        tokio::spawn(IN_GROUP.scope((), groups));
+        Self { jobs, largest }
+    }
+
+    /// The most writes one group has held so far.
+    pub fn largest_group(&self) -> usize {
+        self.largest.load(Ordering::Relaxed)
     }
 
     /// Runs `work` in the next group; answers after the group commits.
@@ -119,17 +136,23 @@ impl GroupCommit {
     }
 }
 
-async fn run_groups(writer: DatabaseConnection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
-    let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
+async fn run_groups(
+    writer: DatabaseConnection,
+    mut queue: mpsc::Receiver<Box<dyn Job>>,
+    max_group: usize,
+    largest: Arc<AtomicUsize>,
+) {
+    let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(max_group);
     while let Some(first) = queue.recv().await {
         group.push(first);
-        while group.len() < MAX_GROUP {
+        while group.len() < max_group {
             match queue.try_recv() {
                 Ok(job) => group.push(job),
                 Err(_) => break,
             }
         }
         metrics::histogram!("quire_write_group_size").record(group.len() as f64);
+        largest.fetch_max(group.len(), Ordering::Relaxed);
         let commit = run_group(&writer, &mut group).await.map_err(|e| e.cause());
         if let Err(cause) = &commit {
             tracing::warn!(writes = group.len(), error = %cause, "a group of writes did not commit");
@@ -173,4 +196,76 @@ where
     let value = work(&txn).await?;
     txn.commit().await?;
     Ok(value)
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::*;
+    use crate::db::Database;
+
+    /// 40 writes at once through a queue of 2 and groups of at most 4:
+    /// every caller is answered (the full queue makes them wait, it does
+    /// not drop them), groups form and never pass their bound, and the one
+    /// write that fails rolls back alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_are_bounded_and_a_failing_write_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display());
+        let db = Database::connect(&url).await.unwrap();
+        db.migrate(chrono::Utc::now()).await.unwrap();
+        db.writer
+            .execute_unprepared("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        let group = Arc::new(GroupCommit::start_with(db.writer.clone(), 2, 4));
+        let writes = (0..40).map(|n: i64| {
+            let group = Arc::clone(&group);
+            tokio::spawn(async move {
+                group
+                    .write(Box::new(move |txn| {
+                        Box::pin(async move {
+                            let backend = txn.get_database_backend();
+                            // Write 13 inserts twice in one write: its second
+                            // statement fails, so it must leave nothing.
+                            let sql = if n == 13 {
+                                "INSERT INTO t (n) VALUES (13); INSERT INTO t (n) VALUES (13)"
+                            } else {
+                                "INSERT INTO t (n) VALUES (?)"
+                            };
+                            let values: Vec<sea_orm::Value> =
+                                if n == 13 { vec![] } else { vec![n.into()] };
+                            txn.execute(Statement::from_sql_and_values(backend, sql, values))
+                                .await?;
+                            Ok(n)
+                        })
+                    }))
+                    .await
+            })
+        });
+        let results = futures::future::join_all(writes).await;
+        for (n, result) in results.into_iter().enumerate() {
+            let result = result.unwrap();
+            if n == 13 {
+                assert!(result.is_err(), "the failing write failed");
+            } else {
+                assert_eq!(result.unwrap(), n as i64);
+            }
+        }
+        let rows = db
+            .conn
+            .query_one(Statement::from_string(
+                db.backend(),
+                "SELECT COUNT(*) AS c, SUM(n = 13) AS thirteen FROM t",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows.try_get::<i64>("", "c").unwrap(), 39);
+        assert_eq!(rows.try_get::<i64>("", "thirteen").unwrap(), 0);
+        let largest = group.largest_group();
+        assert!((2..=4).contains(&largest), "largest group {largest}");
+    }
 }
