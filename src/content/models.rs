@@ -16,6 +16,7 @@ use super::sql::{data_expr, DataColumn, Sql};
 use super::unique::make_unique;
 use crate::db::{begin_write, new_id};
 use crate::error::{AppError, AppResult};
+use crate::events::EventType;
 use crate::readcache::bump_generation;
 
 /// How many record ids an error names when records stand in the way.
@@ -105,7 +106,7 @@ pub async fn create_model<C: ConnectionTrait + TransactionTrait>(
         _ => e.into(),
     })?;
     bump_generation(&txn, project_id).await?;
-    crate::events::model_created(&txn, project_id, &new.key, now).await?;
+    crate::events::model_changed(&txn, project_id, EventType::ModelCreated, &new.key, now).await?;
     // Writes after this one must not validate against the old model.
     catalog.forget_written(project_id);
     txn.commit().await?;
@@ -185,7 +186,7 @@ pub async fn update_model<C: ConnectionTrait + TransactionTrait>(
     row.updated_at = Set(now);
     let updated = row.update(&txn).await?;
     bump_generation(&txn, project_id).await?;
-    crate::events::model_updated(&txn, project_id, key, now).await?;
+    crate::events::model_changed(&txn, project_id, EventType::ModelUpdated, key, now).await?;
     // Writes after this one must not validate against the old model.
     catalog.forget_written(project_id);
     txn.commit().await?;
@@ -272,7 +273,7 @@ pub async fn delete_model<C: ConnectionTrait + TransactionTrait>(
         .exec(&txn)
         .await?;
     bump_generation(&txn, project_id).await?;
-    crate::events::model_deleted(&txn, project_id, key, now).await?;
+    crate::events::model_changed(&txn, project_id, EventType::ModelDeleted, key, now).await?;
     // Writes after this one must not validate against the old model.
     catalog.forget_written(project_id);
     txn.commit().await?;

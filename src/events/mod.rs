@@ -46,10 +46,7 @@ use crate::db::Database;
 use crate::redis_link::RedisLink;
 
 pub use hub::EventHub;
-pub use outbox::{
-    append, model_created, model_deleted, model_updated, record_changed, record_created,
-    record_deleted,
-};
+pub use outbox::{append, model_changed, record_changed, record_deleted};
 pub use webhooks::WebhookService;
 
 /// How long events and deliveries are kept.

@@ -83,16 +83,6 @@ async fn lock_head<C: ConnectionTrait>(txn: &C, project_id: &str) -> Result<(), 
     Ok(())
 }
 
-/// `record.created`, for [`crate::content`]'s write of `row`.
-pub async fn record_created<C: ConnectionTrait>(
-    txn: &C,
-    row: &records::Model,
-    model_key: &str,
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    append(txn, &NewEvent::record_created(row, model_key, at)).await
-}
-
 /// The event of a record saved from `before` to `after` (published,
 /// unpublished or updated: see [`NewEvent::record_changed`]).
 pub async fn record_changed<C: ConnectionTrait>(
@@ -115,43 +105,16 @@ pub async fn record_deleted<C: ConnectionTrait>(
     append(txn, &NewEvent::record_deleted(row, model_key, at)).await
 }
 
-/// `model.created`.
-pub async fn model_created<C: ConnectionTrait>(
+/// `model.created`, `model.updated` or `model.deleted` (`event_type`) of
+/// the model `key`.
+pub async fn model_changed<C: ConnectionTrait>(
     txn: &C,
     project_id: &str,
+    event_type: EventType,
     key: &str,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    append(
-        txn,
-        &NewEvent::model(project_id, EventType::ModelCreated, key, at),
-    )
-    .await
-}
-
-/// `model.updated`.
-pub async fn model_updated<C: ConnectionTrait>(
-    txn: &C,
-    project_id: &str,
-    key: &str,
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    append(
-        txn,
-        &NewEvent::model(project_id, EventType::ModelUpdated, key, at),
-    )
-    .await
-}
-
-/// `model.deleted`.
-pub async fn model_deleted<C: ConnectionTrait>(
-    txn: &C,
-    project_id: &str,
-    key: &str,
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let event = NewEvent::model(project_id, EventType::ModelDeleted, key, at);
-    append(txn, &event).await
+    append(txn, &NewEvent::model(project_id, event_type, key, at)).await
 }
 
 /// Rows deleted per statement while pruning: short transactions, so writers
