@@ -27,6 +27,7 @@ use crate::ratelimit::redis_store::RedisStore;
 use crate::ratelimit::Limiter;
 use crate::readcache::{self, ReadCache};
 use crate::redis_link::RedisLink;
+use crate::usage::Usage;
 
 /// Everything a request may need.
 pub struct App {
@@ -59,6 +60,9 @@ pub struct App {
     /// by the limiter, the read cache and the key broadcast (with
     /// `QUIRE_REDIS_URL`).
     pub redis: Option<Arc<RedisLink>>,
+    /// Requests per key per hour and day, counted in memory and flushed
+    /// off the request path (`keyUsage`).
+    pub usage: Arc<Usage>,
 }
 
 /// Shared handle to the application.
@@ -120,8 +124,15 @@ impl App {
             clock.clone(),
             LastUsed::start(db.conn.clone()),
         ));
+        let usage = Arc::new(Usage::new(
+            db.clone(),
+            clock.clone(),
+            config.usage,
+            config.usage_flush_seconds,
+        ));
         db.health.export_metrics();
         Ok(Arc::new(App {
+            usage,
             limiter,
             read_cache,
             config,
@@ -140,11 +151,13 @@ impl App {
     /// Starts what runs beside the requests until the process ends: the
     /// watchers that keep the key cache exact (the change feed; Redis when
     /// configured), the poll of the content generations in the database,
-    /// the retry of content changes Redis missed, and the events side (the
-    /// stream wake-ups, the webhook dispatcher, pruning).
+    /// the retry of content changes Redis missed, the events side (the
+    /// stream wake-ups, the webhook dispatcher, pruning) and the usage
+    /// flusher.
     pub fn spawn_change_watcher(&self) {
         self.keys.spawn_watchers();
         self.events.spawn();
+        self.usage.spawn();
         self.read_cache.spawn_generation_poller();
         let read_cache = Arc::clone(&self.read_cache);
         tokio::spawn(async move {

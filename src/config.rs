@@ -32,6 +32,8 @@ pub const DEFAULT_READ_CACHE_MB: u64 = 32;
 pub const DEFAULT_DB_TIMEOUT_SECONDS: u64 = 5;
 /// Default `QUIRE_SHUTDOWN_GRACE_SECONDS`.
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 10;
+/// Default `QUIRE_USAGE_FLUSH_SECONDS`.
+pub const DEFAULT_USAGE_FLUSH_SECONDS: u64 = 10;
 /// Default `QUIRE_RATE_LIMIT_SAVE_SECONDS`.
 pub const DEFAULT_RATE_LIMIT_SAVE_SECONDS: u64 = 60;
 /// Default `QUIRE_MAX_QUERY_BYTES`: far above any real query, far below
@@ -194,6 +196,13 @@ pub struct Config {
     /// development and tests).
     #[arg(long, env = "QUIRE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
     pub webhook_allow_private: bool,
+    /// How often each instance writes the usage counts it gathered
+    /// (`keyUsage`), in seconds; a `kill -9` loses at most this much.
+    #[arg(long, env = "QUIRE_USAGE_FLUSH_SECONDS", default_value_t = DEFAULT_USAGE_FLUSH_SECONDS)]
+    pub usage_flush_seconds: u64,
+    /// Count requests per key for `keyUsage` (on by default).
+    #[arg(long, env = "QUIRE_USAGE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub usage: bool,
 }
 
 impl Config {
@@ -223,6 +232,8 @@ impl Config {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             webhook_retry_seconds: DEFAULT_WEBHOOK_RETRY_SECONDS.to_vec(),
             webhook_allow_private: false,
+            usage_flush_seconds: DEFAULT_USAGE_FLUSH_SECONDS,
+            usage: true,
         }
     }
 }

@@ -11,6 +11,7 @@
 //!  GraphQL    graphql ──────────┤  schemas, thin resolvers
 //!  wiring     app ──────────────┤  App: services, caches, limiter, clock
 //!  services   keys   content    │  the one door each; commit, then announce
+//!             usage ────────────┤  per-key request counts, flushed off the request path
 //!             events ───────────┤  outbox, feed, webhooks (below content: it writes the outbox)
 //!  shared     auth  readcache  ratelimit  changes  db
 //!  base       error  config  clock  redis_link       (entity, migration crates)
@@ -25,6 +26,7 @@
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
 //! | [`content`] | content service: models (held in memory by the catalog), records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
 //! | [`events`] | the outbox (`append`, called by content writes just before they commit; ids in commit order per project), the feed, the stream's wake-ups, webhooks and their dispatcher (leases, retries, signatures, the SSRF guard), pruning |
+//! | [`usage`] | per-key usage: the in-memory aggregate the HTTP layer bumps once per request, its flusher (additive upserts) and pruner, `keyUsage` with the key visibility rules |
 //! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
@@ -51,6 +53,7 @@ pub mod keys;
 pub mod ratelimit;
 pub mod readcache;
 pub mod redis_link;
+pub mod usage;
 
 pub use app::{App, AppState};
 pub use http::build_router;

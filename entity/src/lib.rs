@@ -7,6 +7,8 @@ pub mod content_generations;
 pub mod event_heads;
 pub mod events;
 pub mod key_changes;
+pub mod key_usage_daily;
+pub mod key_usage_hourly;
 pub mod kinds;
 pub mod markers;
 pub mod models;

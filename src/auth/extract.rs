@@ -6,7 +6,8 @@
 //! Every refusal is the same `UNAUTHENTICATED`; the reason goes to the log
 //! and to `quire_auth_failures_total`, never the key.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -77,12 +78,33 @@ impl Authenticator {
         match resolved {
             Ok(principal) => {
                 self.last_used.touch(&principal.key_id, now);
+                note_key(&principal.key_id);
                 Ok(principal)
             }
             Err(ResolveError::Refused(r)) => Err(refuse(r.reason(), Some(&secret))),
             Err(e @ ResolveError::Database(_)) => Err(e.into()),
         }
     }
+}
+
+tokio::task_local! {
+    /// The key the request being handled authenticated with (see [`noting_key`]).
+    static REQUEST_KEY: Arc<OnceLock<String>>;
+}
+
+/// Runs a request's handling and answers with the id of the key it
+/// authenticated with, if any: whichever route authenticated it (GraphQL,
+/// the event stream, uploads…), the layer around them learns the key in
+/// one place, for per-key usage.
+pub async fn noting_key<F: Future>(handling: F) -> (F::Output, Option<String>) {
+    let slot = Arc::new(OnceLock::new());
+    let out = REQUEST_KEY.scope(Arc::clone(&slot), handling).await;
+    (out, slot.get().cloned())
+}
+
+/// Notes the request's key for [`noting_key`] (the first one wins).
+fn note_key(key_id: &str) {
+    let _ = REQUEST_KEY.try_with(|slot| slot.set(key_id.to_owned()));
 }
 
 /// The request's authenticated principal. As `Result<Authenticated,

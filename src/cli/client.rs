@@ -217,11 +217,15 @@ pub enum ApiKeysCommand {
         #[arg(long)]
         mode: String,
     },
+    /// Requests per day (or hour) per key this key may see: a table, or
+    /// `--json`.
+    Usage(super::usage::UsageArgs),
 }
 
 /// Runs one `quire api-keys` command.
 pub async fn api_keys(command: ApiKeysCommand) -> Result<(), String> {
     match command {
+        ApiKeysCommand::Usage(args) => super::usage::run(args, chrono::Utc::now()).await?,
         ApiKeysCommand::List {
             client,
             include_revoked,

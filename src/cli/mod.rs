@@ -4,6 +4,7 @@
 mod admin;
 mod client;
 mod serve;
+mod usage;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,8 @@
 //! signal, closes what is left, saves the windows again (the requests that
 //! finished meanwhile) and exits 0. Without Redis the windows are also saved
 //! every `QUIRE_RATE_LIMIT_SAVE_SECONDS`, so a `kill -9` loses at most that
-//! much counting.
+//! much counting. The usage counts are flushed last (a `kill -9` loses at
+//! most `QUIRE_USAGE_FLUSH_SECONDS` of them).
 
 use std::io::Write;
 use std::time::Duration;
@@ -80,8 +81,18 @@ pub async fn run(config: Config) -> Result<(), String> {
         );
     }
     let _ = tokio::time::timeout(FINAL_SAVE_TIMEOUT, save_windows(&app)).await;
+    // After the drain: the requests that finished meanwhile count too.
+    let _ = tokio::time::timeout(FINAL_SAVE_TIMEOUT, flush_usage(&app)).await;
     tracing::info!("quire stopped");
     Ok(())
+}
+
+/// Writes the usage counts not yet flushed, saying how it went.
+async fn flush_usage(app: &AppState) {
+    match app.usage.flush().await {
+        Ok(n) => tracing::info!(buckets = n, "flushed usage counts"),
+        Err(e) => tracing::warn!(error = %e.cause(), "could not flush usage counts; they are lost"),
+    }
 }
 
 /// Saves the local rate-limit windows, saying how it went.

@@ -7,6 +7,7 @@ pub mod content;
 pub mod events;
 pub mod keys;
 pub mod types;
+pub mod usage;
 pub mod viewer;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub struct Query(
     keys::KeysQuery,
     content::ContentQuery,
     events::EventsQuery,
+    usage::UsageQuery,
 );
 
 /// Every mutation field, merged from the domain modules.

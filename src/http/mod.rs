@@ -11,7 +11,7 @@ pub mod stream;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::app::AppState;
+use crate::auth::extract::noting_key;
 use crate::error::AppError;
 use crate::graphql::Schemas;
 
@@ -32,6 +33,14 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 #[derive(Clone, Copy, Debug)]
 pub struct OperationLabel(pub &'static str);
 
+/// How many operations a response answered and how many of those carried
+/// an error; set by the GraphQL handler (other routes answer one).
+#[derive(Clone, Copy, Debug)]
+pub struct Operations {
+    pub total: u64,
+    pub errored: u64,
+}
+
 /// Builds the router shared by `quire serve` and the tests.
 pub fn build_router(state: AppState) -> Router {
     let cors = cors_layer(&state.config.cors_origins);
@@ -39,6 +48,7 @@ pub fn build_router(state: AppState) -> Router {
         schemas: std::sync::Arc::new(Schemas::build(&state.config)),
         app: state.clone(),
     };
+    let tracked = state.clone();
     // GraphiQL is for browsers' GETs only: POSTs skip its layer.
     let browsers = middleware::from_fn(graphql::graphiql_for_browsers);
     let graphql = Router::new()
@@ -52,13 +62,13 @@ pub fn build_router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/events/stream", get(stream::events_stream))
-        .with_state(state)
+        .with_state(tracked)
         .merge(graphql)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(limit_headers))
         .layer(cors)
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn_with_state(state, track))
 }
 
 /// Serves until `shutdown` resolves within the connection limits of
@@ -124,7 +134,9 @@ async fn limit_headers(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn track(req: Request, next: Next) -> Response {
+/// The request metric, and the request's count in its key's usage (SPEC
+/// §10): the one place where both are decided, after the answer is made.
+async fn track(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let path: &'static str = match req.uri().path() {
         "/graphql" => "/graphql",
@@ -134,7 +146,10 @@ async fn track(req: Request, next: Next) -> Response {
         "/events/stream" => "/events/stream",
         _ => "other",
     };
-    let response = next.run(req).await;
+    let (response, key_id) = noting_key(next.run(req)).await;
+    if let Some(key_id) = key_id {
+        app.usage.count(&key_id, usage_outcome(&response));
+    }
     let operation = response
         .extensions()
         .get::<OperationLabel>()
@@ -153,4 +168,28 @@ async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("quire_http_request_duration_seconds", "path" => path)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// How a response to a request with a valid key counts in its key's usage:
+/// every operation is a request; a 429 counts them as rate limited; any
+/// other 4xx or 5xx counts them as errors, and a 200 counts the operations
+/// whose answer carries an error.
+fn usage_outcome(response: &Response) -> crate::usage::Outcome {
+    let ops = response.extensions().get::<Operations>().copied();
+    let operations = ops.map_or(1, |o| o.total.max(1));
+    let status = response.status();
+    let errors = if status.is_client_error() || status.is_server_error() {
+        operations
+    } else if let Some(ops) = ops {
+        ops.errored
+    } else {
+        let outcome = response.extensions().get::<graphql::respond::Outcome>();
+        u64::from(outcome.is_some_and(|o| *o != graphql::respond::Outcome::OK))
+    };
+    let rate_limited = status == axum::http::StatusCode::TOO_MANY_REQUESTS;
+    crate::usage::Outcome {
+        operations,
+        rate_limited,
+        errors: if rate_limited { 0 } else { errors },
+    }
 }

@@ -24,4 +24,5 @@ mod propagation;
 mod ratelimit;
 mod readcache;
 mod schema;
+mod usage;
 mod webhooks;

@@ -298,38 +298,18 @@ async fn unauthenticated_requests_carry_no_rate_headers() {
 }
 
 async fn admin_key(database_url: &str, limit: u32) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args([
-            "admin",
-            "keys",
-            "create",
-            "--project",
-            "default",
-            "--name",
-            &format!("rl-{}", uuid::Uuid::new_v4().simple()),
-        ])
-        .args([
-            "--type",
-            "public",
-            "--mode",
-            "live",
-            "--scopes",
-            "records:read",
-            "--rate-limit",
-            &limit.to_string(),
-            "--json",
-        ])
-        .env("QUIRE_DATABASE_URL", database_url)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    created["key"].as_str().unwrap().to_owned()
+    let limit = limit.to_string();
+    let args = [
+        "--type",
+        "public",
+        "--mode",
+        "live",
+        "--scopes",
+        "records:read",
+        "--rate-limit",
+        limit.as_str(),
+    ];
+    crate::support::server::admin_key(database_url, &args).await
 }
 
 async fn count_ok(servers: &[&Server], key: &str, n: usize) -> usize {
@@ -370,7 +350,7 @@ both_dbs!(
         let server = Server::start(&db.url, &[]).await;
         let key = admin_key(&db.url, 1000).await;
         assert_eq!(count_ok(&[&server], &key, 30).await, 30);
-        terminate(server).await;
+        server.terminate().await;
         let server = Server::start(&db.url, &[]).await;
         let res = reqwest::Client::new()
             .post(server.url("/graphql"))
@@ -522,19 +502,6 @@ async fn sigterm_with_a_half_open_connection_exits_within_the_grace() {
         .unwrap();
     assert_eq!(res.headers()["x-ratelimit-remaining"], "979");
     server.stop().await;
-}
-
-/// SIGTERM, then wait for a graceful exit.
-async fn terminate(mut server: Server) {
-    let pid = server.child.id().expect("running");
-    let status = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-    let exited = tokio::time::timeout(Duration::from_secs(10), server.child.wait()).await;
-    assert!(exited.is_ok(), "quire did not stop on SIGTERM");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -332,6 +332,8 @@ MIXES = [
     ("records(limit: 10), cache off", "quire-nocache", "records", "naive: records(limit: 10)"),
     ("record(id)", "quire", "record", "naive: record(id)"),
     ("record(id), cache off", "quire-nocache", "record", "naive: record(id)"),
+    ("records(limit: 10), usage on", "quire", "records", "records(limit: 10), usage off"),
+    ("records(limit: 10), usage off", "quire-nousage", "records", None),
     ("records where unique", "quire", "where", None),
     ("records preview", "quire", "preview", None),
     ("updateRecord + publishRecord", "quire", "update", None),
@@ -451,6 +453,10 @@ def main():
             servers["quire-nocache"], _ = start_quire(
                 "quire-nocache", "a second quire on the same SQLite file, QUIRE_READ_CACHE_MB=0",
                 binary, dict(env, QUIRE_READ_CACHE_MB="0"), work, False)
+        if "quire-nousage" in needed:
+            servers["quire-nousage"], _ = start_quire(
+                "quire-nousage", "a second quire on the same SQLite file, QUIRE_USAGE=false",
+                binary, dict(env, QUIRE_USAGE="false"), work, False)
         if "naive" in needed:
             s = Server("naive", "naive reference on the same SQLite file", [naive_bin], base_env, work)
             s.start(["--serve", f"127.0.0.1:{s.port}", "--database", sqlite_url])

@@ -33,7 +33,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::OperationLabel;
+use super::{OperationLabel, Operations};
 use crate::app::AppState;
 use crate::auth::extract::{Authenticated, Authenticator};
 use crate::auth::principal::Principal;
@@ -201,16 +201,25 @@ impl<'a> Call<'a> {
             Ok(decision) => decision,
             Err((e, decision)) => {
                 let refusal = respond::batch_refusal(self.media, &e, operations);
-                return respond::with_rate_headers(refusal, &decision);
+                return with_operations(
+                    respond::with_rate_headers(refusal, &decision),
+                    operations,
+                    operations,
+                );
             }
         };
         let mut responses = Vec::with_capacity(prepared.len());
         for op in prepared {
             responses.push(self.execute(op, decision).await);
         }
+        let errored = responses.iter().filter(|r| !r.errors.is_empty()).count();
         let (status, bytes, outcome) = respond::batch(responses, &self.budget);
         let response = self.response(status, bytes);
-        finish(response, "batch", outcome, &decision)
+        with_operations(
+            finish(response, "batch", outcome, &decision),
+            operations,
+            errored,
+        )
     }
 
     /// An answer's bytes; a large one keeps the request's budget (its
@@ -254,7 +263,11 @@ impl<'a> Call<'a> {
             .peek(&self.principal.key_id, limit, app.clock.now())
             .await;
         let refusal = respond::batch_refusal(self.media, &e, operations);
-        respond::with_rate_headers(refusal, &decision)
+        with_operations(
+            respond::with_rate_headers(refusal, &decision),
+            operations,
+            operations,
+        )
     }
 
     /// Counts `cost` against the key's budget: the decision, or the 429.
@@ -316,4 +329,14 @@ fn finish(
     response.extensions_mut().insert(OperationLabel(label));
     response.extensions_mut().insert(outcome);
     respond::with_rate_headers(response, decision)
+}
+
+/// Says how many operations a batch's response answered, and how many of
+/// them carried an error (for the key's usage).
+fn with_operations(mut response: Response, total: usize, errored: usize) -> Response {
+    response.extensions_mut().insert(Operations {
+        total: total as u64,
+        errored: errored as u64,
+    });
+    response
 }

@@ -96,6 +96,41 @@ impl Server {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// SIGTERM, then waits (at most 10 s) for a graceful exit.
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let exited = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        assert!(exited.is_ok(), "quire did not stop on SIGTERM");
+    }
+}
+
+/// Creates a key with `quire admin keys create` on the database at
+/// `database_url` (project `default`, a unique name) with `args` (type,
+/// mode, scopes, limit…) and returns its secret.
+pub async fn admin_key(database_url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(["admin", "keys", "create", "--project", "default", "--name"])
+        .arg(format!("key-{}", uuid::Uuid::new_v4().simple()))
+        .args(args)
+        .arg("--json")
+        .env("QUIRE_DATABASE_URL", database_url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    created["key"].as_str().unwrap().to_owned()
 }
 
 /// A port that was free a moment ago.
