@@ -8,12 +8,12 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone)]
 enum KeyUsageHourly {
     Table,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone)]
 enum KeyUsageDaily {
     Table,
 }
@@ -27,7 +27,7 @@ enum Col {
     Errors,
 }
 
-fn usage_table(table: impl IntoIden + Clone) -> TableCreateStatement {
+fn usage_table(table: impl IntoIden + Clone + 'static) -> TableCreateStatement {
     Table::create()
         .table(table)
         .if_not_exists()
@@ -41,7 +41,7 @@ fn usage_table(table: impl IntoIden + Clone) -> TableCreateStatement {
 }
 
 /// Pruning deletes by age: an index on `start` keeps it off a full scan.
-fn start_index(table: impl IntoIden + Clone, name: &str) -> IndexCreateStatement {
+fn start_index(table: impl IntoIden + Clone + 'static, name: &str) -> IndexCreateStatement {
     Index::create()
         .if_not_exists()
         .name(name)
@@ -62,9 +62,14 @@ impl MigrationTrait for Migration {
                 "idx_key_usage_hourly_start",
             ))
             .await?;
-        manager.create_table(usage_table(KeyUsageDaily::Table)).await?;
         manager
-            .create_index(start_index(KeyUsageDaily::Table, "idx_key_usage_daily_start"))
+            .create_table(usage_table(KeyUsageDaily::Table))
+            .await?;
+        manager
+            .create_index(start_index(
+                KeyUsageDaily::Table,
+                "idx_key_usage_daily_start",
+            ))
             .await
     }
 

@@ -219,13 +219,25 @@ pub enum ApiKeysCommand {
     },
     /// Requests per day (or hour) per key this key may see: a table, or
     /// `--json`.
-    Usage(super::usage::UsageArgs),
+    Usage {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        usage: super::usage::UsageArgs,
+    },
 }
 
 /// Runs one `quire api-keys` command.
 pub async fn api_keys(command: ApiKeysCommand) -> Result<(), String> {
     match command {
-        ApiKeysCommand::Usage(args) => super::usage::run(args, chrono::Utc::now()).await?,
+        ApiKeysCommand::Usage { client, usage } => {
+            let variables = super::usage::variables(&usage, chrono::Utc::now())?;
+            let data = graphql(&client, super::usage::QUERY, variables).await?;
+            print!(
+                "{}",
+                super::usage::render(&data["keyUsage"], &usage, client.json)
+            );
+        }
         ApiKeysCommand::List {
             client,
             include_revoked,

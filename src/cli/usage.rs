@@ -1,11 +1,9 @@
-//! `quire api-keys usage`: `keyUsage` over HTTP, as a table (one row per
-//! bucket and key) or as JSON.
+//! `quire api-keys usage`: the range from the flags, and `keyUsage`'s answer
+//! as a table (one row per bucket and key) or as JSON. (`client` sends it.)
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
-
-use super::client::{graphql, ClientArgs};
 
 /// Bucket size on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -14,11 +12,9 @@ pub enum Granularity {
     Day,
 }
 
-/// `quire api-keys usage`.
+/// `quire api-keys usage`'s own flags (the client's are beside them).
 #[derive(Args, Clone)]
 pub struct UsageArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
     /// First day or instant (`YYYY-MM-DD` or RFC 3339; default: 29 days
     /// before today, so 30 days with today).
     #[arg(long, value_name = "DATE")]
@@ -32,26 +28,26 @@ pub struct UsageArgs {
     pub granularity: Granularity,
 }
 
-/// Runs `quire api-keys usage`.
-pub async fn run(args: UsageArgs, now: DateTime<Utc>) -> Result<(), String> {
+/// The `keyUsage` query the command sends.
+pub const QUERY: &str = "query($from: DateTime!, $to: DateTime!, $g: UsageGranularity) { keyUsage(from: $from, to: $to, granularity: $g) { start keyId keyName maskedKey requests rateLimited errors } }";
+
+/// The variables of [`QUERY`] for these flags at `now`.
+pub fn variables(args: &UsageArgs, now: DateTime<Utc>) -> Result<Value, String> {
     let (from, to) = range(args.from.as_deref(), args.to.as_deref(), now)?;
     let granularity = match args.granularity {
         Granularity::Hour => "HOUR",
         Granularity::Day => "DAY",
     };
-    let data = graphql(
-        &args.client,
-        "query($from: DateTime!, $to: DateTime!, $g: UsageGranularity) { keyUsage(from: $from, to: $to, granularity: $g) { start keyId keyName maskedKey requests rateLimited errors } }",
-        json!({ "from": stamp(from), "to": stamp(to), "g": granularity }),
-    )
-    .await?;
-    let buckets = &data["keyUsage"];
-    if args.client.json {
-        println!("{buckets}");
+    Ok(json!({ "from": stamp(from), "to": stamp(to), "g": granularity }))
+}
+
+/// What the command prints for `keyUsage`'s answer: the JSON, or a table.
+pub fn render(buckets: &Value, args: &UsageArgs, as_json: bool) -> String {
+    if as_json {
+        format!("{buckets}\n")
     } else {
-        print!("{}", table(buckets, args.granularity));
+        table(buckets, args.granularity)
     }
-    Ok(())
 }
 
 /// `[from, to)` from the flags: a date-only `--to` includes that day.
@@ -80,7 +76,11 @@ fn range(
 fn parse(s: &str, end: bool) -> Result<DateTime<Utc>, String> {
     if let Ok(day) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         let start = start_of_day(day);
-        return Ok(if end { start + Duration::days(1) } else { start });
+        return Ok(if end {
+            start + Duration::days(1)
+        } else {
+            start
+        });
     }
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
@@ -155,12 +155,18 @@ mod tests {
 
     #[test]
     fn default_range_is_the_last_30_days_with_today() {
-        let now = DateTime::parse_from_rfc3339("2026-11-28T15:04:05Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-11-28T15:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let (from, to) = range(None, None, now).unwrap();
         assert_eq!(stamp(from), "2026-10-30T00:00:00.000Z");
         assert_eq!(stamp(to), "2026-11-29T00:00:00.000Z");
         let (from, to) = range(Some("2026-11-01"), Some("2026-11-01"), now).unwrap();
-        assert_eq!((to - from).num_hours(), 24, "a date-only --to includes its day");
+        assert_eq!(
+            (to - from).num_hours(),
+            24,
+            "a date-only --to includes its day"
+        );
         let (_, to) = range(None, Some("2026-11-28T12:00:00Z"), now).unwrap();
         assert_eq!(stamp(to), "2026-11-28T12:00:00.000Z");
         assert!(range(Some("yesterday"), None, now).is_err());
@@ -179,6 +185,9 @@ mod tests {
         assert!(lines[0].starts_with("DAY"));
         assert!(lines[1].starts_with("2026-11-27  pk_live_abcd…wxyz  site"));
         assert!(lines[1].ends_with("12             2       1"), "{t}");
-        assert_eq!(table(&json!([]), Granularity::Day), "no requests in this range\n");
+        assert_eq!(
+            table(&json!([]), Granularity::Day),
+            "no requests in this range\n"
+        );
     }
 }

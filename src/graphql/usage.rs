@@ -76,7 +76,7 @@ impl UsageQuery {
         let key_ids = key_ids.map(|ids| ids.into_iter().map(|id| id.0).collect());
         let buckets = app
             .usage
-            .buckets(&p, from.0, to.0, granularity, key_ids)
+            .buckets(p, from.0, to.0, granularity, key_ids)
             .await?;
         Ok(buckets.into_iter().map(UsageBucket::from).collect())
     }

@@ -150,7 +150,7 @@ impl Usage {
             let mut ticker = tokio::time::interval(PRUNE_EVERY);
             loop {
                 ticker.tick().await;
-                if let Err(e) = store::prune(&usage.db, usage.clock.now()).await {
+                if let Err(e) = store::prune(&usage.db.writer, usage.clock.now()).await {
                     tracing::warn!(error = %e.cause(), "could not prune usage buckets");
                 }
             }
@@ -179,7 +179,10 @@ impl Usage {
                 format!("a range at {name} spans at most {max_days} days"),
             ));
         }
-        if key_ids.as_ref().is_some_and(|ids| ids.len() > store::MAX_KEY_IDS) {
+        if key_ids
+            .as_ref()
+            .is_some_and(|ids| ids.len() > store::MAX_KEY_IDS)
+        {
             return Err(AppError::bad_field(
                 "keyIds",
                 format!("at most {} key ids", store::MAX_KEY_IDS),

@@ -111,7 +111,8 @@ fn additive<E: EntityTrait>(table: E) -> OnConflict {
     for col in ["requests", "rate_limited", "errors"] {
         on.value(
             Alias::new(col),
-            Expr::col((table, Alias::new(col))).add(Expr::col((Alias::new("excluded"), Alias::new(col)))),
+            Expr::col((table, Alias::new(col)))
+                .add(Expr::col((Alias::new("excluded"), Alias::new(col)))),
         );
     }
     on
@@ -191,7 +192,8 @@ pub async fn buckets<C: ConnectionTrait>(
         ])
         .inner_join(
             api_keys::Entity,
-            Expr::col((api_keys::Entity, api_keys::Column::Id)).equals((u.clone(), Alias::new("key_id"))),
+            Expr::col((api_keys::Entity, api_keys::Column::Id))
+                .equals((u.clone(), Alias::new("key_id"))),
         )
         .and_where(Expr::col((api_keys::Entity, api_keys::Column::ProjectId)).eq(project_id))
         .and_where(col("start").gte(first))

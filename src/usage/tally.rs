@@ -135,7 +135,6 @@ impl Tally {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -152,13 +151,28 @@ mod tests {
         assert!(t.add("a", 0, one()));
         assert!(t.add("a", 0, one()));
         assert!(t.add("a", 3600, one()));
-        assert!(t.add("b", 0, Counts { requests: 3, rate_limited: 1, errors: 2 }));
+        assert!(t.add(
+            "b",
+            0,
+            Counts {
+                requests: 3,
+                rate_limited: 1,
+                errors: 2
+            }
+        ));
         assert_eq!(t.len(), 3);
         let mut rows = t.take();
         rows.sort_by(|x, y| (&x.key_id, x.hour).cmp(&(&y.key_id, y.hour)));
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].counts.requests, 2);
-        assert_eq!(rows[2].counts, Counts { requests: 3, rate_limited: 1, errors: 2 });
+        assert_eq!(
+            rows[2].counts,
+            Counts {
+                requests: 3,
+                rate_limited: 1,
+                errors: 2
+            }
+        );
         assert!(t.is_empty());
         assert!(t.take().is_empty());
     }
@@ -187,7 +201,9 @@ mod tests {
         // Not a timing: the figure for the closing note, and a bound that
         // catches an accidental blow-up (an entry is well under 256 bytes).
         let t = Tally::new(1_000_000);
-        let ids: Vec<String> = (0..100_000).map(|i| format!("{i:08x}-0000-4000-8000-000000000000")).collect();
+        let ids: Vec<String> = (0..100_000)
+            .map(|i| format!("{i:08x}-0000-4000-8000-000000000000"))
+            .collect();
         let before = rss_kib();
         for id in &ids {
             assert!(t.add(id, 0, one()));

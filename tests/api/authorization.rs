@@ -185,6 +185,13 @@ const OPERATIONS: &[Operation] = &[
         variables: |_| json!({ "id": "00000000-0000-4000-8000-00000000d00d" }),
         needs: &["records:delete"],
     },
+    // Usage (SPEC §10).
+    Operation {
+        field: "keyUsage",
+        document: "{ keyUsage(from: \"2026-01-01T00:00:00Z\", to: \"2026-01-02T00:00:00Z\") { requests } }",
+        variables: |_| json!({}),
+        needs: &["analytics:read"],
+    },
     // Events and webhooks (SPEC §9).
     Operation {
         field: "events",

@@ -97,3 +97,41 @@ async fn a_missing_key_names_quire_api_key() {
     assert!(!run.ok);
     assert!(run.stderr.contains("QUIRE_API_KEY"), "{}", run.stderr);
 }
+
+// `quire api-keys usage` (SPEC §10): the last 30 days by day, as a table
+// (one row per day and key) or as the `keyUsage` JSON.
+#[tokio::test]
+async fn api_keys_usage_prints_a_table_or_json() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let key = app
+        .new_key()
+        .secret()
+        .live()
+        .scopes(&["analytics:read"])
+        .name("usage-cli")
+        .create()
+        .await;
+    for _ in 0..3 {
+        app.data(&key, "{ viewer { key { id } } }", serde_json::json!({}))
+            .await;
+    }
+    app.state.usage.flush().await.unwrap();
+    let url = app.url("");
+    let run = quire(&url, Some(&key), &["api-keys", "usage", "--json"]).await;
+    assert!(run.ok, "{}", run.stderr);
+    let buckets: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(buckets[0]["keyName"], "usage-cli");
+    assert_eq!(buckets[0]["requests"], 3);
+    let run = quire(&url, Some(&key), &["api-keys", "usage"]).await;
+    assert!(run.ok, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("DAY"), "{}", run.stdout);
+    assert!(
+        lines[1].contains("usage-cli") && lines[1].trim_end().ends_with('0'),
+        "{}",
+        run.stdout
+    );
+    let run = quire(&url, Some(&key), &["api-keys", "usage", "--from", "soon"]).await;
+    assert!(!run.ok);
+    assert!(run.stderr.contains("--from"), "{}", run.stderr);
+}

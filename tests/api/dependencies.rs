@@ -8,52 +8,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sqlx::Connection;
 
 use crate::both_dbs;
-use crate::support::{Backend, TestApp};
-
-/// Another client holding the lock every content write needs.
-enum Holder {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
-
-impl Holder {
-    async fn lock(app: &TestApp) -> Self {
-        let url = app.database_url();
-        match app.backend() {
-            Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-                sqlx::query("BEGIN IMMEDIATE")
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                Holder::Sqlite(conn)
-            }
-            Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-                sqlx::query("LOCK TABLE records IN ACCESS EXCLUSIVE MODE")
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                Holder::Postgres(conn)
-            }
-        }
-    }
-
-    async fn release(self) {
-        match self {
-            Holder::Sqlite(mut conn) => {
-                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
-            }
-            Holder::Postgres(mut conn) => {
-                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
-            }
-        }
-    }
-}
+use crate::support::{Backend, Holder, TestApp};
 
 both_dbs!(
     a_statement_past_the_timeout_is_abandoned_with_503_and_retry_after,
@@ -70,7 +27,7 @@ both_dbs!(
         .await;
         let create = r#"mutation { createRecord(modelKey: "note", data: { title: "t" }) { id } }"#;
 
-        let holder = Holder::lock(&app).await;
+        let holder = Holder::lock(&app, "records").await;
         let started = Instant::now();
         let reply = app.gql(&k.root, create, json!({})).await;
         let waited = started.elapsed();

@@ -144,3 +144,48 @@ impl ClockExt for ManualClock {
         quire::clock::Clock::now(self)
     }
 }
+
+/// Another client holding a lock on a table: SQLite's write lock (the
+/// whole database: `BEGIN IMMEDIATE`), or PostgreSQL's `ACCESS EXCLUSIVE`
+/// lock on `table`, until [`Holder::release`].
+pub enum Holder {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Holder {
+    pub async fn lock(app: &TestApp, table: &str) -> Self {
+        use sqlx::Connection;
+        let url = app.database_url();
+        match app.backend() {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Holder::Sqlite(conn)
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Holder::Postgres(conn)
+            }
+        }
+    }
+
+    pub async fn release(self) {
+        match self {
+            Holder::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+            Holder::Postgres(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+}

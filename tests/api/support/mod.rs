@@ -22,7 +22,7 @@ pub mod redis;
 pub mod reply;
 pub mod server;
 
-pub use app::{ClockExt, TestApp};
+pub use app::{ClockExt, Holder, TestApp};
 pub use db::{Backend, FreshDb};
 pub use keys::{KeyBuilder, Tenant, TestKey};
 pub use redis::{dead_redis_url, redis_url, OwnRedis};
