@@ -27,6 +27,7 @@ use crate::ratelimit::redis_store::RedisStore;
 use crate::ratelimit::Limiter;
 use crate::readcache::{self, ReadCache};
 use crate::redis_link::RedisLink;
+use crate::schedules::ScheduleService;
 
 /// Everything a request may need.
 pub struct App {
@@ -45,6 +46,8 @@ pub struct App {
     pub keys: KeyService,
     /// Models and records: the one door to content.
     pub content: ContentService,
+    /// Schedules (and their runner) and record versions.
+    pub schedules: Arc<ScheduleService>,
     /// Events and webhooks: the wake-up hub, webhook management, the
     /// dispatcher.
     pub events: Events,
@@ -113,6 +116,7 @@ impl App {
             config.default_rate_limit_per_hour,
         )
         .map_err(StartError::Config)?;
+        let schedules = Arc::new(ScheduleService::new(db.clone(), clock.clone(), changes.clone(), catalog.clone()));
         let content = ContentService::new(db.clone(), clock.clone(), changes, catalog);
         let authenticator = Arc::new(Authenticator::new(
             key_cache.clone(),
@@ -131,6 +135,7 @@ impl App {
             authenticator,
             keys,
             content,
+            schedules,
             events,
             metrics,
             redis,
@@ -145,6 +150,7 @@ impl App {
     pub fn spawn_change_watcher(&self) {
         self.keys.spawn_watchers();
         self.events.spawn();
+        self.schedules.spawn_runner();
         self.read_cache.spawn_generation_poller();
         let read_cache = Arc::clone(&self.read_cache);
         tokio::spawn(async move {

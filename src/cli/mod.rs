@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod schedules;
 mod serve;
 
 use std::process::ExitCode;

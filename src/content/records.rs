@@ -124,6 +124,7 @@ pub async fn create_record(
         sync_unique_values(txn, &model, None, &row).await?;
         crate::events::append(txn, &event).await?;
     }
+    super::versions::kept(txn, None, &row, now).await?;
     Ok(draft_out(row, &model))
 }
 
@@ -235,6 +236,7 @@ async fn finish_change(
 ) -> AppResult<RecordOut> {
     let row = save(txn, current, next, now).await?;
     sync_unique_values(txn, model, Some(current), &row).await?;
+    super::versions::kept(txn, Some(current), &row, now).await?;
     if current.published_at.is_some() || row.published_at.is_some() {
         bump_generation(txn, &row.project_id).await?;
     }

@@ -6,6 +6,7 @@
 pub mod content;
 pub mod events;
 pub mod keys;
+pub mod schedules;
 pub mod types;
 pub mod viewer;
 
@@ -27,6 +28,7 @@ pub struct Query(
     keys::KeysQuery,
     content::ContentQuery,
     events::EventsQuery,
+    schedules::SchedulesQuery,
 );
 
 /// Every mutation field, merged from the domain modules.
@@ -35,6 +37,7 @@ pub struct Mutation(
     keys::KeysMutation,
     content::ContentMutation,
     events::EventsMutation,
+    schedules::SchedulesMutation,
 );
 
 /// The two schemas `/graphql` serves: secret keys get the full one; public

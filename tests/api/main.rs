@@ -23,5 +23,7 @@ mod limits;
 mod propagation;
 mod ratelimit;
 mod readcache;
+mod schedules;
 mod schema;
+mod versions;
 mod webhooks;
