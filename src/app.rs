@@ -116,7 +116,12 @@ impl App {
             config.default_rate_limit_per_hour,
         )
         .map_err(StartError::Config)?;
-        let schedules = Arc::new(ScheduleService::new(db.clone(), clock.clone(), changes.clone(), catalog.clone()));
+        let schedules = Arc::new(ScheduleService::new(
+            db.clone(),
+            clock.clone(),
+            changes.clone(),
+            catalog.clone(),
+        ));
         let content = ContentService::new(db.clone(), clock.clone(), changes, catalog);
         let authenticator = Arc::new(Authenticator::new(
             key_cache.clone(),

@@ -69,7 +69,11 @@ impl MigrationTrait for Migration {
                             .timestamp_with_time_zone()
                             .not_null(),
                     )
-                    .col(ColumnDef::new(Schedules::ExpectedVersion).big_integer().null())
+                    .col(
+                        ColumnDef::new(Schedules::ExpectedVersion)
+                            .big_integer()
+                            .null(),
+                    )
                     .col(ColumnDef::new(Schedules::Status).string().not_null())
                     .col(ColumnDef::new(Schedules::Error).text().null())
                     .col(
@@ -122,11 +126,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RecordVersions::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(RecordVersions::RecordId)
-                            .string()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(RecordVersions::RecordId).string().not_null())
                     .col(
                         ColumnDef::new(RecordVersions::Version)
                             .big_integer()
@@ -142,7 +142,11 @@ impl MigrationTrait for Migration {
                             .boolean()
                             .not_null(),
                     )
-                    .col(ColumnDef::new(RecordVersions::Data).json_binary().not_null())
+                    .col(
+                        ColumnDef::new(RecordVersions::Data)
+                            .json_binary()
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(RecordVersions::CreatedAt)
                             .timestamp_with_time_zone()

@@ -59,9 +59,7 @@ pub async fn schedule(args: ScheduleArgs) -> Result<(), String> {
         _ => return Err("give exactly one of --publish-at and --unpublish-at".into()),
     };
     let at: DateTime<Utc> = DateTime::parse_from_rfc3339(at)
-        .map_err(|_| {
-            format!("\"{at}\" is not an RFC 3339 instant (such as 2026-12-01T09:00:00Z)")
-        })?
+        .map_err(|_| format!("\"{at}\" is not an RFC 3339 instant (such as 2026-12-01T09:00:00Z)"))?
         .with_timezone(&Utc);
     let data = graphql(
         &args.client,

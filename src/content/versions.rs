@@ -148,5 +148,14 @@ pub async fn restore(
                 "record \"{id}\" has no kept version {version} (draft versions older than the last {DRAFT_VERSIONS_KEPT} are dropped)"
             ))
         })?;
-    update_record(txn, catalog, project_id, id, kept.data, expected_version, now).await
+    update_record(
+        txn,
+        catalog,
+        project_id,
+        id,
+        kept.data,
+        expected_version,
+        now,
+    )
+    .await
 }

@@ -195,7 +195,9 @@ impl ScheduleService {
                         .filter(schedules::Column::ProjectId.eq(&project))
                         .one(txn)
                         .await?
-                        .ok_or_else(|| AppError::NotFound(format!("no schedule with id \"{id}\"")))?;
+                        .ok_or_else(|| {
+                            AppError::NotFound(format!("no schedule with id \"{id}\""))
+                        })?;
                     if done.rows_affected == 0 {
                         return Err(AppError::bad_field(
                             "id",
@@ -221,7 +223,8 @@ impl ScheduleService {
         after: Option<&str>,
     ) -> AppResult<Page<schedules::Model>> {
         let limit = check_limit(limit)?;
-        let mut q = schedules::Entity::find().filter(schedules::Column::ProjectId.eq(&p.project_id));
+        let mut q =
+            schedules::Entity::find().filter(schedules::Column::ProjectId.eq(&p.project_id));
         if let Some(status) = status {
             q = q.filter(schedules::Column::Status.eq(status));
         }
@@ -237,13 +240,11 @@ impl ScheduleService {
         if let Some(after) = after {
             let (at, id) = parse_schedule_cursor(after)?;
             q = q.filter(
-                Condition::any()
-                    .add(schedules::Column::At.gt(at))
-                    .add(
-                        Condition::all()
-                            .add(schedules::Column::At.eq(at))
-                            .add(schedules::Column::Id.gt(id)),
-                    ),
+                Condition::any().add(schedules::Column::At.gt(at)).add(
+                    Condition::all()
+                        .add(schedules::Column::At.eq(at))
+                        .add(schedules::Column::Id.gt(id)),
+                ),
             );
         }
         let mut rows = q
@@ -339,7 +340,11 @@ impl ScheduleService {
             Ok(record) => {
                 let published_view = record.row.published_at.is_some();
                 pending
-                    .committed(record_change(&record, RecordAction::Updated, published_view))
+                    .committed(record_change(
+                        &record,
+                        RecordAction::Updated,
+                        published_view,
+                    ))
                     .await;
                 Ok(record)
             }
@@ -354,7 +359,11 @@ impl ScheduleService {
 }
 
 /// A record change as the content service announces it.
-pub(super) fn record_change(record: &RecordOut, action: RecordAction, published_view: bool) -> Change {
+pub(super) fn record_change(
+    record: &RecordOut,
+    action: RecordAction,
+    published_view: bool,
+) -> Change {
     Change::Record {
         project_id: record.row.project_id.clone(),
         model_key: record.model_key.clone(),

@@ -17,7 +17,8 @@ const VERSIONS: &str = "query($id: ID!, $p: Boolean, $l: Int, $a: String) {
         items { version data published createdAt } pageInfo { hasNextPage endCursor } } }";
 const RESTORE: &str = "mutation($id: ID!, $v: Int!, $e: Int) {
     restoreRecordVersion(id: $id, version: $v, expectedVersion: $e) { id data status version } }";
-const RECORD: &str = "query($id: ID!, $p: Boolean) { record(id: $id, preview: $p) { data status version } }";
+const RECORD: &str =
+    "query($id: ID!, $p: Boolean) { record(id: $id, preview: $p) { data status version } }";
 
 async fn page_model(app: &TestApp, key: &str) {
     app.create_model(
@@ -30,8 +31,12 @@ async fn page_model(app: &TestApp, key: &str) {
 }
 
 async fn update(app: &TestApp, key: &str, id: &str, title: &str) {
-    app.data(key, UPDATE_RECORD, json!({ "id": id, "d": { "title": title } }))
-        .await;
+    app.data(
+        key,
+        UPDATE_RECORD,
+        json!({ "id": id, "d": { "title": title } }),
+    )
+    .await;
 }
 
 /// `(version, published, title)` of every version the key lists, walking
@@ -121,13 +126,7 @@ both_dbs!(
     |app: TestApp| async move {
         let t = app.default_tenant().await;
         page_model(&app, &t.root).await;
-        let sk_live = app
-            .new_key()
-            .secret()
-            .live()
-            .scopes(&["*"])
-            .create()
-            .await;
+        let sk_live = app.new_key().secret().live().scopes(&["*"]).create().await;
         let no_drafts = app
             .new_key()
             .secret()
@@ -219,7 +218,11 @@ both_dbs!(
         assert_eq!(live["record"]["data"], json!({ "title": "first" }));
         assert_eq!(
             versions(&app, &t.live, &r.id, false, 20).await,
-            vec![v(6, true, "first"), v(4, true, "second"), v(2, true, "first")]
+            vec![
+                v(6, true, "first"),
+                v(4, true, "second"),
+                v(2, true, "first")
+            ]
         );
     }
 );
@@ -236,7 +239,11 @@ both_dbs!(
         app.publish_record(&t.root, &r.id).await;
 
         // Another project's keys: as if the record did not exist.
-        for (key, preview) in [(&other.root, true), (&other.root, false), (&other.live, false)] {
+        for (key, preview) in [
+            (&other.root, true),
+            (&other.root, false),
+            (&other.live, false),
+        ] {
             let reply = app
                 .gql(key, VERSIONS, json!({ "id": r.id, "p": preview }))
                 .await;
@@ -274,7 +281,8 @@ both_dbs!(
         assert!(reply.code().is_none(), "{}", reply.body);
 
         // A deleted record takes its versions with it.
-        app.data(&t.root, DELETE_RECORD, json!({ "id": r.id })).await;
+        app.data(&t.root, DELETE_RECORD, json!({ "id": r.id }))
+            .await;
         let reply = app
             .gql(&t.root, VERSIONS, json!({ "id": r.id, "p": true }))
             .await;
