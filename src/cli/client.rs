@@ -386,10 +386,6 @@ pub enum RecordsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Publishes or unpublishes a record at a set time.
-    Schedule(super::schedules::ScheduleArgs),
-    /// Lists a record's kept versions, newest first.
-    Versions(super::schedules::VersionsArgs),
 }
 
 const RECORDS_PAGE: &str = "query($m: String!, $a: String, $p: Boolean) {
@@ -401,15 +397,11 @@ const RECORDS_PAGE: &str = "query($m: String!, $a: String, $p: Boolean) {
 
 /// `quire records list MODEL_KEY [--preview] [--json]`.
 pub async fn records(command: RecordsCommand) -> Result<(), String> {
-    let (model_key, preview, client) = match command {
-        RecordsCommand::List {
-            model_key,
-            preview,
-            client,
-        } => (model_key, preview, client),
-        RecordsCommand::Schedule(args) => return super::schedules::schedule(args).await,
-        RecordsCommand::Versions(args) => return super::schedules::versions(args).await,
-    };
+    let RecordsCommand::List {
+        model_key,
+        preview,
+        client,
+    } = command;
     let mut items = Vec::new();
     let mut after = Value::Null;
     loop {

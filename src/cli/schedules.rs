@@ -5,7 +5,27 @@ use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args};
 use serde_json::{json, Value};
 
-use super::client::{graphql, ClientArgs};
+use super::client::{self, graphql, ClientArgs};
+
+/// `quire records …`: `list` (in [`client`]), `schedule`, `versions`.
+#[derive(clap::Subcommand)]
+pub enum RecordsCommand {
+    #[command(flatten)]
+    List(client::RecordsCommand),
+    /// Publishes or unpublishes a record at a set time.
+    Schedule(ScheduleArgs),
+    /// Lists a record's kept versions, newest first.
+    Versions(VersionsArgs),
+}
+
+/// Runs a `quire records` command.
+pub async fn records(command: RecordsCommand) -> Result<(), String> {
+    match command {
+        RecordsCommand::List(list) => client::records(list).await,
+        RecordsCommand::Schedule(args) => schedule(args).await,
+        RecordsCommand::Versions(args) => versions(args).await,
+    }
+}
 
 /// `quire records schedule ID --publish-at RFC3339 | --unpublish-at RFC3339`.
 #[derive(Args)]

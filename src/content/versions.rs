@@ -6,22 +6,19 @@
 //! with it (foreign key).
 //!
 //! A version is named by the record's version number right after its write.
-//! [`restore`] copies one's data into the draft, which is an update (and so
-//! a new draft version).
+//! Restoring one (`crate::schedules`) copies its data into the draft, which
+//! is an update (and so a new draft version).
 
 use chrono::{DateTime, Utc};
 use entity::record_versions;
 use entity::records::{self, RecordStatus};
 use sea_orm::sea_query::{Expr, Query, SimpleExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
-use super::catalog::Catalog;
-use super::records::{update_record, RecordOut};
-use crate::db::grab_write_lock;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 
 /// Draft versions kept per record; older ones are deleted as new ones come.
 pub const DRAFT_VERSIONS_KEPT: u64 = 50;
@@ -121,41 +118,4 @@ pub async fn list<C: ConnectionTrait>(
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     Ok((rows, more))
-}
-
-/// Copies version `version` of record `id` into its draft (an update, with
-/// `expected_version` as `updateRecord` has it): the published data stays
-/// until the record is published. The data is checked against the model as
-/// it is now (a field added since as required makes it `BAD_USER_INPUT`).
-pub async fn restore(
-    txn: &DatabaseTransaction,
-    catalog: &Catalog,
-    project_id: &str,
-    id: &str,
-    version: i64,
-    expected_version: Option<i64>,
-    now: DateTime<Utc>,
-) -> AppResult<RecordOut> {
-    grab_write_lock(txn).await?;
-    let kept = record_versions::Entity::find()
-        .filter(record_versions::Column::ProjectId.eq(project_id))
-        .filter(record_versions::Column::RecordId.eq(id))
-        .filter(record_versions::Column::Version.eq(version))
-        .one(txn)
-        .await?
-        .ok_or_else(|| {
-            AppError::NotFound(format!(
-                "record \"{id}\" has no kept version {version} (draft versions older than the last {DRAFT_VERSIONS_KEPT} are dropped)"
-            ))
-        })?;
-    update_record(
-        txn,
-        catalog,
-        project_id,
-        id,
-        kept.data,
-        expected_version,
-        now,
-    )
-    .await
 }

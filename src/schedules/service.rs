@@ -11,8 +11,8 @@ use entity::schedules::{self, ScheduleAction, ScheduleStatus};
 use entity::{projects, records};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::{MAX_AHEAD_MONTHS, MAX_PENDING_PER_PROJECT};
@@ -20,7 +20,7 @@ use crate::auth::principal::Principal;
 use crate::changes::{Change, Changes, RecordAction};
 use crate::clock::Clock;
 use crate::content::catalog::Catalog;
-use crate::content::records::RecordOut;
+use crate::content::records::{update_record, RecordOut};
 use crate::content::{versions, View};
 use crate::db::{grab_write_lock, new_id, Database};
 use crate::error::{AppError, AppResult};
@@ -332,8 +332,7 @@ impl ScheduleService {
         let pending = self.changes.arm(&p.project_id);
         let write = self.db.write(Box::new(move |txn| {
             Box::pin(async move {
-                versions::restore(txn, &catalog, &project, &id, version, expected_version, now)
-                    .await
+                restore_in(txn, &catalog, &project, &id, version, expected_version, now).await
             })
         }));
         match write.await {
@@ -376,7 +375,7 @@ pub(super) fn record_change(
 /// Serializes the writes of schedules of one project (the pending count):
 /// a no-op write of the project's row on PostgreSQL; SQLite's write lock
 /// on SQLite.
-async fn lock_project(txn: &sea_orm::DatabaseTransaction, project_id: &str) -> AppResult<()> {
+async fn lock_project(txn: &DatabaseTransaction, project_id: &str) -> AppResult<()> {
     if txn.get_database_backend() == DbBackend::Sqlite {
         return grab_write_lock(txn).await;
     }
@@ -427,4 +426,42 @@ pub fn status_name(status: ScheduleStatus) -> &'static str {
         ScheduleStatus::Failed => "FAILED",
         ScheduleStatus::Canceled => "CANCELED",
     }
+}
+
+/// Copies version `version` of record `id` into its draft (an update, with
+/// `expected_version` as `updateRecord` has it): the published data stays
+/// until the record is published. The data is checked against the model as
+/// it is now (a field added since as required makes it `BAD_USER_INPUT`).
+async fn restore_in(
+    txn: &DatabaseTransaction,
+    catalog: &Catalog,
+    project_id: &str,
+    id: &str,
+    version: i64,
+    expected_version: Option<i64>,
+    now: DateTime<Utc>,
+) -> AppResult<RecordOut> {
+    grab_write_lock(txn).await?;
+    let kept = record_versions::Entity::find()
+        .filter(record_versions::Column::ProjectId.eq(project_id))
+        .filter(record_versions::Column::RecordId.eq(id))
+        .filter(record_versions::Column::Version.eq(version))
+        .one(txn)
+        .await?
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "record \"{id}\" has no kept version {version} (draft versions older than the last {} are dropped)",
+                versions::DRAFT_VERSIONS_KEPT
+            ))
+        })?;
+    update_record(
+        txn,
+        catalog,
+        project_id,
+        id,
+        kept.data,
+        expected_version,
+        now,
+    )
+    .await
 }
