@@ -117,14 +117,15 @@ pub async fn create_record(
         // another record holds rolls both back.
         write_then_append(txn, insert, &event).await?;
         sync_unique_values(txn, &model, None, &row).await?;
+        super::versions::kept(txn, None, &row, now).await?;
     } else {
         // The event last: on PostgreSQL it takes the project's event lock,
         // held until the commit.
         txn.execute(insert).await?;
         sync_unique_values(txn, &model, None, &row).await?;
+        super::versions::kept(txn, None, &row, now).await?;
         crate::events::append(txn, &event).await?;
     }
-    super::versions::kept(txn, None, &row, now).await?;
     Ok(draft_out(row, &model))
 }
 
