@@ -618,7 +618,7 @@ mod processes {
     use std::collections::HashMap;
 
     use entity::schedules::ScheduleStatus;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement};
 
     use super::*;
     use crate::support::{FreshDb, Server};
@@ -714,6 +714,24 @@ mod processes {
                     a.child.start_kill().unwrap();
                     a.child.wait().await.unwrap();
                     assert!(count < n, "the run ended before the kill ({count} done)");
+                    // One statement, one snapshot: no schedule is half-done.
+                    let rows = conn
+                        .query_all(Statement::from_string(
+                            conn.get_database_backend(),
+                            "SELECT s.status, r.version FROM schedules s \
+                             JOIN records r ON r.id = s.record_id",
+                        ))
+                        .await
+                        .unwrap();
+                    for row in rows {
+                        let status: String = row.try_get("", "status").unwrap();
+                        let version: i64 = row.try_get("", "version").unwrap();
+                        assert!(
+                            (status == "done" && version == 2)
+                                || (status == "pending" && version == 1),
+                            "half-done: schedule {status}, record at version {version}"
+                        );
+                    }
                 }
             }
             if count == n {
