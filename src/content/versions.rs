@@ -14,8 +14,8 @@ use entity::record_versions;
 use entity::records::{self, RecordStatus};
 use sea_orm::sea_query::{Expr, Query, SimpleExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DeleteMany, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 
 use crate::error::AppResult;
@@ -46,7 +46,8 @@ pub async fn kept<C: ConnectionTrait>(
     } else {
         after.draft_data.clone()
     };
-    record_versions::Entity::insert(record_versions::ActiveModel {
+    let backend = db.get_database_backend();
+    let insert = record_versions::Entity::insert(record_versions::ActiveModel {
         record_id: Set(after.id.clone()),
         version: Set(after.version),
         project_id: Set(after.project_id.clone()),
@@ -54,19 +55,31 @@ pub async fn kept<C: ConnectionTrait>(
         data: Set(data),
         created_at: Set(now),
     })
-    .exec_without_returning(db)
-    .await?;
+    .build(backend);
     // A record at version 50 or below cannot hold more than 50 drafts.
-    if !published && after.version > DRAFT_VERSIONS_KEPT as i64 {
-        prune_drafts(db, &after.id).await?;
+    if published || after.version <= DRAFT_VERSIONS_KEPT as i64 {
+        db.execute(insert).await?;
+        return Ok(());
+    }
+    let prune = prune_drafts(&after.id).build(backend);
+    if backend == DbBackend::Sqlite {
+        // One round trip: two statements, one execution.
+        let mut values = insert.values.map(|v| v.0).unwrap_or_default();
+        values.extend(prune.values.map(|v| v.0).unwrap_or_default());
+        let sql = format!("{}; {}", insert.sql, prune.sql);
+        db.execute(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+    } else {
+        db.execute(insert).await?;
+        db.execute(prune).await?;
     }
     Ok(())
 }
 
-/// Deletes the record's draft versions older than the newest
-/// [`DRAFT_VERSIONS_KEPT`] (one indexed statement; nothing once the record
+/// The delete of the record's draft versions older than the newest
+/// [`DRAFT_VERSIONS_KEPT`] (one indexed statement; nothing while the record
 /// has fewer).
-async fn prune_drafts<C: ConnectionTrait>(db: &C, record_id: &str) -> AppResult<()> {
+fn prune_drafts(record_id: &str) -> DeleteMany<record_versions::Entity> {
     let oldest_dropped = Query::select()
         .column(record_versions::Column::Version)
         .from(record_versions::Entity)
@@ -85,9 +98,6 @@ async fn prune_drafts<C: ConnectionTrait>(db: &C, record_id: &str) -> AppResult<
                 Box::new(oldest_dropped.into_sub_query_statement()),
             )),
         )
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// One page of a record's versions, newest first: the published ones only,
