@@ -49,6 +49,9 @@ use crate::error::{AppError, AppResult};
 /// How often an instance looks for due schedules.
 pub const POLL: Duration = Duration::from_secs(1);
 
+/// How long after each whole second (of the system clock) the look comes.
+const POLL_AFTER: Duration = Duration::from_millis(5);
+
 /// Due schedules read per look (the next look follows at once while there
 /// are more).
 const SCAN: u64 = 500;
@@ -74,10 +77,15 @@ impl ScheduleService {
     pub fn spawn_runner(self: &Arc<Self>) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(POLL);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
+                // Just after each whole second: schedules are mostly set at
+                // whole seconds, and the look then comes at once, not up to
+                // a poll later.
+                let since_epoch = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let into = Duration::from_nanos(u64::from(since_epoch.subsec_nanos()));
+                tokio::time::sleep(POLL.saturating_sub(into) + POLL_AFTER).await;
                 if let Err(e) = me.run_due().await {
                     tracing::warn!(error = %e.cause(), "could not run due schedules");
                 }

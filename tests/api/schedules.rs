@@ -678,9 +678,11 @@ mod processes {
             .await;
             ids.push(r["createRecord"]["id"].as_str().unwrap().to_owned());
         }
-        // The next whole second at least 6 s ahead: time to schedule them.
+        // A whole second far enough ahead to schedule them all first, even
+        // on a loaded machine.
         let now = Utc::now();
-        let at = DateTime::<Utc>::from_timestamp(now.timestamp() + 7, 0).unwrap();
+        let ahead = 5 + i64::try_from(n / 20).unwrap();
+        let at = DateTime::<Utc>::from_timestamp(now.timestamp() + ahead, 0).unwrap();
         for chunk in ids.chunks(25) {
             let calls = chunk.iter().map(|id| {
                 gql(
