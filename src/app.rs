@@ -28,6 +28,7 @@ use crate::ratelimit::Limiter;
 use crate::readcache::{self, ReadCache};
 use crate::redis_link::RedisLink;
 use crate::usage::Usage;
+use crate::schedules::ScheduleService;
 
 /// Everything a request may need.
 pub struct App {
@@ -46,6 +47,8 @@ pub struct App {
     pub keys: KeyService,
     /// Models and records: the one door to content.
     pub content: ContentService,
+    /// Schedules (and their runner) and record versions.
+    pub schedules: Arc<ScheduleService>,
     /// Events and webhooks: the wake-up hub, webhook management, the
     /// dispatcher.
     pub events: Events,
@@ -117,6 +120,12 @@ impl App {
             config.default_rate_limit_per_hour,
         )
         .map_err(StartError::Config)?;
+        let schedules = Arc::new(ScheduleService::new(
+            db.clone(),
+            clock.clone(),
+            changes.clone(),
+            catalog.clone(),
+        ));
         let content = ContentService::new(db.clone(), clock.clone(), changes, catalog);
         let authenticator = Arc::new(Authenticator::new(
             key_cache.clone(),
@@ -142,6 +151,7 @@ impl App {
             authenticator,
             keys,
             content,
+            schedules,
             events,
             metrics,
             redis,
@@ -158,6 +168,7 @@ impl App {
         self.keys.spawn_watchers();
         self.events.spawn();
         self.usage.spawn();
+        self.schedules.spawn_runner();
         self.read_cache.spawn_generation_poller();
         let read_cache = Arc::clone(&self.read_cache);
         tokio::spawn(async move {

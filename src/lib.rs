@@ -10,7 +10,8 @@
 //!  HTTP       http ─────────────┤  router, GraphQL-over-HTTP pipeline, health
 //!  GraphQL    graphql ──────────┤  schemas, thin resolvers
 //!  wiring     app ──────────────┤  App: services, caches, limiter, clock
-//!  services   keys   content    │  the one door each; commit, then announce
+//!  services   schedules ────────┤  schedules (runner) and versions, above content
+//!             keys   content    │  the one door each; commit, then announce
 //!             usage ────────────┤  per-key request counts, flushed off the request path
 //!             events ───────────┤  outbox, feed, webhooks (below content: it writes the outbox)
 //!  shared     auth  readcache  ratelimit  changes  db
@@ -24,6 +25,7 @@
 //! | [`graphql`] | schema assembly, thin resolvers per domain calling the services |
 //! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the services (keys, content, events); background watchers |
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
+//! | [`schedules`] | schedules (publish/unpublish at a set time, a runner on every instance claiming each exactly once) and the door to record versions (kept by content's writes) |
 //! | [`content`] | content service: models (held in memory by the catalog), records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
 //! | [`events`] | the outbox (`append`, called by content writes just before they commit; ids in commit order per project), the feed, the stream's wake-ups, webhooks and their dispatcher (leases, retries, signatures, the SSRF guard), pruning |
 //! | [`usage`] | per-key usage: the in-memory aggregate the HTTP layer bumps once per request, its flusher (additive upserts) and pruner, `keyUsage` with the key visibility rules |
@@ -53,6 +55,7 @@ pub mod keys;
 pub mod ratelimit;
 pub mod readcache;
 pub mod redis_link;
+pub mod schedules;
 pub mod usage;
 
 pub use app::{App, AppState};

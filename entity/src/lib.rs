@@ -14,6 +14,8 @@ pub mod markers;
 pub mod models;
 pub mod projects;
 pub mod record_unique_values;
+pub mod record_versions;
 pub mod records;
+pub mod schedules;
 pub mod webhook_deliveries;
 pub mod webhooks;

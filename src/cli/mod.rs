@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod schedules;
 mod serve;
 mod usage;
 
@@ -44,7 +45,7 @@ enum Command {
     /// Content records, over HTTP.
     Records {
         #[command(subcommand)]
-        command: client::RecordsCommand,
+        command: schedules::RecordsCommand,
     },
 }
 
@@ -92,7 +93,7 @@ pub fn main() -> ExitCode {
             Command::Admin { db, command } => admin::run(&db.database_url, command).await,
             Command::Whoami(args) => client::whoami(&args).await,
             Command::ApiKeys { command } => client::api_keys(command).await,
-            Command::Records { command } => client::records(command).await,
+            Command::Records { command } => schedules::records(command).await,
         }
     });
     match result {

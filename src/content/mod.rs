@@ -12,6 +12,7 @@
 //! | [`unique`] | the unique side table |
 //! | [`sql`] | the SQL builder and typed JSON field expressions |
 //! | [`budget`] | the answer budget: record data charged before it is loaded, few large answers at once |
+//! | [`versions`] | kept record versions: every publish, the latest 50 drafts; restoring one into the draft |
 //! | [`query`] | the `records` query: `where`, `orderBy`, keyset cursors, counts, in SQL |
 //!
 //! Every function takes the caller's project id and filters by it, so another
@@ -27,6 +28,7 @@ pub mod schema;
 pub mod service;
 pub mod sql;
 pub mod unique;
+pub mod versions;
 
 use crate::auth::key::{KeyMode, KeyType};
 use crate::auth::principal::Principal;

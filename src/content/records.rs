@@ -117,11 +117,13 @@ pub async fn create_record(
         // another record holds rolls both back.
         write_then_append(txn, insert, &event).await?;
         sync_unique_values(txn, &model, None, &row).await?;
+        super::versions::kept(txn, None, &row, now).await?;
     } else {
         // The event last: on PostgreSQL it takes the project's event lock,
         // held until the commit.
         txn.execute(insert).await?;
         sync_unique_values(txn, &model, None, &row).await?;
+        super::versions::kept(txn, None, &row, now).await?;
         crate::events::append(txn, &event).await?;
     }
     Ok(draft_out(row, &model))
@@ -235,6 +237,7 @@ async fn finish_change(
 ) -> AppResult<RecordOut> {
     let row = save(txn, current, next, now).await?;
     sync_unique_values(txn, model, Some(current), &row).await?;
+    super::versions::kept(txn, Some(current), &row, now).await?;
     if current.published_at.is_some() || row.published_at.is_some() {
         bump_generation(txn, &row.project_id).await?;
     }

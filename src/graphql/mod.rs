@@ -6,6 +6,7 @@
 pub mod content;
 pub mod events;
 pub mod keys;
+pub mod schedules;
 pub mod types;
 pub mod usage;
 pub mod viewer;
@@ -29,6 +30,7 @@ pub struct Query(
     content::ContentQuery,
     events::EventsQuery,
     usage::UsageQuery,
+    schedules::SchedulesQuery,
 );
 
 /// Every mutation field, merged from the domain modules.
@@ -37,6 +39,7 @@ pub struct Mutation(
     keys::KeysMutation,
     content::ContentMutation,
     events::EventsMutation,
+    schedules::SchedulesMutation,
 );
 
 /// The two schemas `/graphql` serves: secret keys get the full one; public

@@ -192,6 +192,45 @@ const OPERATIONS: &[Operation] = &[
         variables: |_| json!({}),
         needs: &["analytics:read"],
     },
+    // Schedules and versions (SPEC §11).
+    Operation {
+        field: "schedules",
+        document: "{ schedules { items { id } } }",
+        variables: |_| json!({}),
+        needs: &["schedules:read"],
+    },
+    Operation {
+        field: "scheduleRecord",
+        document: "mutation($id: ID!, $at: DateTime!) { scheduleRecord(id: $id, action: PUBLISH, at: $at) { id } }",
+        variables: |f| {
+            json!({ "id": f.record, "at": quire::clock::stamp(chrono::Utc::now() + chrono::Duration::days(1)) })
+        },
+        needs: &["records:publish"],
+    },
+    Operation {
+        field: "cancelSchedule",
+        document: "mutation($id: ID!) { cancelSchedule(id: $id) { id } }",
+        variables: |_| json!({ "id": NO_SUCH_KEY }),
+        needs: &["records:publish"],
+    },
+    Operation {
+        field: "recordVersions",
+        document: "query($id: ID!) { recordVersions(id: $id) { items { version } } }",
+        variables: |f| json!({ "id": f.record }),
+        needs: &["records:read"],
+    },
+    Operation {
+        field: "recordVersions",
+        document: "query($id: ID!) { recordVersions(id: $id, preview: true) { items { version } } }",
+        variables: |f| json!({ "id": f.record }),
+        needs: &["records:read", "drafts:read"],
+    },
+    Operation {
+        field: "restoreRecordVersion",
+        document: "mutation($id: ID!) { restoreRecordVersion(id: $id, version: 1) { id } }",
+        variables: |f| json!({ "id": f.record }),
+        needs: &["records:write"],
+    },
     // Events and webhooks (SPEC §9).
     Operation {
         field: "events",

@@ -23,6 +23,8 @@ mod limits;
 mod propagation;
 mod ratelimit;
 mod readcache;
+mod schedules;
 mod schema;
 mod usage;
+mod versions;
 mod webhooks;

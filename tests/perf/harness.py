@@ -315,6 +315,8 @@ def mix_bodies(rng, ids, public, secret, records):
         "update": [(1, secret, {"query": "mutation($id: ID!, $d: JSON!) { u: updateRecord(id: $id, data: $d) { version } p: publishRecord(id: $id) { id } }",
                                 "variables": {"id": i, "d": {"slug": f"page-upd-{n}", "title": "updated", "rank": n}}})
                    for n, i in enumerate(rng.sample(ids, min(200, len(ids))))],
+        "versions": [(1, rng.choice(public), {"query": "query($id: ID!) { recordVersions(id: $id, limit: 5) { items { version data } } }", "variables": {"id": i}})
+                     for i in rng.sample(ids, min(500, len(ids)))],
         "create": [(1, secret, {"query": CREATE_NOTE, "variables": {"d": {"title": "new note", "body": "x" * 200}}})],
         "mixed": ([(19, k, LIST_Q) for k in public[:50]]
                   + [(1, secret, {"query": CREATE_NOTE, "variables": {"d": {"title": "mixed", "body": "y" * 200}}})] * 50),
@@ -338,6 +340,7 @@ MIXES = [
     ("records preview", "quire", "preview", None),
     ("updateRecord + publishRecord", "quire", "update", None),
     ("createRecord", "quire", "create", "naive: createRecord"),
+    ("recordVersions(id)", "quire", "versions", None),
     ("95% reads / 5% writes", "quire", "mixed", None),
     ("naive: records(limit: 10)", "naive", "records", None),
     ("naive: record(id)", "naive", "record", None),
@@ -347,6 +350,7 @@ MIXES = [
     ("pg: record(id)", "pg-quire", "record", "pg naive: record(id)"),
     ("pg: createRecord", "pg-quire", "create", "pg naive: createRecord"),
     ("pg: updateRecord + publishRecord", "pg-quire", "update", None),
+    ("pg: recordVersions(id)", "pg-quire", "versions", None),
     ("pg naive: records(limit: 10)", "pg-naive", "records", None),
     ("pg naive: record(id)", "pg-naive", "record", None),
     ("pg naive: createRecord", "pg-naive", "create", None),
