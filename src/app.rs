@@ -22,6 +22,7 @@ use crate::content::ContentService;
 use crate::db::Database;
 use crate::error::StartError;
 use crate::events::Events;
+use crate::files::FileService;
 use crate::keys::KeyService;
 use crate::ratelimit::redis_store::RedisStore;
 use crate::ratelimit::Limiter;
@@ -48,6 +49,8 @@ pub struct App {
     /// Events and webhooks: the wake-up hub, webhook management, the
     /// dispatcher.
     pub events: Events,
+    /// Files: uploads, storage, delivery, variants (the one door).
+    pub files: FileService,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Per-key hourly budgets.
@@ -113,6 +116,9 @@ impl App {
             config.default_rate_limit_per_hour,
         )
         .map_err(StartError::Config)?;
+        let files = FileService::new(&config.files, db.clone(), clock.clone(), changes.clone())
+            .await
+            .map_err(StartError::Config)?;
         let content = ContentService::new(db.clone(), clock.clone(), changes, catalog);
         let authenticator = Arc::new(Authenticator::new(
             key_cache.clone(),
@@ -132,6 +138,7 @@ impl App {
             keys,
             content,
             events,
+            files,
             metrics,
             redis,
         }))

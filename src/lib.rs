@@ -11,6 +11,7 @@
 //!  GraphQL    graphql ──────────┤  schemas, thin resolvers
 //!  wiring     app ──────────────┤  App: services, caches, limiter, clock
 //!  services   keys   content    │  the one door each; commit, then announce
+//!             files ────────────┤  uploads, storage, delivery (below content: FILE fields, publishing)
 //!             events ───────────┤  outbox, feed, webhooks (below content: it writes the outbox)
 //!  shared     auth  readcache  ratelimit  changes  db
 //!  base       error  config  clock  redis_link       (entity, migration crates)
@@ -25,6 +26,7 @@
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
 //! | [`content`] | content service: models (held in memory by the catalog), records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
 //! | [`events`] | the outbox (`append`, called by content writes just before they commit; ids in commit order per project), the feed, the stream's wake-ups, webhooks and their dispatcher (leases, retries, signatures, the SSRF guard), pruning |
+//! | [`files`] | the file service (SPEC §7): streamed uploads to local disk or S3 (`object_store`), type from magic numbers, image headers, drafts and publishing with their events, signed preview URLs, image variants (bounded, with a deadline) |
 //! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
@@ -45,6 +47,7 @@ pub mod content;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod graphql;
 pub mod http;
 pub mod keys;

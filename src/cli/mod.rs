@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod files;
 mod serve;
 
 use std::process::ExitCode;
@@ -44,6 +45,11 @@ enum Command {
     Records {
         #[command(subcommand)]
         command: client::RecordsCommand,
+    },
+    /// Files: upload and list, over HTTP.
+    Files {
+        #[command(subcommand)]
+        command: files::FilesCommand,
     },
 }
 
@@ -92,6 +98,7 @@ pub fn main() -> ExitCode {
             Command::Whoami(args) => client::whoami(&args).await,
             Command::ApiKeys { command } => client::api_keys(command).await,
             Command::Records { command } => client::records(command).await,
+            Command::Files { command } => files::run(command).await,
         }
     });
     match result {

@@ -5,6 +5,7 @@
 
 pub mod content;
 pub mod events;
+pub mod files;
 pub mod keys;
 pub mod types;
 pub mod viewer;
@@ -27,6 +28,7 @@ pub struct Query(
     keys::KeysQuery,
     content::ContentQuery,
     events::EventsQuery,
+    files::FilesQuery,
 );
 
 /// Every mutation field, merged from the domain modules.
@@ -35,6 +37,7 @@ pub struct Mutation(
     keys::KeysMutation,
     content::ContentMutation,
     events::EventsMutation,
+    files::FilesMutation,
 );
 
 /// The two schemas `/graphql` serves: secret keys get the full one; public
