@@ -182,7 +182,7 @@ both_dbs!(multipart_and_declared_types, |app: TestApp| async move {
     let r = app
         .client
         .post(app.url("/files"))
-        .header("x-api-key", t.root.as_str())
+        .header("x-api-key", t.root.secret.as_str())
         .header("content-type", format!("multipart/form-data; boundary={boundary}"))
         .body(body)
         .send()
@@ -201,13 +201,13 @@ both_dbs!(multipart_and_declared_types, |app: TestApp| async move {
     let raw = upload(&app, &t.root, "blob", vec![0, 1, 2, 3], None).await;
     assert_eq!(raw.json::<Value>().await.unwrap()["file"]["contentType"], "application/octet-stream");
     // No filename: 400.
-    let r = app.client.post(app.url("/files")).header("x-api-key", t.root.as_str()).body("x").send().await.unwrap();
+    let r = app.client.post(app.url("/files")).header("x-api-key", t.root.secret.as_str()).body("x").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"], "BAD_REQUEST");
 });
 
 both_dbs!(upload_refusals_and_budget, |app: TestApp| async move {
-    let t = app.default_tenant().await;
+    let _tenant = app.default_tenant().await;
     // No key, a bad key: 401, GraphQL-shaped.
     for key in [None, Some("sk_test_nope")] {
         let mut req = app.client.post(app.url("/files?filename=a.txt")).body("x");
@@ -250,7 +250,7 @@ both_dbs!(too_large_is_413_and_leaves_nothing, |backend: Backend| async move {
     let r = app
         .client
         .post(app.url("/files?filename=big.bin"))
-        .header("x-api-key", t.root.as_str())
+        .header("x-api-key", t.root.secret.as_str())
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await
@@ -435,6 +435,7 @@ both_dbs!(views_projects_and_scopes, |app: TestApp| async move {
     }
     // Paging: newest first, cursors walk everything once.
     for i in 0..5 {
+        app.clock.advance(ChronoDuration::milliseconds(10));
         uploaded(&app, &t.root, &format!("n{i}.txt"), vec![i]).await;
     }
     let mut seen = Vec::new();
@@ -572,7 +573,7 @@ both_dbs!(a_client_gone_mid_upload_leaves_nothing, |app: TestApp| async move {
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
         "POST /files?filename=cut.bin HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\nContent-Length: 20000000\r\n\r\n",
-        t.root.as_str()
+        t.root.secret.as_str()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let chunk = vec![5u8; 1024 * 1024];
@@ -699,7 +700,7 @@ both_dbs!(s3_refused_and_cut_uploads_leave_nothing, |backend: Backend| async mov
     let r = app
         .client
         .post(app.url("/files?filename=big.bin"))
-        .header("x-api-key", t.root.as_str())
+        .header("x-api-key", t.root.secret.as_str())
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await
@@ -709,7 +710,7 @@ both_dbs!(s3_refused_and_cut_uploads_leave_nothing, |backend: Backend| async mov
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
         "POST /files?filename=cut.bin HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\nContent-Length: 12000000\r\n\r\n",
-        t.root.as_str()
+        t.root.secret.as_str()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     for _ in 0..11 {
