@@ -42,10 +42,7 @@ pub enum Change {
     },
     /// A file was written (uploaded, changed, published, unpublished or
     /// deleted); no cached read shows files.
-    File {
-        project_id: String,
-        file_id: String,
-    },
+    File { project_id: String, file_id: String },
     /// A write in the project whose outcome is unknown.
     InDoubt { project_id: String },
 }

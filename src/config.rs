@@ -274,7 +274,11 @@ pub struct FilesConfig {
     pub max_image_transforms: usize,
     /// The key that signs preview URLs, shared by every instance; without
     /// it one is generated once and kept in the database.
-    #[arg(long = "signing-secret", env = "QUIRE_SIGNING_SECRET", hide_env_values = true)]
+    #[arg(
+        long = "signing-secret",
+        env = "QUIRE_SIGNING_SECRET",
+        hide_env_values = true
+    )]
     pub signing_secret: Option<Secret>,
     /// The public base URL of file links (`https://cdn.example.com`);
     /// without it, the request's `Host`.

@@ -30,7 +30,8 @@ pub enum FilesCommand {
     },
 }
 
-const FILE_FIELDS: &str = "id filename contentType size sha256 width height alt status url createdAt publishedAt";
+const FILE_FIELDS: &str =
+    "id filename contentType size sha256 width height alt status url createdAt publishedAt";
 
 /// Runs a `quire files` command.
 pub async fn run(command: FilesCommand) -> Result<(), String> {

@@ -233,7 +233,9 @@ pub async fn record_naming<C: ConnectionTrait>(
     file_id: &str,
 ) -> AppResult<Option<String>> {
     let needle = format!("%\"{file_id}\"%");
-    let text = |col: records::Column| Expr::expr(Expr::col(col).cast_as(sea_orm::sea_query::Alias::new("TEXT")));
+    let text = |col: records::Column| {
+        Expr::expr(Expr::col(col).cast_as(sea_orm::sea_query::Alias::new("TEXT")))
+    };
     let candidates = records::Entity::find()
         .filter(records::Column::ProjectId.eq(project_id))
         .filter(
@@ -251,7 +253,8 @@ pub async fn record_naming<C: ConnectionTrait>(
         else {
             continue;
         };
-        let fields: Vec<StoredField> = serde_json::from_value(model.fields.clone()).unwrap_or_default();
+        let fields: Vec<StoredField> =
+            serde_json::from_value(model.fields.clone()).unwrap_or_default();
         let names = |data: &Value| {
             fields.iter().any(|f| {
                 f.field_type == "FILE" && data.get(&f.name).and_then(Value::as_str) == Some(file_id)

@@ -176,7 +176,12 @@ impl FileService {
                 .filter(files::Column::ProjectId.eq(&p.project_id))
                 .one(&self.db.conn)
                 .await?
-                .ok_or_else(|| AppError::bad_field("after", "this cursor names a file that is gone; start again"))?;
+                .ok_or_else(|| {
+                    AppError::bad_field(
+                        "after",
+                        "this cursor names a file that is gone; start again",
+                    )
+                })?;
             q = q.filter(
                 Condition::any()
                     .add(files::Column::CreatedAt.lt(at.created_at))
@@ -205,7 +210,12 @@ impl FileService {
     }
 
     /// One file of the project, `None` when the view does not show it.
-    pub async fn get(&self, p: &Principal, id: &str, preview: bool) -> AppResult<Option<files::Model>> {
+    pub async fn get(
+        &self,
+        p: &Principal,
+        id: &str,
+        preview: bool,
+    ) -> AppResult<Option<files::Model>> {
         super::check_view(p, preview)?;
         let row = files::Entity::find_by_id(id.to_owned())
             .filter(files::Column::ProjectId.eq(&p.project_id))
@@ -232,7 +242,10 @@ impl FileService {
         let filename = filename.map(|f| graphql_filename(&f)).transpose()?;
         if let Some(a) = &alt {
             if a.chars().count() > 1000 {
-                return Err(AppError::bad_field("alt", "alt holds at most 1000 characters"));
+                return Err(AppError::bad_field(
+                    "alt",
+                    "alt holds at most 1000 characters",
+                ));
             }
         }
         let (project, id, now) = (p.project_id.clone(), id.to_owned(), self.clock.now());
@@ -332,7 +345,10 @@ impl FileService {
         let path = Self::path(row);
         let expires = self.clock.now().timestamp() + seconds;
         let sig = self.signer.sign(&path, expires);
-        Ok(format!("{}{path}?expires={expires}&sig={sig}", self.base(origin)))
+        Ok(format!(
+            "{}{path}?expires={expires}&sig={sig}",
+            self.base(origin)
+        ))
     }
 
     /// Whether `sig` and `expires` sign the file's URL path now.
@@ -349,7 +365,11 @@ impl FileService {
     /// The variant `v` of an image file: read from the store when made
     /// before, else made (at most `QUIRE_MAX_IMAGE_TRANSFORMS` at once,
     /// abandoned after [`TRANSFORM_DEADLINE`] with 503) and stored.
-    pub async fn variant(&self, row: &files::Model, v: &Variant) -> AppResult<(Bytes, &'static str)> {
+    pub async fn variant(
+        &self,
+        row: &files::Model,
+        v: &Variant,
+    ) -> AppResult<(Bytes, &'static str)> {
         if !is_image(&row.content_type) {
             return Err(AppError::BadRequest(
                 "w, h, fit, fm and q apply to PNG, JPEG, GIF and WebP images only".into(),
@@ -362,15 +382,18 @@ impl FileService {
         }
         let deadline = tokio::time::Instant::now() + TRANSFORM_DEADLINE;
         let busy = || AppError::unavailable("an image transform took longer than 10 s");
-        let permit = tokio::time::timeout_at(deadline, Arc::clone(&self.transforms).acquire_owned())
-            .await
-            .map_err(|_| busy())?
-            .map_err(AppError::internal)?;
+        let permit =
+            tokio::time::timeout_at(deadline, Arc::clone(&self.transforms).acquire_owned())
+                .await
+                .map_err(|_| busy())?
+                .map_err(AppError::internal)?;
         let original = self
             .storage
             .read_all(&Storage::original(&row.project_id, &row.id))
             .await?
-            .ok_or_else(|| AppError::internal(format!("the bytes of file {} are missing", row.id)))?;
+            .ok_or_else(|| {
+                AppError::internal(format!("the bytes of file {} are missing", row.id))
+            })?;
         let (v2, ct) = (*v, row.content_type.clone());
         // The permit goes with the work: an abandoned transform still holds
         // its place until it ends, so abandoned ones cannot pile up.
@@ -385,7 +408,9 @@ impl FileService {
         let bytes = match rendered {
             Ok(bytes) => Bytes::from(bytes),
             Err(RenderError::BadImage(why)) => {
-                return Err(AppError::BadRequest(format!("this image cannot be transformed: {why}")))
+                return Err(AppError::BadRequest(format!(
+                    "this image cannot be transformed: {why}"
+                )))
             }
             Err(RenderError::Encode(why)) => return Err(AppError::internal(why)),
         };
@@ -420,7 +445,9 @@ fn graphql_filename(raw: &str) -> AppResult<String> {
 
 fn check_filename(name: &str) -> Result<(), String> {
     if name.is_empty() || name == "." || name == ".." {
-        return Err("the file needs a name (?filename=NAME, or the multipart part's filename)".into());
+        return Err(
+            "the file needs a name (?filename=NAME, or the multipart part's filename)".into(),
+        );
     }
     if name.len() > MAX_FILENAME_BYTES {
         return Err(format!("a filename has at most {MAX_FILENAME_BYTES} bytes"));
@@ -456,8 +483,14 @@ mod tests {
 
     #[test]
     fn upload_filenames_lose_their_directories() {
-        assert_eq!(upload_filename("../../etc/passwd").ok().as_deref(), Some("passwd"));
-        assert_eq!(upload_filename("a\\b\\c.png").ok().as_deref(), Some("c.png"));
+        assert_eq!(
+            upload_filename("../../etc/passwd").ok().as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            upload_filename("a\\b\\c.png").ok().as_deref(),
+            Some("c.png")
+        );
         assert!(upload_filename("..").is_err());
         assert!(upload_filename("dir/").is_err());
         assert!(graphql_filename("../x").is_err());

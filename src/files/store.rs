@@ -129,7 +129,11 @@ impl Storage {
 
     /// Starts a streamed upload to `path`.
     pub async fn upload(&self, path: &Path) -> AppResult<Upload> {
-        let upload = self.store.put_multipart(path).await.map_err(storage_error)?;
+        let upload = self
+            .store
+            .put_multipart(path)
+            .await
+            .map_err(storage_error)?;
         Ok(Upload {
             writer: Some(WriteMultipart::new_with_chunk_size(upload, PART_BYTES)),
         })

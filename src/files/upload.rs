@@ -63,9 +63,7 @@ pub fn content_type(head: &[u8], declared: Option<&str>) -> String {
 }
 
 fn valid_mime(s: &str) -> bool {
-    s.len() <= 127
-        && s.parse::<mime::Mime>().is_ok()
-        && s != "multipart/form-data"
+    s.len() <= 127 && s.parse::<mime::Mime>().is_ok() && s != "multipart/form-data"
 }
 
 /// Width and height of an image from its header; an image whose header
@@ -87,7 +85,8 @@ pub fn dimensions(head: &[u8], content_type: &str) -> AppResult<Option<(i32, i32
         )));
     }
     let w = i32::try_from(size.width).map_err(|_| AppError::BadRequest("image too wide".into()))?;
-    let h = i32::try_from(size.height).map_err(|_| AppError::BadRequest("image too tall".into()))?;
+    let h =
+        i32::try_from(size.height).map_err(|_| AppError::BadRequest("image too tall".into()))?;
     Ok(Some((w, h)))
 }
 
@@ -118,9 +117,7 @@ where
         let chunk = match body.next().await {
             Some(Ok(chunk)) => chunk,
             Some(Err(e)) => {
-                return Err(AppError::BadRequest(format!(
-                    "the upload was cut off: {e}"
-                )))
+                return Err(AppError::BadRequest(format!("the upload was cut off: {e}")))
             }
             None => break,
         };
@@ -187,13 +184,19 @@ mod tests {
     fn the_bytes_decide_the_type_before_the_declaration() {
         assert_eq!(content_type(PNG_1X1, Some("text/html")), "image/png");
         assert_eq!(content_type(b"%PDF-1.7\n", None), "application/pdf");
-        assert_eq!(content_type(b"hello", Some("text/plain; charset=utf-8")), "text/plain");
+        assert_eq!(
+            content_type(b"hello", Some("text/plain; charset=utf-8")),
+            "text/plain"
+        );
         assert_eq!(
             content_type(b"<html>", Some("image/png")),
             "application/octet-stream",
             "a declared PNG that is not one is not believed"
         );
-        assert_eq!(content_type(b"x", Some("not a type")), "application/octet-stream");
+        assert_eq!(
+            content_type(b"x", Some("not a type")),
+            "application/octet-stream"
+        );
         assert_eq!(content_type(b"x", None), "application/octet-stream");
     }
 

@@ -100,7 +100,11 @@ impl Variant {
                         "contain" => Fit::Contain,
                         "fill" => Fit::Fill,
                         "inside" => Fit::Inside,
-                        _ => return Err(format!("fit must be cover, contain, fill or inside (got \"{value}\")")),
+                        _ => {
+                            return Err(format!(
+                                "fit must be cover, contain, fill or inside (got \"{value}\")"
+                            ))
+                        }
                     }
                 }
                 "fm" => {
@@ -117,7 +121,9 @@ impl Variant {
                             .parse::<u8>()
                             .ok()
                             .filter(|q| (1..=100).contains(q))
-                            .ok_or_else(|| format!("q must be a whole number from 1 to 100 (got \"{value}\")"))?,
+                            .ok_or_else(|| {
+                                format!("q must be a whole number from 1 to 100 (got \"{value}\")")
+                            })?,
                     )
                 }
                 _ => continue,
@@ -161,7 +167,9 @@ fn side(name: &str, value: &str) -> Result<u32, String> {
         .parse::<u32>()
         .ok()
         .filter(|n| (1..=MAX_SIDE).contains(n))
-        .ok_or_else(|| format!("{name} must be a whole number from 1 to {MAX_SIDE} (got \"{value}\")"))
+        .ok_or_else(|| {
+            format!("{name} must be a whole number from 1 to {MAX_SIDE} (got \"{value}\")")
+        })
 }
 
 /// Why a transform failed.
@@ -296,10 +304,7 @@ mod tests {
     fn equal_requests_share_a_key() {
         let a = Variant::parse("w=10&fm=png").ok().flatten();
         let b = Variant::parse("fm=png&w=10&fit=inside").ok().flatten();
-        assert_eq!(
-            a.map(|v| v.key("image/png")),
-            b.map(|v| v.key("image/png"))
-        );
+        assert_eq!(a.map(|v| v.key("image/png")), b.map(|v| v.key("image/png")));
     }
 
     #[test]

@@ -108,9 +108,11 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let query_name = query_param(uri.query(), "filename");
-    let multipart = content_type
-        .as_deref()
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    let multipart = content_type.as_deref().is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+    });
     let slack = if multipart { MULTIPART_SLACK } else { 0 };
     if declared_length.is_some_and(|n| n > max.saturating_add(slack)) {
         return answer(AppError::PayloadTooLarge(format!(
@@ -118,7 +120,15 @@ pub async fn upload(
         )));
     }
     let stored = if multipart {
-        upload_multipart(&app, &principal, content_type.as_deref(), query_name, body, max).await
+        upload_multipart(
+            &app,
+            &principal,
+            content_type.as_deref(),
+            query_name,
+            body,
+            max,
+        )
+        .await
     } else {
         let Some(name) = query_name else {
             return answer(AppError::BadRequest(
@@ -151,9 +161,8 @@ async fn upload_multipart(
 ) -> Result<files::Model, AppError> {
     let boundary = multer::parse_boundary(content_type.unwrap_or_default())
         .map_err(|_| AppError::BadRequest("multipart/form-data needs a boundary".into()))?;
-    let constraints = multer::Constraints::new().size_limit(
-        multer::SizeLimit::new().whole_stream(max.saturating_add(MULTIPART_SLACK)),
-    );
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().whole_stream(max.saturating_add(MULTIPART_SLACK)));
     let mut form =
         multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
     loop {
@@ -336,11 +345,9 @@ async fn deliver_original(
     common_headers(h, &row.content_type, &etag, cache);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some(range) = range {
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "bytes {}-{}/{size}",
-            range.start,
-            range.end - 1
-        )) {
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
+        {
             h.insert(header::CONTENT_RANGE, v);
         }
     }

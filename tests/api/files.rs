@@ -16,11 +16,14 @@ use serde_json::{json, Value};
 use crate::both_dbs;
 use crate::support::{Backend, FreshDb, Server, TestApp};
 
-pub const FILE_FIELDS: &str = "id filename contentType size sha256 width height alt status url createdAt publishedAt";
+pub const FILE_FIELDS: &str =
+    "id filename contentType size sha256 width height alt status url createdAt publishedAt";
 
 /// A PNG of `w`x`h` (real, decodable).
 pub fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([(x % 256) as u8, (y % 256) as u8, 128, 255]));
+    let img = image::RgbaImage::from_fn(w, h, |x, y| {
+        image::Rgba([(x % 256) as u8, (y % 256) as u8, 128, 255])
+    });
     let mut out = Vec::new();
     image::DynamicImage::ImageRgba8(img)
         .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
@@ -37,7 +40,13 @@ pub fn bomb_png() -> Vec<u8> {
 }
 
 /// `POST /files?filename=NAME` with `bytes`.
-pub async fn upload(app: &TestApp, key: &str, name: &str, bytes: Vec<u8>, content_type: Option<&str>) -> reqwest::Response {
+pub async fn upload(
+    app: &TestApp,
+    key: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    content_type: Option<&str>,
+) -> reqwest::Response {
     let mut req = app
         .client
         .post(app.url("/files"))
@@ -105,7 +114,10 @@ both_dbs!(upload_publish_and_deliver, |app: TestApp| async move {
     let bytes = png(64, 32);
     let f = uploaded(&app, &t.root, "hero.png", bytes.clone()).await;
     assert_eq!(f["contentType"], "image/png");
-    assert_eq!((f["width"].as_i64(), f["height"].as_i64()), (Some(64), Some(32)));
+    assert_eq!(
+        (f["width"].as_i64(), f["height"].as_i64()),
+        (Some(64), Some(32))
+    );
     assert_eq!(f["size"].as_u64(), Some(bytes.len() as u64));
     use sha2::Digest;
     assert_eq!(f["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
@@ -133,25 +145,64 @@ both_dbs!(upload_publish_and_deliver, |app: TestApp| async move {
     let etag = format!("\"{}\"", f["sha256"].as_str().unwrap());
     assert_eq!(r.headers()["etag"], etag.as_str());
     assert_eq!(r.headers()["content-type"], "image/png");
-    assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
 
     let head = app.client.head(app.url(&public_path)).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
-    assert_eq!(head.headers()["content-length"], bytes.len().to_string().as_str());
+    assert_eq!(
+        head.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
 
-    let r = app.client.get(app.url(&public_path)).header("if-none-match", &etag).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url(&public_path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
 
-    let r = app.client.get(app.url(&public_path)).header("range", "bytes=0-9").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url(&public_path))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(r.headers()["content-range"], format!("bytes 0-9/{}", bytes.len()).as_str());
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 0-9/{}", bytes.len()).as_str()
+    );
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[..10].to_vec());
-    let r = app.client.get(app.url(&public_path)).header("range", "bytes=-5").send().await.unwrap();
-    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[bytes.len() - 5..].to_vec());
-    let r = app.client.get(app.url(&public_path)).header("range", "bytes=999999-").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url(&public_path))
+        .header("range", "bytes=-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.bytes().await.unwrap().to_vec(),
+        bytes[bytes.len() - 5..].to_vec()
+    );
+    let r = app
+        .client
+        .get(app.url(&public_path))
+        .header("range", "bytes=999999-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(r.headers()["content-range"], format!("bytes */{}", bytes.len()).as_str());
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{}", bytes.len()).as_str()
+    );
 
     // Unpublished: a miss again, the same miss.
     gql_file(&app, &t.root, "unpublishFile", &id).await;
@@ -159,7 +210,11 @@ both_dbs!(upload_publish_and_deliver, |app: TestApp| async move {
 
     // Events, in the same transactions.
     let events = app
-        .data(&t.root, "{ events(limit: 50) { items { type fileId } } }", json!({}))
+        .data(
+            &t.root,
+            "{ events(limit: 50) { items { type fileId } } }",
+            json!({}),
+        )
         .await;
     let types: Vec<&str> = events["events"]["items"]
         .as_array()
@@ -168,14 +223,21 @@ both_dbs!(upload_publish_and_deliver, |app: TestApp| async move {
         .filter(|e| e["fileId"] == id.as_str())
         .map(|e| e["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["file.created", "file.published", "file.unpublished"]);
+    assert_eq!(
+        types,
+        ["file.created", "file.published", "file.unpublished"]
+    );
 });
 
 both_dbs!(multipart_and_declared_types, |app: TestApp| async move {
     let t = app.default_tenant().await;
     let boundary = "XyZ123";
     let mut body = Vec::new();
-    write!(body, "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n").unwrap();
+    write!(
+        body,
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
+    )
+    .unwrap();
     write!(body, "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\nContent-Type: text/plain\r\n\r\n").unwrap();
     body.extend_from_slice(b"just some words");
     write!(body, "\r\n--{boundary}--\r\n").unwrap();
@@ -183,7 +245,10 @@ both_dbs!(multipart_and_declared_types, |app: TestApp| async move {
         .client
         .post(app.url("/files"))
         .header("x-api-key", t.root.secret.as_str())
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(body)
         .send()
         .await
@@ -195,15 +260,38 @@ both_dbs!(multipart_and_declared_types, |app: TestApp| async move {
     assert_eq!(f["file"]["size"], 15);
 
     // A PDF is known by its bytes, whatever it claims.
-    let pdf = upload(&app, &t.root, "doc.bin", b"%PDF-1.7\n%...".to_vec(), Some("text/plain")).await;
-    assert_eq!(pdf.json::<Value>().await.unwrap()["file"]["contentType"], "application/pdf");
+    let pdf = upload(
+        &app,
+        &t.root,
+        "doc.bin",
+        b"%PDF-1.7\n%...".to_vec(),
+        Some("text/plain"),
+    )
+    .await;
+    assert_eq!(
+        pdf.json::<Value>().await.unwrap()["file"]["contentType"],
+        "application/pdf"
+    );
     // No type at all: octet-stream.
     let raw = upload(&app, &t.root, "blob", vec![0, 1, 2, 3], None).await;
-    assert_eq!(raw.json::<Value>().await.unwrap()["file"]["contentType"], "application/octet-stream");
+    assert_eq!(
+        raw.json::<Value>().await.unwrap()["file"]["contentType"],
+        "application/octet-stream"
+    );
     // No filename: 400.
-    let r = app.client.post(app.url("/files")).header("x-api-key", t.root.secret.as_str()).body("x").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/files"))
+        .header("x-api-key", t.root.secret.as_str())
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"],
+        "BAD_REQUEST"
+    );
 });
 
 both_dbs!(upload_refusals_and_budget, |app: TestApp| async move {
@@ -217,16 +305,35 @@ both_dbs!(upload_refusals_and_budget, |app: TestApp| async move {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert!(r.headers().contains_key("www-authenticate"));
-        assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"],
+            "UNAUTHENTICATED"
+        );
     }
     // A key without files:write: 403 with the rate-limit headers.
-    let reader = app.new_key().secret().test().scopes(&["files:read"]).create().await;
+    let reader = app
+        .new_key()
+        .secret()
+        .test()
+        .scopes(&["files:read"])
+        .create()
+        .await;
     let r = upload(&app, &reader, "a.txt", b"x".to_vec(), None).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.headers().contains_key("x-ratelimit-remaining"));
-    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"],
+        "FORBIDDEN"
+    );
     // An upload counts 1; over the budget: 429 with Retry-After.
-    let writer = app.new_key().secret().test().scopes(&["files:write"]).limit(2).create().await;
+    let writer = app
+        .new_key()
+        .secret()
+        .test()
+        .scopes(&["files:write"])
+        .limit(2)
+        .create()
+        .await;
     let r = upload(&app, &writer, "a.txt", b"x".to_vec(), None).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers()["x-ratelimit-remaining"], "1");
@@ -234,63 +341,104 @@ both_dbs!(upload_refusals_and_budget, |app: TestApp| async move {
     let r = upload(&app, &writer, "c.txt", b"x".to_vec(), None).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
-    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"],
+        "RATE_LIMITED"
+    );
 });
 
-both_dbs!(too_large_is_413_and_leaves_nothing, |backend: Backend| async move {
-    let Some(app) = TestApp::try_spawn_with(backend, |c| c.files.max_file_bytes = 1000).await else {
-        return;
-    };
-    let t = app.default_tenant().await;
-    let r = upload(&app, &t.root, "big.bin", vec![7; 1001], None).await;
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE");
-    // Chunked (no Content-Length): refused as the limit is crossed.
-    let chunks = futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![1u8; 100])));
-    let r = app
-        .client
-        .post(app.url("/files?filename=big.bin"))
-        .header("x-api-key", t.root.secret.as_str())
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let r = upload(&app, &t.root, "fits.bin", vec![7; 1000], None).await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(files_on_disk(&store_dir(&app)).len(), 1, "only the file that fit");
-    let listed = app.data(&t.root, "{ files(preview: true) { totalCount } }", json!({})).await;
-    assert_eq!(listed["files"]["totalCount"], 1);
-});
+both_dbs!(
+    too_large_is_413_and_leaves_nothing,
+    |backend: Backend| async move {
+        let Some(app) = TestApp::try_spawn_with(backend, |c| c.files.max_file_bytes = 1000).await
+        else {
+            return;
+        };
+        let t = app.default_tenant().await;
+        let r = upload(&app, &t.root, "big.bin", vec![7; 1001], None).await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"],
+            "PAYLOAD_TOO_LARGE"
+        );
+        // Chunked (no Content-Length): refused as the limit is crossed.
+        let chunks =
+            futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![1u8; 100])));
+        let r = app
+            .client
+            .post(app.url("/files?filename=big.bin"))
+            .header("x-api-key", t.root.secret.as_str())
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let r = upload(&app, &t.root, "fits.bin", vec![7; 1000], None).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            files_on_disk(&store_dir(&app)).len(),
+            1,
+            "only the file that fit"
+        );
+        let listed = app
+            .data(
+                &t.root,
+                "{ files(preview: true) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(listed["files"]["totalCount"], 1);
+    }
+);
 
-both_dbs!(bombs_and_fake_images_are_refused, |app: TestApp| async move {
-    let t = app.default_tenant().await;
-    let r = upload(&app, &t.root, "bomb.png", bomb_png(), None).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let body: Value = r.json().await.unwrap();
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("pixels"), "{body}");
-    // PNG magic, then garbage: not an image we can read.
-    let mut fake = b"\x89PNG\r\n\x1a\n".to_vec();
-    fake.extend_from_slice(b"<script>alert(1)</script>");
-    let r = upload(&app, &t.root, "fake.png", fake, Some("image/png")).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    // Claims to be a PNG (name and type) but is HTML: not believed.
-    let html = upload(&app, &t.root, "x.png", b"<html><script>alert(1)</script>".to_vec(), Some("image/png")).await;
-    let f = html.json::<Value>().await.unwrap()["file"].clone();
-    assert_eq!(f["contentType"], "application/octet-stream");
-    assert!(f["width"].is_null());
-    let id = f["id"].as_str().unwrap();
-    gql_file(&app, &t.root, "publishFile", id).await;
-    let r = get(&app, &format!("/files/{id}/x.png")).await;
-    assert_eq!(r.headers()["content-type"], "application/octet-stream");
-    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
-    // Transform parameters on a non-image: 400.
-    let r = get(&app, &format!("/files/{id}/x.png?w=10")).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(files_on_disk(&store_dir(&app)).len(), 1, "the refused uploads left nothing");
-});
+both_dbs!(
+    bombs_and_fake_images_are_refused,
+    |app: TestApp| async move {
+        let t = app.default_tenant().await;
+        let r = upload(&app, &t.root, "bomb.png", bomb_png(), None).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("pixels"),
+            "{body}"
+        );
+        // PNG magic, then garbage: not an image we can read.
+        let mut fake = b"\x89PNG\r\n\x1a\n".to_vec();
+        fake.extend_from_slice(b"<script>alert(1)</script>");
+        let r = upload(&app, &t.root, "fake.png", fake, Some("image/png")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        // Claims to be a PNG (name and type) but is HTML: not believed.
+        let html = upload(
+            &app,
+            &t.root,
+            "x.png",
+            b"<html><script>alert(1)</script>".to_vec(),
+            Some("image/png"),
+        )
+        .await;
+        let f = html.json::<Value>().await.unwrap()["file"].clone();
+        assert_eq!(f["contentType"], "application/octet-stream");
+        assert!(f["width"].is_null());
+        let id = f["id"].as_str().unwrap();
+        gql_file(&app, &t.root, "publishFile", id).await;
+        let r = get(&app, &format!("/files/{id}/x.png")).await;
+        assert_eq!(r.headers()["content-type"], "application/octet-stream");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        // Transform parameters on a non-image: 400.
+        let r = get(&app, &format!("/files/{id}/x.png?w=10")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            files_on_disk(&store_dir(&app)).len(),
+            1,
+            "the refused uploads left nothing"
+        );
+    }
+);
 
 both_dbs!(path_traversal_goes_nowhere, |app: TestApp| async move {
     let t = app.default_tenant().await;
@@ -301,8 +449,14 @@ both_dbs!(path_traversal_goes_nowhere, |app: TestApp| async move {
     let on_disk = files_on_disk(&store_dir(&app));
     assert_eq!(on_disk.len(), 1);
     assert!(on_disk[0].starts_with(&store_dir(&app).display().to_string()));
-    assert!(on_disk[0].ends_with(&format!("{}/{id}/original", t.project.id)), "{on_disk:?}");
-    assert_eq!(get(&app, &format!("/files/{id}/passwd")).await.status(), StatusCode::OK);
+    assert!(
+        on_disk[0].ends_with(&format!("{}/{id}/original", t.project.id)),
+        "{on_disk:?}"
+    );
+    assert_eq!(
+        get(&app, &format!("/files/{id}/passwd")).await.status(),
+        StatusCode::OK
+    );
     for path in [
         format!("/files/{id}/%2e%2e%2fpasswd"),
         format!("/files/{id}/..%2F..%2Fetc%2Fpasswd"),
@@ -310,11 +464,19 @@ both_dbs!(path_traversal_goes_nowhere, |app: TestApp| async move {
         format!("/files/{id}/../../etc/passwd"),
         "/files/..%2F..%2Fetc/passwd".to_owned(),
     ] {
-        assert_eq!(get(&app, &path).await.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            get(&app, &path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
     // updateFile refuses a name with a separator.
     let r = app
-        .gql(&t.root, "mutation($id: ID!) { updateFile(id: $id, input: { filename: \"../x\" }) { id } }", json!({ "id": id }))
+        .gql(
+            &t.root,
+            "mutation($id: ID!) { updateFile(id: $id, input: { filename: \"../x\" }) { id } }",
+            json!({ "id": id }),
+        )
         .await;
     assert_eq!(r.code(), Some("BAD_USER_INPUT"));
     let renamed = app
@@ -324,7 +486,10 @@ both_dbs!(path_traversal_goes_nowhere, |app: TestApp| async move {
     let url = renamed["updateFile"]["url"].as_str().unwrap();
     assert!(url.ends_with("/a%20b.txt"), "{url}");
     assert_eq!(get(&app, &path_of(url)).await.status(), StatusCode::OK);
-    assert_eq!(get(&app, &format!("/files/{id}/passwd")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, &format!("/files/{id}/passwd")).await.status(),
+        StatusCode::NOT_FOUND
+    );
 });
 
 both_dbs!(drafts_need_a_valid_signature, |app: TestApp| async move {
@@ -341,14 +506,25 @@ both_dbs!(drafts_need_a_valid_signature, |app: TestApp| async move {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["cache-control"], "private, no-store");
     // A variant through the same signature.
-    assert_eq!(get(&app, &format!("{path}&w=4")).await.status(), StatusCode::OK);
+    assert_eq!(
+        get(&app, &format!("{path}&w=4")).await.status(),
+        StatusCode::OK
+    );
 
     let miss = miss_body(&app, &format!("/files/{id}/draft.png")).await;
     assert_eq!(miss.0, StatusCode::NOT_FOUND);
     // Tampered: another expiry, another signature, another file's name.
     let (base, query) = path.split_once('?').unwrap();
-    let expires: i64 = query.split('&').find_map(|p| p.strip_prefix("expires=")).unwrap().parse().unwrap();
-    let sig = query.split('&').find_map(|p| p.strip_prefix("sig=")).unwrap();
+    let expires: i64 = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("expires="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sig = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("sig="))
+        .unwrap();
     let mut flipped = sig.to_owned();
     flipped.replace_range(0..1, if sig.starts_with('0') { "1" } else { "0" });
     for bad in [
@@ -365,19 +541,57 @@ both_dbs!(drafts_need_a_valid_signature, |app: TestApp| async move {
     assert_eq!(miss_body(&app, &path).await, miss);
 
     // Who may ask for a preview URL.
-    let live = app.new_key().secret().live().scopes(&["files:read"]).create().await;
-    let public = app.new_key().public().test().scopes(&["files:read"]).create().await;
-    let no_drafts = app.new_key().secret().test().scopes(&["files:read"]).create().await;
+    let live = app
+        .new_key()
+        .secret()
+        .live()
+        .scopes(&["files:read", "records:read"])
+        .create()
+        .await;
+    let public = app
+        .new_key()
+        .public()
+        .test()
+        .scopes(&["files:read", "records:read"])
+        .create()
+        .await;
+    let no_drafts = app
+        .new_key()
+        .secret()
+        .test()
+        .scopes(&["files:read", "records:read"])
+        .create()
+        .await;
     for key in [&live, &public, &no_drafts] {
         let r = app.gql(key, q, json!({ "id": id, "s": 60 })).await;
         assert_eq!(r.code(), Some("FORBIDDEN"), "{}", r.body);
+        // Files apply the drafts:read rule of records, word for word.
+        let files = app
+            .gql(key, "{ files(preview: true) { totalCount } }", json!({}))
+            .await;
+        let records = app
+            .gql(
+                key,
+                "{ records(modelKey: \"none\", preview: true) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(files.code(), Some("FORBIDDEN"));
+        assert_eq!(files.message(), records.message());
     }
     gql_file(&app, &t.root, "publishFile", &id).await;
     let r = app
-        .gql(&live, "query($id: ID!) { file(id: $id) { status previewUrl } }", json!({ "id": id }))
+        .gql(
+            &live,
+            "query($id: ID!) { file(id: $id) { status previewUrl } }",
+            json!({ "id": id }),
+        )
         .await;
     assert_eq!(r.code(), Some("FORBIDDEN"));
-    assert_eq!(r.body["data"]["file"]["status"], "PUBLISHED", "the other fields still answer");
+    assert_eq!(
+        r.body["data"]["file"]["status"], "PUBLISHED",
+        "the other fields still answer"
+    );
     let r = app.gql(&t.root, q, json!({ "id": id, "s": 604801 })).await;
     assert_eq!(r.code(), Some("BAD_USER_INPUT"));
 });
@@ -387,40 +601,115 @@ both_dbs!(views_projects_and_scopes, |app: TestApp| async move {
     let other = app.tenant("other").await;
     let draft = uploaded(&app, &t.root, "d.txt", b"d".to_vec()).await;
     let public = uploaded(&app, &t.root, "p.txt", b"p".to_vec()).await;
-    let (draft, public) = (draft["id"].as_str().unwrap().to_owned(), public["id"].as_str().unwrap().to_owned());
+    let (draft, public) = (
+        draft["id"].as_str().unwrap().to_owned(),
+        public["id"].as_str().unwrap().to_owned(),
+    );
     gql_file(&app, &t.root, "publishFile", &public).await;
 
-    let reader = app.new_key().public().live().scopes(&["files:read"]).create().await;
-    let listed = app.data(&reader, "{ files { items { id } totalCount } }", json!({})).await;
+    let reader = app
+        .new_key()
+        .public()
+        .live()
+        .scopes(&["files:read"])
+        .create()
+        .await;
+    let listed = app
+        .data(&reader, "{ files { items { id } totalCount } }", json!({}))
+        .await;
     assert_eq!(listed["files"]["items"], json!([{ "id": public }]));
     assert_eq!(listed["files"]["totalCount"], 1);
-    let one = app.data(&reader, "query($id: ID!) { file(id: $id) { id } }", json!({ "id": draft })).await;
-    assert!(one["file"].is_null(), "a draft does not exist in the published view");
-    let r = app.gql(&reader, "{ files(preview: true) { totalCount } }", json!({})).await;
+    let one = app
+        .data(
+            &reader,
+            "query($id: ID!) { file(id: $id) { id } }",
+            json!({ "id": draft }),
+        )
+        .await;
+    assert!(
+        one["file"].is_null(),
+        "a draft does not exist in the published view"
+    );
+    let r = app
+        .gql(
+            &reader,
+            "{ files(preview: true) { totalCount } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(r.code(), Some("FORBIDDEN"));
-    let all = app.data(&t.root, "{ files(preview: true) { totalCount } }", json!({})).await;
+    let all = app
+        .data(
+            &t.root,
+            "{ files(preview: true) { totalCount } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(all["files"]["totalCount"], 2);
 
     // Another project's key sees nothing and touches nothing.
-    let theirs = app.data(&other.root, "query($id: ID!) { file(id: $id, preview: true) { id } }", json!({ "id": public })).await;
+    let theirs = app
+        .data(
+            &other.root,
+            "query($id: ID!) { file(id: $id, preview: true) { id } }",
+            json!({ "id": public }),
+        )
+        .await;
     assert!(theirs["file"].is_null());
     for op in ["publishFile", "unpublishFile"] {
         let q = format!("mutation($id: ID!) {{ {op}(id: $id) {{ id }} }}");
-        assert_eq!(app.gql(&other.root, &q, json!({ "id": draft })).await.code(), Some("NOT_FOUND"));
+        assert_eq!(
+            app.gql(&other.root, &q, json!({ "id": draft }))
+                .await
+                .code(),
+            Some("NOT_FOUND")
+        );
     }
-    let r = app.gql(&other.root, "mutation($id: ID!) { deleteFile(id: $id) }", json!({ "id": public })).await;
+    let r = app
+        .gql(
+            &other.root,
+            "mutation($id: ID!) { deleteFile(id: $id) }",
+            json!({ "id": public }),
+        )
+        .await;
     assert_eq!(r.code(), Some("NOT_FOUND"));
-    let listed = app.data(&other.root, "{ files(preview: true) { totalCount } }", json!({})).await;
+    let listed = app
+        .data(
+            &other.root,
+            "{ files(preview: true) { totalCount } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(listed["files"]["totalCount"], 0);
 
     // Scopes: each operation × the scope it needs.
     let cases = [
         ("{ files { totalCount } }", json!({}), "files:read"),
-        ("query($id: ID!) { file(id: $id) { id } }", json!({ "id": public }), "files:read"),
-        ("mutation($id: ID!) { updateFile(id: $id, input: { alt: \"x\" }) { id } }", json!({ "id": public }), "files:write"),
-        ("mutation($id: ID!) { publishFile(id: $id) { id } }", json!({ "id": public }), "files:write"),
-        ("mutation($id: ID!) { unpublishFile(id: $id) { id } }", json!({ "id": draft }), "files:write"),
-        ("mutation($id: ID!) { deleteFile(id: $id) }", json!({ "id": draft }), "files:delete"),
+        (
+            "query($id: ID!) { file(id: $id) { id } }",
+            json!({ "id": public }),
+            "files:read",
+        ),
+        (
+            "mutation($id: ID!) { updateFile(id: $id, input: { alt: \"x\" }) { id } }",
+            json!({ "id": public }),
+            "files:write",
+        ),
+        (
+            "mutation($id: ID!) { publishFile(id: $id) { id } }",
+            json!({ "id": public }),
+            "files:write",
+        ),
+        (
+            "mutation($id: ID!) { unpublishFile(id: $id) { id } }",
+            json!({ "id": draft }),
+            "files:write",
+        ),
+        (
+            "mutation($id: ID!) { deleteFile(id: $id) }",
+            json!({ "id": draft }),
+            "files:delete",
+        ),
     ];
     for (query, vars, needed) in cases {
         let others: Vec<&str> = ["files:read", "files:write", "files:delete", "records:read"]
@@ -428,10 +717,24 @@ both_dbs!(views_projects_and_scopes, |app: TestApp| async move {
             .filter(|s| *s != needed)
             .collect();
         let without = app.new_key().secret().test().scopes(&others).create().await;
-        assert_eq!(app.gql(&without, query, vars.clone()).await.code(), Some("FORBIDDEN"), "{query} without {needed}");
-        let with = app.new_key().secret().test().scopes(&[needed]).create().await;
+        assert_eq!(
+            app.gql(&without, query, vars.clone()).await.code(),
+            Some("FORBIDDEN"),
+            "{query} without {needed}"
+        );
+        let with = app
+            .new_key()
+            .secret()
+            .test()
+            .scopes(&[needed])
+            .create()
+            .await;
         let r = app.gql(&with, query, vars.clone()).await;
-        assert!(r.body.get("errors").is_none(), "{query} with {needed}: {}", r.body);
+        assert!(
+            r.body.get("errors").is_none(),
+            "{query} with {needed}: {}",
+            r.body
+        );
     }
     // Paging: newest first, cursors walk everything once.
     for i in 0..5 {
@@ -454,7 +757,9 @@ both_dbs!(views_projects_and_scopes, |app: TestApp| async move {
     }
     assert_eq!(seen.len(), 6, "{seen:?}");
     assert_eq!(&seen[..2], ["n4.txt", "n3.txt"]);
-    let r = app.gql(&t.root, "{ files(limit: 101) { totalCount } }", json!({})).await;
+    let r = app
+        .gql(&t.root, "{ files(limit: 101) { totalCount } }", json!({}))
+        .await;
     assert_eq!(r.code(), Some("BAD_USER_INPUT"));
 });
 
@@ -482,119 +787,255 @@ both_dbs!(image_variants, |app: TestApp| async move {
         let r = get(&app, &format!("{base}?{query}")).await;
         assert_eq!(r.status(), StatusCode::OK, "{query}");
         assert_eq!(r.headers()["content-type"], ct, "{query}");
-        assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(
+            r.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
         let etag = r.headers()["etag"].to_str().unwrap().to_owned();
         assert_eq!(size_of(&r.bytes().await.unwrap()), dims, "{query}");
-        let again = app.client.get(app.url(&format!("{base}?{query}"))).header("if-none-match", etag).send().await.unwrap();
+        let again = app
+            .client
+            .get(app.url(&format!("{base}?{query}")))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     }
     // Kept beside the original: a repeated URL reads the stored variant.
-    let variants: Vec<String> = files_on_disk(&store_dir(&app)).into_iter().filter(|p| p.contains("/v/")).collect();
+    let variants: Vec<String> = files_on_disk(&store_dir(&app))
+        .into_iter()
+        .filter(|p| p.contains("/v/"))
+        .collect();
     assert_eq!(variants.len(), cases.len(), "{variants:?}");
-    let stored = app.state.files.storage.list_project(&t.project.id).await.unwrap();
+    let stored = app
+        .state
+        .files
+        .storage
+        .list_project(&t.project.id)
+        .await
+        .unwrap();
     assert_eq!(stored.len(), cases.len() + 1);
-    let first = get(&app, &format!("{base}?w=100")).await.bytes().await.unwrap();
+    let first = get(&app, &format!("{base}?w=100"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(size_of(&first), (100, 50));
-    for bad in ["w=0", "w=4001", "h=abc", "fit=zoom", "fm=bmp", "q=0", "q=101"] {
+    for bad in [
+        "w=0", "w=4001", "h=abc", "fit=zoom", "fm=bmp", "q=0", "q=101",
+    ] {
         let r = get(&app, &format!("{base}?{bad}")).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
-        assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"],
+            "BAD_REQUEST"
+        );
     }
     // Deleting the file removes its bytes and every variant.
-    let r = app.data(&t.root, "mutation($id: ID!) { deleteFile(id: $id) }", json!({ "id": id })).await;
+    let r = app
+        .data(
+            &t.root,
+            "mutation($id: ID!) { deleteFile(id: $id) }",
+            json!({ "id": id }),
+        )
+        .await;
     assert_eq!(r["deleteFile"], true);
     assert!(files_on_disk(&store_dir(&app)).is_empty());
     assert_eq!(get(&app, &base).await.status(), StatusCode::NOT_FOUND);
 });
 
-both_dbs!(file_fields_publish_with_records, |app: TestApp| async move {
-    let t = app.default_tenant().await;
-    let other = app.tenant("other").await;
-    app.create_model(&t.root, json!({ "key": "post", "name": "Post", "fields": [
+both_dbs!(
+    file_fields_publish_with_records,
+    |app: TestApp| async move {
+        let t = app.default_tenant().await;
+        let other = app.tenant("other").await;
+        app.create_model(
+            &t.root,
+            json!({ "key": "post", "name": "Post", "fields": [
         { "name": "title", "type": "STRING" },
         { "name": "cover", "type": "FILE" }
-    ] }))
-    .await;
-    let model = app.data(&t.root, "{ model(key: \"post\") { fields { name type } } }", json!({})).await;
-    assert_eq!(model["model"]["fields"][1]["type"], "FILE");
-    let mine = uploaded(&app, &t.root, "cover.png", png(4, 4)).await["id"].as_str().unwrap().to_owned();
-    let theirs = uploaded(&app, &other.root, "x.png", png(4, 4)).await["id"].as_str().unwrap().to_owned();
-    let create = "mutation($d: JSON!) { createRecord(modelKey: \"post\", data: $d) { id } }";
-    for bad in [json!("nope"), json!(theirs), json!(42)] {
-        let r = app.gql(&t.root, create, json!({ "d": { "title": "T", "cover": bad } })).await;
-        assert_eq!(r.code(), Some("BAD_USER_INPUT"), "{bad}");
-        assert_eq!(r.error_field(), Some("cover"));
+    ] }),
+        )
+        .await;
+        let model = app
+            .data(
+                &t.root,
+                "{ model(key: \"post\") { fields { name type } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(model["model"]["fields"][1]["type"], "FILE");
+        let mine = uploaded(&app, &t.root, "cover.png", png(4, 4)).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let theirs = uploaded(&app, &other.root, "x.png", png(4, 4)).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let create = "mutation($d: JSON!) { createRecord(modelKey: \"post\", data: $d) { id } }";
+        for bad in [json!("nope"), json!(theirs), json!(42)] {
+            let r = app
+                .gql(
+                    &t.root,
+                    create,
+                    json!({ "d": { "title": "T", "cover": bad } }),
+                )
+                .await;
+            assert_eq!(r.code(), Some("BAD_USER_INPUT"), "{bad}");
+            assert_eq!(r.error_field(), Some("cover"));
+        }
+        let record = app
+            .data(
+                &t.root,
+                create,
+                json!({ "d": { "title": "T", "cover": mine } }),
+            )
+            .await["createRecord"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let status = "query($id: ID!) { file(id: $id, preview: true) { status } }";
+        assert_eq!(
+            app.data(&t.root, status, json!({ "id": mine })).await["file"]["status"],
+            "DRAFT"
+        );
+        app.data(
+            &t.root,
+            "mutation($id: ID!) { publishRecord(id: $id) { id } }",
+            json!({ "id": record }),
+        )
+        .await;
+        assert_eq!(
+            app.data(&t.root, status, json!({ "id": mine })).await["file"]["status"],
+            "PUBLISHED"
+        );
+        assert_eq!(
+            get(&app, &format!("/files/{mine}/cover.png"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+
+        let r = app
+            .gql(
+                &t.root,
+                "mutation($id: ID!) { deleteFile(id: $id) }",
+                json!({ "id": mine }),
+            )
+            .await;
+        assert_eq!(r.code(), Some("CONFLICT"));
+        assert!(r.message().contains(&record), "{}", r.message());
+        app.data(
+            &t.root,
+            "mutation($id: ID!) { deleteRecord(id: $id) }",
+            json!({ "id": record }),
+        )
+        .await;
+        let r = app
+            .data(
+                &t.root,
+                "mutation($id: ID!) { deleteFile(id: $id) }",
+                json!({ "id": mine }),
+            )
+            .await;
+        assert_eq!(r["deleteFile"], true);
+        let events = app
+            .data(
+                &t.root,
+                "{ events(limit: 50, types: [\"file.*\"]) { items { type fileId } } }",
+                json!({}),
+            )
+            .await;
+        let mine_types: Vec<&str> = events["events"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["fileId"] == mine.as_str())
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            mine_types,
+            ["file.created", "file.published", "file.deleted"]
+        );
     }
-    let record = app.data(&t.root, create, json!({ "d": { "title": "T", "cover": mine } })).await["createRecord"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let status = "query($id: ID!) { file(id: $id, preview: true) { status } }";
-    assert_eq!(app.data(&t.root, status, json!({ "id": mine })).await["file"]["status"], "DRAFT");
-    app.data(&t.root, "mutation($id: ID!) { publishRecord(id: $id) { id } }", json!({ "id": record })).await;
-    assert_eq!(app.data(&t.root, status, json!({ "id": mine })).await["file"]["status"], "PUBLISHED");
-    assert_eq!(get(&app, &format!("/files/{mine}/cover.png")).await.status(), StatusCode::OK);
+);
 
-    let r = app.gql(&t.root, "mutation($id: ID!) { deleteFile(id: $id) }", json!({ "id": mine })).await;
-    assert_eq!(r.code(), Some("CONFLICT"));
-    assert!(r.message().contains(&record), "{}", r.message());
-    app.data(&t.root, "mutation($id: ID!) { deleteRecord(id: $id) }", json!({ "id": record })).await;
-    let r = app.data(&t.root, "mutation($id: ID!) { deleteFile(id: $id) }", json!({ "id": mine })).await;
-    assert_eq!(r["deleteFile"], true);
-    let events = app.data(&t.root, "{ events(limit: 50, types: [\"file.*\"]) { items { type fileId } } }", json!({})).await;
-    let mine_types: Vec<&str> = events["events"]["items"].as_array().unwrap().iter()
-        .filter(|e| e["fileId"] == mine.as_str()).map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(mine_types, ["file.created", "file.published", "file.deleted"]);
-});
-
-both_dbs!(unpublish_reaches_other_instances, |app: TestApp| async move {
-    let b = app.sibling(|_| {}).await;
-    let t = app.default_tenant().await;
-    let id = uploaded(&app, &t.root, "a.txt", b"a".to_vec()).await["id"].as_str().unwrap().to_owned();
-    gql_file(&app, &t.root, "publishFile", &id).await;
-    let path = format!("/files/{id}/a.txt");
-    assert_eq!(get(&b, &path).await.status(), StatusCode::OK);
-    gql_file(&app, &t.root, "unpublishFile", &id).await;
-    let started = std::time::Instant::now();
-    while get(&b, &path).await.status() != StatusCode::NOT_FOUND {
-        assert!(started.elapsed() < Duration::from_secs(2), "still served after 2 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+both_dbs!(
+    unpublish_reaches_other_instances,
+    |app: TestApp| async move {
+        let b = app.sibling(|_| {}).await;
+        let t = app.default_tenant().await;
+        let id = uploaded(&app, &t.root, "a.txt", b"a".to_vec()).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        gql_file(&app, &t.root, "publishFile", &id).await;
+        let path = format!("/files/{id}/a.txt");
+        assert_eq!(get(&b, &path).await.status(), StatusCode::OK);
+        gql_file(&app, &t.root, "unpublishFile", &id).await;
+        let started = std::time::Instant::now();
+        while get(&b, &path).await.status() != StatusCode::NOT_FOUND {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "still served after 2 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        gql_file(&app, &t.root, "publishFile", &id).await;
+        assert_eq!(get(&b, &path).await.status(), StatusCode::OK);
+        app.data(
+            &t.root,
+            "mutation($id: ID!) { deleteFile(id: $id) }",
+            json!({ "id": id }),
+        )
+        .await;
+        assert_eq!(get(&b, &path).await.status(), StatusCode::NOT_FOUND);
     }
-    gql_file(&app, &t.root, "publishFile", &id).await;
-    assert_eq!(get(&b, &path).await.status(), StatusCode::OK);
-    app.data(&t.root, "mutation($id: ID!) { deleteFile(id: $id) }", json!({ "id": id })).await;
-    assert_eq!(get(&b, &path).await.status(), StatusCode::NOT_FOUND);
-});
+);
 
-both_dbs!(a_client_gone_mid_upload_leaves_nothing, |app: TestApp| async move {
-    use tokio::io::AsyncWriteExt;
-    let t = app.default_tenant().await;
-    // Larger than one part, so the store has started writing parts.
-    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let head = format!(
+both_dbs!(
+    a_client_gone_mid_upload_leaves_nothing,
+    |app: TestApp| async move {
+        use tokio::io::AsyncWriteExt;
+        let t = app.default_tenant().await;
+        // Larger than one part, so the store has started writing parts.
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
         "POST /files?filename=cut.bin HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\nContent-Length: 20000000\r\n\r\n",
         t.root.secret.as_str()
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let chunk = vec![5u8; 1024 * 1024];
-    for _ in 0..12 {
-        stream.write_all(&chunk).await.unwrap();
-    }
-    stream.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(stream);
-    let started = std::time::Instant::now();
-    loop {
-        let left = files_on_disk(&store_dir(&app));
-        if left.is_empty() {
-            break;
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![5u8; 1024 * 1024];
+        for _ in 0..12 {
+            stream.write_all(&chunk).await.unwrap();
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "left behind: {left:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(stream);
+        let started = std::time::Instant::now();
+        loop {
+            let left = files_on_disk(&store_dir(&app));
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "left behind: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let listed = app
+            .data(
+                &t.root,
+                "{ files(preview: true) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(listed["files"]["totalCount"], 0);
     }
-    let listed = app.data(&t.root, "{ files(preview: true) { totalCount } }", json!({})).await;
-    assert_eq!(listed["files"]["totalCount"], 0);
-});
+);
 
 /// The server's resident set (kB) and its peak, from /proc.
 fn rss_kb(pid: u32) -> (u64, u64) {
@@ -610,45 +1051,70 @@ fn rss_kb(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-both_dbs!(a_200_mib_upload_keeps_memory_flat, |db: FreshDb| async move {
-    let dir = tempfile::tempdir().unwrap();
-    let files_dir = dir.path().display().to_string();
-    let server = Server::start(
-        &db.url,
-        &[("QUIRE_MAX_FILE_BYTES", "262144000"), ("QUIRE_FILES_DIR", files_dir.as_str())],
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let key = server.printed_keys().into_iter().find_map(|l| l.split_whitespace().find(|w| w.starts_with("sk_test_")).map(str::to_owned)).unwrap();
-    let client = reqwest::Client::new();
-    // Warm the server up with a small upload first.
-    let r = client.post(server.url("/files?filename=warm.bin")).header("x-api-key", &key).body(vec![1u8; 1024 * 1024]).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let pid = server.child.id().unwrap();
-    let (before, _) = rss_kb(pid);
-    const MIB: usize = 1024 * 1024;
-    let chunks = futures::stream::iter((0..200).map(|i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; MIB])));
-    let r = client
-        .post(server.url("/files?filename=big.bin"))
-        .header("x-api-key", &key)
-        .header("content-length", (200 * MIB).to_string())
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let f: Value = r.json().await.unwrap();
-    assert_eq!(f["file"]["size"].as_u64(), Some(200 * MIB as u64));
-    let (after, peak) = rss_kb(pid);
-    let growth_mib = (peak.saturating_sub(before)) as f64 / 1024.0;
-    eprintln!("200 MiB upload: RSS before {before} kB, after {after} kB, peak {peak} kB: growth {growth_mib:.1} MiB");
-    assert!(growth_mib < 32.0, "RSS grew by {growth_mib:.1} MiB");
-    server.stop().await;
-});
+both_dbs!(
+    a_200_mib_upload_keeps_memory_flat,
+    |db: FreshDb| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let files_dir = dir.path().display().to_string();
+        let server = Server::start(
+            &db.url,
+            &[
+                ("QUIRE_MAX_FILE_BYTES", "262144000"),
+                ("QUIRE_FILES_DIR", files_dir.as_str()),
+            ],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let key = server
+            .printed_keys()
+            .into_iter()
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("sk_test_"))
+                    .map(str::to_owned)
+            })
+            .unwrap();
+        let client = reqwest::Client::new();
+        // Warm the server up with a small upload first.
+        let r = client
+            .post(server.url("/files?filename=warm.bin"))
+            .header("x-api-key", &key)
+            .body(vec![1u8; 1024 * 1024])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let pid = server.child.id().unwrap();
+        let (before, _) = rss_kb(pid);
+        const MIB: usize = 1024 * 1024;
+        let chunks = futures::stream::iter(
+            (0..200).map(|i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; MIB])),
+        );
+        let r = client
+            .post(server.url("/files?filename=big.bin"))
+            .header("x-api-key", &key)
+            .header("content-length", (200 * MIB).to_string())
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let f: Value = r.json().await.unwrap();
+        assert_eq!(f["file"]["size"].as_u64(), Some(200 * MIB as u64));
+        let (after, peak) = rss_kb(pid);
+        let growth_mib = (peak.saturating_sub(before)) as f64 / 1024.0;
+        eprintln!("200 MiB upload: RSS before {before} kB, after {after} kB, peak {peak} kB: growth {growth_mib:.1} MiB");
+        assert!(growth_mib < 32.0, "RSS grew by {growth_mib:.1} MiB");
+        server.stop().await;
+    }
+);
 
 /// A server whose files live in a fresh bucket of the local moto server;
 /// `None` (saying so) without moto or without the backend.
-async fn on_s3(backend: Backend, configure: impl FnOnce(&mut quire::config::Config)) -> Option<(TestApp, u16, String)> {
+async fn on_s3(
+    backend: Backend,
+    configure: impl FnOnce(&mut quire::config::Config),
+) -> Option<(TestApp, u16, String)> {
     let (port, bucket) = crate::support::moto::fresh_bucket().await?;
     let url = format!("s3://{bucket}/some/prefix");
     let app = TestApp::try_spawn_with(backend, |c| {
@@ -670,64 +1136,114 @@ both_dbs!(s3_store_round_trip, |backend: Backend| async move {
     gql_file(&app, &t.root, "publishFile", &id).await;
     let path = format!("/files/{id}/s3.png");
     // Another instance on the same bucket serves it too.
-    let b = app.sibling(|c| c.files.files_url = Some(format!("s3://{bucket}/some/prefix").as_str().into())).await;
+    let b = app
+        .sibling(|c| c.files.files_url = Some(format!("s3://{bucket}/some/prefix").as_str().into()))
+        .await;
     let r = get(&b, &path).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
-    let r = app.client.get(app.url(&path)).header("range", "bytes=8-15").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url(&path))
+        .header("range", "bytes=8-15")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[8..16].to_vec());
     let r = get(&app, &format!("{path}?w=30")).await;
     assert_eq!(r.status(), StatusCode::OK);
     let s = imagesize::blob_size(&r.bytes().await.unwrap()).unwrap();
     assert_eq!((s.width, s.height), (30, 15));
-    let stored = app.state.files.storage.list_project(&t.project.id).await.unwrap();
-    assert_eq!(stored.len(), 2, "original and variant: {stored:?}");
-    app.data(&t.root, "mutation($id: ID!) { deleteFile(id: $id) }", json!({ "id": id })).await;
-    assert!(app.state.files.storage.list_project(&t.project.id).await.unwrap().is_empty());
-    assert_eq!(get(&b, &path).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(crate::support::moto::open_multipart_uploads(port, &bucket).await, 0);
-});
-
-both_dbs!(s3_refused_and_cut_uploads_leave_nothing, |backend: Backend| async move {
-    let Some((app, port, bucket)) = on_s3(backend, |c| c.files.max_file_bytes = 12 * 1024 * 1024).await else {
-        return;
-    };
-    use tokio::io::AsyncWriteExt;
-    let t = app.default_tenant().await;
-    // Over the limit after two parts went up: 413, and the upload aborted.
-    let chunks = futures::stream::iter((0..13).map(|_| Ok::<_, std::io::Error>(vec![3u8; 1024 * 1024])));
-    let r = app
-        .client
-        .post(app.url("/files?filename=big.bin"))
-        .header("x-api-key", t.root.secret.as_str())
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
+    let stored = app
+        .state
+        .files
+        .storage
+        .list_project(&t.project.id)
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    // A client gone after 11 MiB.
-    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let head = format!(
+    assert_eq!(stored.len(), 2, "original and variant: {stored:?}");
+    app.data(
+        &t.root,
+        "mutation($id: ID!) { deleteFile(id: $id) }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert!(app
+        .state
+        .files
+        .storage
+        .list_project(&t.project.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(get(&b, &path).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        crate::support::moto::open_multipart_uploads(port, &bucket).await,
+        0
+    );
+});
+
+both_dbs!(
+    s3_refused_and_cut_uploads_leave_nothing,
+    |backend: Backend| async move {
+        let Some((app, port, bucket)) =
+            on_s3(backend, |c| c.files.max_file_bytes = 12 * 1024 * 1024).await
+        else {
+            return;
+        };
+        use tokio::io::AsyncWriteExt;
+        let t = app.default_tenant().await;
+        // Over the limit after two parts went up: 413, and the upload aborted.
+        let chunks =
+            futures::stream::iter((0..13).map(|_| Ok::<_, std::io::Error>(vec![3u8; 1024 * 1024])));
+        let r = app
+            .client
+            .post(app.url("/files?filename=big.bin"))
+            .header("x-api-key", t.root.secret.as_str())
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // A client gone after 11 MiB.
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
         "POST /files?filename=cut.bin HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\nContent-Length: 12000000\r\n\r\n",
         t.root.secret.as_str()
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    for _ in 0..11 {
-        stream.write_all(&vec![4u8; 1024 * 1024]).await.unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    drop(stream);
-    let started = std::time::Instant::now();
-    loop {
-        let objects = app.state.files.storage.list_project(&t.project.id).await.unwrap();
-        let open = crate::support::moto::open_multipart_uploads(port, &bucket).await;
-        if objects.is_empty() && open == 0 {
-            break;
+        stream.write_all(head.as_bytes()).await.unwrap();
+        for _ in 0..11 {
+            stream.write_all(&vec![4u8; 1024 * 1024]).await.unwrap();
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "left: {objects:?}, {open} open uploads");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(stream);
+        let started = std::time::Instant::now();
+        loop {
+            let objects = app
+                .state
+                .files
+                .storage
+                .list_project(&t.project.id)
+                .await
+                .unwrap();
+            let open = crate::support::moto::open_multipart_uploads(port, &bucket).await;
+            if objects.is_empty() && open == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "left: {objects:?}, {open} open uploads"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let listed = app
+            .data(
+                &t.root,
+                "{ files(preview: true) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(listed["files"]["totalCount"], 0);
     }
-    let listed = app.data(&t.root, "{ files(preview: true) { totalCount } }", json!({})).await;
-    assert_eq!(listed["files"]["totalCount"], 0);
-});
+);

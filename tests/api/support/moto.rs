@@ -66,7 +66,11 @@ pub async fn fresh_bucket() -> Option<(u16, String)> {
         .send()
         .await
         .expect("create a bucket on moto");
-    assert!(r.status().is_success(), "moto refused the bucket: {}", r.status());
+    assert!(
+        r.status().is_success(),
+        "moto refused the bucket: {}",
+        r.status()
+    );
     Some((port, bucket))
 }
 
