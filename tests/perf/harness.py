@@ -640,13 +640,19 @@ def png_bytes(w, h):
             + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b""))
 
 
-def upload_file(url, key, path, name):
-    """POST /files?filename=NAME streaming the file (curl); the file object."""
-    out = subprocess.run(["curl", "-sS", "-f", "-X", "POST", "-H", f"x-api-key: {key}",
-                          "-H", "content-type: application/octet-stream",
+def upload_file(url, key, path, name, work):
+    """POST /files?filename=NAME streaming the file (curl, the key in a
+    header file so no command line shows it); the file object."""
+    headers = os.path.join(work, "curl-headers")
+    with open(headers, "w") as f:
+        f.write(f"x-api-key: {key}\ncontent-type: application/octet-stream\n")
+    out = subprocess.run(["curl", "-sS", "-X", "POST", "-H", f"@{headers}", "-w", "\n%{http_code}",
                           "--data-binary", f"@{path}", f"{url}/files?filename={name}"],
-                         capture_output=True, check=True, timeout=120)
-    return json.loads(out.stdout)["file"]
+                         capture_output=True, timeout=120)
+    body, _, status = out.stdout.decode(errors="replace").rpartition("\n")
+    if status != "201":
+        raise SystemExit(f"upload of {name} answered {status}: {body[:300]} {out.stderr[:300]!r}")
+    return json.loads(body)["file"]
 
 
 def files_bench(args):
@@ -679,7 +685,7 @@ def files_bench(args):
             cp_s.append(time.perf_counter() - t)
             os.remove(os.path.join(work, f"copy{i}.bin"))
             t = time.perf_counter()
-            upload_file(server.url, root, big, f"ten{i}.bin")
+            upload_file(server.url, root, big, f"ten{i}.bin", work)
             up_s.append(time.perf_counter() - t)
         mib = lambda secs: 10 / statistics.median(secs)
         # Serving: a published 100 KiB file, the original of a 1200x900
@@ -692,7 +698,7 @@ def files_bench(args):
             f.write(png_bytes(1200, 900))
         urls = {}
         for name, path in (("small.bin", small), ("image.png", image)):
-            fid = upload_file(server.url, root, path, name)["id"]
+            fid = upload_file(server.url, root, path, name, work)["id"]
             urls[name] = gql(server.url, root, "mutation($id: ID!) { publishFile(id: $id) { url } }",
                              {"id": fid})["publishFile"]["url"]
         variant = urls["image.png"] + "?w=400"
