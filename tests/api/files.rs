@@ -1247,3 +1247,70 @@ both_dbs!(
         assert_eq!(listed["files"]["totalCount"], 0);
     }
 );
+
+both_dbs!(cli_uploads_publishes_and_lists, |db: FreshDb| async move {
+    let dir = tempfile::tempdir().unwrap();
+    let files_dir = dir.path().join("store").display().to_string();
+    let server = Server::start(&db.url, &[("QUIRE_FILES_DIR", files_dir.as_str())]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let key = server
+        .printed_keys()
+        .into_iter()
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("sk_test_"))
+                .map(str::to_owned)
+        })
+        .unwrap();
+    let path = dir.path().join("logo.png");
+    std::fs::write(&path, png(10, 6)).unwrap();
+    let run = |args: Vec<String>| {
+        let key = key.clone();
+        let url = server.url("");
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+                .args(&args)
+                .env("QUIRE_URL", url)
+                .env("QUIRE_API_KEY", key)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let out = run(vec![
+        "files".into(),
+        "upload".into(),
+        path.display().to_string(),
+        "--publish".into(),
+        "--json".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(file["status"], "PUBLISHED");
+    assert_eq!(
+        (file["width"].as_i64(), file["height"].as_i64()),
+        (Some(10), Some(6))
+    );
+    let served = reqwest::get(file["url"].as_str().unwrap()).await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let out = run(vec!["files".into(), "list".into(), "--json".into()]).await;
+    assert!(out.status.success());
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], file["id"]);
+    // A missing file is an error on stderr with a non-zero status.
+    let out = run(vec![
+        "files".into(),
+        "upload".into(),
+        "/nonexistent/x.png".into(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open"));
+    server.stop().await;
+});
