@@ -22,6 +22,7 @@ use crate::content::ContentService;
 use crate::db::Database;
 use crate::error::StartError;
 use crate::events::Events;
+use crate::files::FileService;
 use crate::keys::KeyService;
 use crate::ratelimit::redis_store::RedisStore;
 use crate::ratelimit::Limiter;
@@ -52,6 +53,8 @@ pub struct App {
     /// Events and webhooks: the wake-up hub, webhook management, the
     /// dispatcher.
     pub events: Events,
+    /// Files: uploads, storage, delivery, variants (the one door).
+    pub files: FileService,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Per-key hourly budgets.
@@ -126,6 +129,9 @@ impl App {
             changes.clone(),
             catalog.clone(),
         ));
+        let files = FileService::new(&config.files, db.clone(), clock.clone(), changes.clone())
+            .await
+            .map_err(StartError::Config)?;
         let content = ContentService::new(db.clone(), clock.clone(), changes, catalog);
         let authenticator = Arc::new(Authenticator::new(
             key_cache.clone(),
@@ -153,6 +159,7 @@ impl App {
             content,
             schedules,
             events,
+            files,
             metrics,
             redis,
         }))

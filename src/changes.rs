@@ -40,6 +40,9 @@ pub enum Change {
         /// Whether what the published view shows changed.
         published_view: bool,
     },
+    /// A file was written (uploaded, changed, published, unpublished or
+    /// deleted); no cached read shows files.
+    File { project_id: String, file_id: String },
     /// A write in the project whose outcome is unknown.
     InDoubt { project_id: String },
 }
@@ -69,6 +72,7 @@ impl Change {
             Change::Keys { project_id, .. }
             | Change::Model { project_id, .. }
             | Change::Record { project_id, .. }
+            | Change::File { project_id, .. }
             | Change::InDoubt { project_id } => project_id,
         }
     }
@@ -77,7 +81,7 @@ impl Change {
     /// (every model change does: it can change how reads are answered).
     pub fn touches_published_view(&self) -> bool {
         match self {
-            Change::Keys { .. } => false,
+            Change::Keys { .. } | Change::File { .. } => false,
             Change::Model { .. } | Change::InDoubt { .. } => true,
             Change::Record { published_view, .. } => *published_view,
         }

@@ -203,6 +203,8 @@ pub struct Config {
     /// Count requests per key for `keyUsage` (on by default).
     #[arg(long, env = "QUIRE_USAGE", default_value_t = true, action = clap::ArgAction::Set)]
     pub usage: bool,
+    #[command(flatten)]
+    pub files: FilesConfig,
 }
 
 impl Config {
@@ -234,6 +236,76 @@ impl Config {
             webhook_allow_private: false,
             usage_flush_seconds: DEFAULT_USAGE_FLUSH_SECONDS,
             usage: true,
+            files: FilesConfig::default(),
+        }
+    }
+}
+
+/// Default `QUIRE_FILES_DIR`.
+pub const DEFAULT_FILES_DIR: &str = "./quire-files";
+/// Default `QUIRE_MAX_FILE_BYTES` (50 MiB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 50 * 1024 * 1024;
+/// Default `QUIRE_MAX_IMAGE_TRANSFORMS`: image transforms at once.
+pub const DEFAULT_MAX_IMAGE_TRANSFORMS: usize = 2;
+
+/// A secret given in the environment: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Files (SPEC §7): where their bytes live, how large they may be, how
+/// their URLs are made and signed.
+#[derive(Args, Clone, Debug)]
+pub struct FilesConfig {
+    /// Directory holding uploaded files (when `QUIRE_FILES_URL` is not set).
+    #[arg(long = "files-dir", env = "QUIRE_FILES_DIR", default_value = DEFAULT_FILES_DIR)]
+    pub files_dir: String,
+    /// `s3://BUCKET/PREFIX`: files in S3-compatible object storage, shared by
+    /// every instance (credentials and endpoint from the `AWS_*` variables).
+    #[arg(long = "files-url", env = "QUIRE_FILES_URL")]
+    pub files_url: Option<SecretUrl>,
+    /// Largest accepted file, in bytes.
+    #[arg(long = "max-file-bytes", env = "QUIRE_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
+    /// Image transforms running at once; more wait their turn.
+    #[arg(long = "max-image-transforms", env = "QUIRE_MAX_IMAGE_TRANSFORMS", default_value_t = DEFAULT_MAX_IMAGE_TRANSFORMS)]
+    pub max_image_transforms: usize,
+    /// The key that signs preview URLs, shared by every instance; without
+    /// it one is generated once and kept in the database.
+    #[arg(
+        long = "signing-secret",
+        env = "QUIRE_SIGNING_SECRET",
+        hide_env_values = true
+    )]
+    pub signing_secret: Option<Secret>,
+    /// The public base URL of file links (`https://cdn.example.com`);
+    /// without it, the request's `Host`.
+    #[arg(long = "public-url", env = "QUIRE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            files_dir: DEFAULT_FILES_DIR.to_owned(),
+            files_url: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_image_transforms: DEFAULT_MAX_IMAGE_TRANSFORMS,
+            signing_secret: None,
+            public_url: None,
         }
     }
 }

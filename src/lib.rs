@@ -13,6 +13,7 @@
 //!  services   schedules ────────┤  schedules (runner) and versions, above content
 //!             keys   content    │  the one door each; commit, then announce
 //!             usage ────────────┤  per-key request counts, flushed off the request path
+//!             files ────────────┤  uploads, storage, delivery (below content: FILE fields, publishing)
 //!             events ───────────┤  outbox, feed, webhooks (below content: it writes the outbox)
 //!  shared     auth  readcache  ratelimit  changes  db
 //!  base       error  config  clock  redis_link       (entity, migration crates)
@@ -29,6 +30,7 @@
 //! | [`content`] | content service: models (held in memory by the catalog), records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
 //! | [`events`] | the outbox (`append`, called by content writes just before they commit; ids in commit order per project), the feed, the stream's wake-ups, webhooks and their dispatcher (leases, retries, signatures, the SSRF guard), pruning |
 //! | [`usage`] | per-key usage: the in-memory aggregate the HTTP layer bumps once per request, its flusher (additive upserts) and pruner, `keyUsage` with the key visibility rules |
+//! | [`files`] | the file service (SPEC §7): streamed uploads to local disk or S3 (`object_store`), type from magic numbers, image headers, drafts and publishing with their events, signed preview URLs, image variants (bounded, with a deadline) |
 //! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
@@ -49,6 +51,7 @@ pub mod content;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod graphql;
 pub mod http;
 pub mod keys;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod files;
 mod schedules;
 mod serve;
 mod usage;
@@ -46,6 +47,11 @@ enum Command {
     Records {
         #[command(subcommand)]
         command: schedules::RecordsCommand,
+    },
+    /// Files: upload and list, over HTTP.
+    Files {
+        #[command(subcommand)]
+        command: files::FilesCommand,
     },
 }
 
@@ -94,6 +100,7 @@ pub fn main() -> ExitCode {
             Command::Whoami(args) => client::whoami(&args).await,
             Command::ApiKeys { command } => client::api_keys(command).await,
             Command::Records { command } => schedules::records(command).await,
+            Command::Files { command } => files::run(command).await,
         }
     });
     match result {

@@ -49,6 +49,8 @@ pub enum FieldType {
     Json,
     /// The id (a string) of a record of `referenceModelKey`.
     Reference,
+    /// The id (a string) of a file of the same project (SPEC §7).
+    File,
 }
 
 impl FieldType {
@@ -63,6 +65,7 @@ impl FieldType {
             FieldType::Datetime => "DATETIME",
             FieldType::Json => "JSON",
             FieldType::Reference => "REFERENCE",
+            FieldType::File => "FILE",
         }
     }
 
@@ -227,7 +230,7 @@ pub fn normalize(field: &FieldDef, value: &Value, error_field: &str) -> AppResul
             Some(_) => Ok(value.clone()),
             None => Err(wrong("a string")),
         },
-        FieldType::Text | FieldType::Reference => match value {
+        FieldType::Text | FieldType::Reference | FieldType::File => match value {
             Value::String(_) => Ok(value.clone()),
             _ => Err(wrong("a string")),
         },

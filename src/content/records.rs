@@ -177,6 +177,9 @@ pub async fn publish_record(
     next.published_data = Some(current.draft_data.clone());
     next.published_at = Some(now);
     next.status = RecordStatus::Published;
+    // The files its FILE fields name are published with it (SPEC §7).
+    crate::files::rows::publish_named(txn, project_id, &file_ids(&model, &current.draft_data), now)
+        .await?;
     finish_change(txn, &model, &current, next, now).await
 }
 
@@ -353,6 +356,9 @@ pub async fn validate_data<C: ConnectionTrait>(
                 if field.field_type == FieldType::Reference {
                     check_reference(db, project_id, field, &value).await?;
                 }
+                if field.field_type == FieldType::File {
+                    check_file(db, project_id, field, &value).await?;
+                }
                 out.insert(field.name.clone(), value);
             }
         }
@@ -392,4 +398,34 @@ async fn check_reference<C: ConnectionTrait>(
         ));
     }
     Ok(())
+}
+
+/// The file ids `data` holds in the model's `FILE` fields.
+fn file_ids(model: &ContentModel, data: &Value) -> Vec<String> {
+    let names = model
+        .fields
+        .iter()
+        .filter(|f| f.field_type == FieldType::File)
+        .map(|f| f.name.as_str());
+    crate::files::named_ids(names, data)
+}
+
+/// A `FILE` value must name a file of the project.
+async fn check_file<C: ConnectionTrait>(
+    db: &C,
+    project_id: &str,
+    field: &FieldDef,
+    value: &Value,
+) -> AppResult<()> {
+    let id = value.as_str().unwrap_or_default();
+    if crate::files::rows::exists(db, project_id, id).await? {
+        return Ok(());
+    }
+    Err(AppError::bad_field(
+        field.name.clone(),
+        format!(
+            "field \"{}\" names file \"{id}\", which does not exist",
+            field.name
+        ),
+    ))
 }

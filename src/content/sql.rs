@@ -116,7 +116,11 @@ pub fn data_expr(backend: DbBackend, column: DataColumn, field: &FieldDef) -> Ap
             FieldType::Number => format!("(({col} ->> '{name}')::double precision)"),
             FieldType::Boolean => format!("(({col} ->> '{name}')::boolean)"),
             FieldType::Json => format!("({col} -> '{name}')"),
-            FieldType::String | FieldType::Text | FieldType::Datetime | FieldType::Reference => {
+            FieldType::String
+            | FieldType::Text
+            | FieldType::Datetime
+            | FieldType::Reference
+            | FieldType::File => {
                 format!("(({col} ->> '{name}') COLLATE \"C\")")
             }
         },

@@ -190,7 +190,7 @@ impl Listener for EventHub {
         Box::pin(async move {
             match change {
                 Change::Keys { .. } => {}
-                Change::Model { .. } | Change::Record { .. } => {
+                Change::Model { .. } | Change::Record { .. } | Change::File { .. } => {
                     metrics::counter!("quire_events_written_total").increment(1);
                     self.committed_in(change.project_id());
                 }

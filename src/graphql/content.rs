@@ -40,6 +40,7 @@ pub enum GqlFieldType {
     Datetime,
     Json,
     Reference,
+    File,
 }
 
 impl From<GqlFieldType> for FieldType {
@@ -53,6 +54,7 @@ impl From<GqlFieldType> for FieldType {
             GqlFieldType::Datetime => FieldType::Datetime,
             GqlFieldType::Json => FieldType::Json,
             GqlFieldType::Reference => FieldType::Reference,
+            GqlFieldType::File => FieldType::File,
         }
     }
 }
@@ -68,6 +70,7 @@ impl From<FieldType> for GqlFieldType {
             FieldType::Datetime => GqlFieldType::Datetime,
             FieldType::Json => GqlFieldType::Json,
             FieldType::Reference => GqlFieldType::Reference,
+            FieldType::File => GqlFieldType::File,
         }
     }
 }

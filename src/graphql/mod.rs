@@ -5,6 +5,7 @@
 
 pub mod content;
 pub mod events;
+pub mod files;
 pub mod keys;
 pub mod schedules;
 pub mod types;
@@ -31,6 +32,7 @@ pub struct Query(
     events::EventsQuery,
     usage::UsageQuery,
     schedules::SchedulesQuery,
+    files::FilesQuery,
 );
 
 /// Every mutation field, merged from the domain modules.
@@ -40,6 +42,7 @@ pub struct Mutation(
     content::ContentMutation,
     events::EventsMutation,
     schedules::SchedulesMutation,
+    files::FilesMutation,
 );
 
 /// The two schemas `/graphql` serves: secret keys get the full one; public

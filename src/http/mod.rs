@@ -3,6 +3,7 @@
 //! ([`server`]). The GraphQL-over-HTTP pipeline is in [`graphql`]; the
 //! router builds the schemas it serves.
 
+pub mod files;
 pub mod graphql;
 pub mod health;
 pub mod server;
@@ -56,12 +57,15 @@ pub fn build_router(state: AppState) -> Router {
             "/graphql",
             get(graphql::get.layer(browsers)).post(graphql::post),
         )
-        .with_state(endpoint);
+        .with_state(endpoint)
+        .layer(middleware::from_fn(files::with_origin));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/events/stream", get(stream::events_stream))
+        .route("/files", axum::routing::post(files::upload))
+        .route("/files/{id}/{filename}", get(files::deliver))
         .with_state(tracked)
         .merge(graphql)
         .fallback(not_found)

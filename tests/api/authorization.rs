@@ -231,6 +231,43 @@ const OPERATIONS: &[Operation] = &[
         variables: |f| json!({ "id": f.record }),
         needs: &["records:write"],
     },
+    // Files (SPEC §7), on a made-up file id (NOT_FOUND for whoever may ask).
+    Operation {
+        field: "files",
+        document: "{ files { totalCount } }",
+        variables: |_| json!({}),
+        needs: &["files:read"],
+    },
+    Operation {
+        field: "file",
+        document: "query($id: ID!) { file(id: $id) { id } }",
+        variables: |_| json!({ "id": "00000000-0000-4000-8000-00000000f11e" }),
+        needs: &["files:read"],
+    },
+    Operation {
+        field: "updateFile",
+        document: "mutation($id: ID!) { updateFile(id: $id, input: { alt: \"a\" }) { id } }",
+        variables: |_| json!({ "id": "00000000-0000-4000-8000-00000000f11e" }),
+        needs: &["files:write"],
+    },
+    Operation {
+        field: "publishFile",
+        document: "mutation($id: ID!) { publishFile(id: $id) { id } }",
+        variables: |_| json!({ "id": "00000000-0000-4000-8000-00000000f11e" }),
+        needs: &["files:write"],
+    },
+    Operation {
+        field: "unpublishFile",
+        document: "mutation($id: ID!) { unpublishFile(id: $id) { id } }",
+        variables: |_| json!({ "id": "00000000-0000-4000-8000-00000000f11e" }),
+        needs: &["files:write"],
+    },
+    Operation {
+        field: "deleteFile",
+        document: "mutation($id: ID!) { deleteFile(id: $id) }",
+        variables: |_| json!({ "id": "00000000-0000-4000-8000-00000000f11e" }),
+        needs: &["files:delete"],
+    },
     // Events and webhooks (SPEC §9).
     Operation {
         field: "events",

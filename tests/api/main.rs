@@ -16,6 +16,7 @@ mod content_bench;
 mod dependencies;
 mod error_codes;
 mod events;
+mod files;
 mod http;
 mod import;
 mod keys;

@@ -396,7 +396,10 @@ def main():
     ap.add_argument("--warmup", type=int, help="seconds of load before the soak's first RSS reading")
     ap.add_argument("--postgres", help="PostgreSQL server URL for the pg mixes (default: QUIRE_TEST_DATABASE_URL)")
     ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mixes")
+    ap.add_argument("--files", action="store_true", help="only the files benchmark (files_bench below)")
     args = ap.parse_args()
+    if args.files:
+        return files_bench(args)
     records = args.records or (300 if args.short else 100_000)
     keys = args.keys or (20 if args.short else 10_000)
     rounds = args.rounds or (1 if args.short else 5)
@@ -634,6 +637,117 @@ def main():
                 log(f"PostgreSQL: dropped database {pg_db}")
             except (SystemExit, subprocess.SubprocessError, OSError) as e:
                 log(f"PostgreSQL: could not drop database {pg_db}: {e}")
+
+
+def png_bytes(w, h):
+    """A real PNG of w x h (a gradient, so it compresses like a photo does not)."""
+    import struct
+    import zlib
+    rng = random.Random(1)
+    rows = b"".join(b"\x00" + bytes((x * 7 + y * 3 + rng.randrange(16)) & 255 for x in range(w * 3)) for y in range(h))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b""))
+
+
+def upload_file(url, key, path, name, work):
+    """POST /files?filename=NAME streaming the file (curl, the key in a
+    header file so no command line shows it); the file object."""
+    headers = os.path.join(work, "curl-headers")
+    with open(headers, "w") as f:
+        f.write(f"x-api-key: {key}\ncontent-type: application/octet-stream\n")
+    out = subprocess.run(["curl", "-sS", "-X", "POST", "-H", f"@{headers}", "-w", "\n%{http_code}",
+                          "--data-binary", f"@{path}", f"{url}/files?filename={name}"],
+                         capture_output=True, timeout=120)
+    body, _, status = out.stdout.decode(errors="replace").rpartition("\n")
+    if status != "201":
+        raise SystemExit(f"upload of {name} answered {status}: {body[:300]} {out.stderr[:300]!r}")
+    return json.loads(body)["file"]
+
+
+def files_bench(args):
+    """The files benchmark (issue 15), all against references measured in
+    the same run: upload MiB/s of a 10 MiB file against `cp` of it on the
+    same disk; a published 100 KiB file (req/s, CPU us/req) against GET
+    /healthz; a cached 400 px variant against its original."""
+    log = lambda m: print(f"# {m}", file=sys.stderr, flush=True)
+    binary = os.path.abspath(args.bin)
+    rounds = args.rounds or (1 if args.short else 5)
+    seconds = args.seconds or (2 if args.short else 10)
+    if shutil.which("curl") is None:
+        raise SystemExit("the files benchmark needs curl")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = tempfile.mkdtemp(prefix="quire-files-perf-")
+    server = None
+    try:
+        env = dict(os.environ, RUST_LOG="warn", QUIRE_DATABASE_URL=f"sqlite://{work}/perf.db?mode=rwc",
+                   QUIRE_FILES_DIR=os.path.join(work, "files"), QUIRE_MAX_FILE_BYTES=str(64 << 20))
+        env.pop("QUIRE_FILES_URL", None)
+        server, root = start_quire("quire", "quire, SQLite, files on local disk", binary, env, work, True)
+        # The upload: 10 MiB of random bytes, cp vs POST /files, alternating.
+        big = os.path.join(work, "ten.bin")
+        with open(big, "wb") as f:
+            f.write(os.urandom(10 << 20))
+        cp_s, up_s = [], []
+        for i in range(max(3, rounds)):
+            t = time.perf_counter()
+            subprocess.run(["cp", big, os.path.join(work, f"copy{i}.bin")], check=True)
+            cp_s.append(time.perf_counter() - t)
+            os.remove(os.path.join(work, f"copy{i}.bin"))
+            t = time.perf_counter()
+            upload_file(server.url, root, big, f"ten{i}.bin", work)
+            up_s.append(time.perf_counter() - t)
+        mib = lambda secs: 10 / statistics.median(secs)
+        # Serving: a published 100 KiB file, the original of a 1200x900
+        # image and its cached 400 px variant.
+        small = os.path.join(work, "small.bin")
+        with open(small, "wb") as f:
+            f.write(os.urandom(100 << 10))
+        image = os.path.join(work, "image.png")
+        with open(image, "wb") as f:
+            f.write(png_bytes(1200, 900))
+        urls = {}
+        for name, path in (("small.bin", small), ("image.png", image)):
+            fid = upload_file(server.url, root, path, name, work)["id"]
+            urls[name] = gql(server.url, root, "mutation($id: ID!) { publishFile(id: $id) { url } }",
+                             {"id": fid})["publishFile"]["url"]
+        variant = urls["image.png"] + "?w=400"
+        urllib.request.urlopen(variant, timeout=30).read()  # made once, then read from storage
+        mixes = [("GET /healthz (HTTP floor)", server.url + "/healthz"),
+                 ("published 100 KiB file", urls["small.bin"]),
+                 (f"original image ({os.path.getsize(image) >> 10} KiB, 1200x900)", urls["image.png"]),
+                 ("cached 400 px variant", variant)]
+        results = {name: [] for name, _ in mixes}
+        for r in range(rounds):
+            for name, url in mixes:
+                cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
+                       "-s", os.path.join(HERE, "done.lua"), url]
+                cpu0 = proc_cpu_seconds(server.pid)
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+                cpu1 = proc_cpu_seconds(server.pid)
+                line = next((l for l in out.splitlines() if l.startswith("JSON ")), None)
+                if line is None:
+                    raise SystemExit(f"wrk printed no summary for {name}:\n{out}")
+                m = json.loads(line[5:])
+                m["rps"] = m["requests"] / m["seconds"]
+                m["cpu_us"] = (cpu1 - cpu0) * 1e6 / max(1, m["requests"])
+                results[name].append(m)
+                log(f"round {r + 1} {name}: {m['rps']:.0f} req/s, {m['cpu_us']:.0f} us/req, non-2xx {m['non2xx']}")
+        print(f"\nquire files benchmark: {rounds} rounds x {seconds} s, {args.connections} connections, "
+              f"wrk -t{args.threads}; medians")
+        print(f"upload of a 10 MiB file: POST /files {mib(up_s):.0f} MiB/s, cp {mib(cp_s):.0f} MiB/s "
+              f"(upload/cp {mib(up_s) / mib(cp_s):.2f}; {len(up_s)} runs each, alternating)")
+        floor = statistics.median(x["rps"] for x in results[mixes[0][0]])
+        print(f"{'mix':44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'non-2xx':>7} {'vs HTTP floor':>13}")
+        for name, _ in mixes:
+            med = {k: statistics.median(x[k] for x in results[name]) for k in ("rps", "p50", "p99", "cpu_us", "non2xx")}
+            print(f"{name:44} {med['rps']:8.0f} {med['p50']:7.2f} {med['p99']:7.2f} {med['cpu_us']:10.1f} "
+                  f"{med['non2xx']:7.0f} {med['rps'] / floor:13.2f}")
+        print(f"server RSS: peak {proc_status(server.pid, 'VmHWM') / 1024:.1f} MiB")
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

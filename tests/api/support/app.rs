@@ -51,6 +51,7 @@ impl TestApp {
         configure: impl FnOnce(&mut Config),
     ) -> Self {
         let mut config = Config::for_database(db.url.clone());
+        config.files.files_dir = db.dir().join("files").display().to_string();
         configure(&mut config);
         let state = App::with_clock(config, clock.clone())
             .await

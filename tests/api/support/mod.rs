@@ -9,6 +9,7 @@
 //! | [`ops`] | the operations tests repeat: documents, typed replies, typed methods |
 //! | [`reply`] | [`Reply`]: status, headers, body, error code and field |
 //! | [`server`] | [`Server`]: `quire serve` as a child process |
+//! | [`moto`] | a local S3-protocol server (`moto_server`) for the S3 file store |
 //! | [`redis`] | the shared test Redis and a private `redis-server` |
 //!
 //! [`both_dbs!`](crate::both_dbs) runs a test on SQLite and, when
@@ -17,6 +18,7 @@
 pub mod app;
 pub mod db;
 pub mod keys;
+pub mod moto;
 pub mod ops;
 pub mod redis;
 pub mod reply;
