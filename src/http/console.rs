@@ -57,6 +57,7 @@ static FILES: &[(&str, &[u8])] = embed![
     "console.css",
     "graphiql-boot.js",
     "graphiql-page.css",
+    "favicon.svg",
     "vendor/graphiql.min.js",
     "vendor/graphiql.min.css",
     "vendor/react.production.min.js",
@@ -177,6 +178,7 @@ fn content_type(name: &str) -> &'static str {
         Some("js") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
         Some("md") => "text/markdown; charset=utf-8",
+        Some("svg") => "image/svg+xml",
         _ => "text/plain; charset=utf-8",
     }
 }

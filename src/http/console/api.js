@@ -24,12 +24,12 @@ const unauthorized = [];
 export function onUnauthorized(f) { unauthorized.push(f); }
 
 /** Runs one operation; answers { status, data, errors }. */
-export async function request(query, variables) {
+export async function request(query, variables, accept) {
   const res = await fetch("/graphql", {
     method: "POST",
     headers: {
       "content-type": "application/json",
-      accept: "application/graphql-response+json, application/json",
+      accept: accept || "application/graphql-response+json, application/json",
       "x-api-key": keyStore.get() || "",
     },
     body: JSON.stringify({ query, variables: variables || {} }),
@@ -61,7 +61,9 @@ export async function probe(probes) {
   const selections = Object.entries(probes)
     .map(([name, text]) => `${name}: ${text} @skip(if: true) { __typename }`)
     .join(" ");
-  const r = await request(`query ConsoleProbe { ${selections} }`);
+  // application/json: a validation error is a 200 with `errors` (GraphQL over
+  // HTTP), so probing a server without a feature logs no failed request.
+  const r = await request(`query ConsoleProbe { ${selections} }`, {}, "application/json");
   const have = new Set(Object.keys(probes));
   for (const e of r.errors || []) {
     const unknown = /^Unknown field "([^"]+)"/.exec(e.message || "");
@@ -70,7 +72,7 @@ export async function probe(probes) {
       if (unknown ? unknown[1] === field : (e.message || "").includes(`"${field}"`)) have.delete(name);
     }
   }
-  if (r.status >= 400 && r.status !== 400) return new Set();
+  if (r.status !== 200 && r.status !== 400) return new Set();
   return have;
 }
 

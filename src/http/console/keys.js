@@ -50,17 +50,7 @@ function keyTable(list, ctx, msg, once, refresh) {
     if (k.status === "ACTIVE") {
       if (ctx.can("apikeys:update")) {
         actions.append(h("button", { type: "button", onclick: () => editRow(row, k, msg, refresh) }, "Edit"));
-        const grace = h("input", { type: "number", min: 0, max: 604800, value: 0, class: "grace", title: "grace period in seconds", "aria-label": "grace seconds" });
-        actions.append(h("span", { class: "rotate" }, h("button", { type: "button", onclick: async () => {
-          try {
-            const d = await gql(`mutation ($id: ID!, $g: Int) { rotateApiKey(id: $id, gracePeriodSeconds: $g) { key apiKey { id name } } }`,
-              { id: k.id, g: Number(grace.value) || 0 });
-            clear(once).append(secretOnce(`New secret for “${d.rotateApiKey.apiKey.name}”`, d.rotateApiKey.key,
-              "This is the only time the new secret is shown: it will not be shown again. " +
-              (Number(grace.value) > 0 ? `The old one keeps working for ${Number(grace.value)} s.` : "The old one no longer works.")));
-            refresh();
-          } catch (e) { msg.error(e); }
-        } }, "Rotate"), " grace ", grace, " s"));
+        actions.append(h("button", { type: "button", onclick: () => rotateForm(actions, k, msg, once, refresh) }, "Rotate"));
       }
       if (ctx.can("apikeys:delete")) {
         actions.append(confirmButton("Revoke", `Revoke “${k.name}”? Requests with it fail at once.`, async () => {
@@ -77,7 +67,7 @@ function keyTable(list, ctx, msg, once, refresh) {
       h("td", { class: "name" }, k.name, k.id === ctx.viewer.key.id ? h("span", { class: "badge" }, "this key") : null),
       h("td", {}, h("code", {}, k.maskedKey)),
       h("td", {}, k.type), h("td", {}, k.mode),
-      h("td", { class: "scopes" }, k.scopes.join(" ")),
+      h("td", { class: "scopes" }, h("details", {}, h("summary", {}, `${k.scopes.length} scope${k.scopes.length === 1 ? "" : "s"}`), k.scopes.join(", "))),
       h("td", { class: "num" }, k.rateLimitPerHour.toLocaleString()),
       h("td", { class: `status ${k.status.toLowerCase()}` }, k.status),
       h("td", {}, when(k.lastUsedAt)),
@@ -86,6 +76,25 @@ function keyTable(list, ctx, msg, once, refresh) {
     return row;
   });
   return table(["Name", "Key", "Type", "Mode", "Scopes", "Limit/h", "Status", "Last used", "Expires", ""], rows, { class: "keys" });
+}
+
+/** Rotation asks for the grace period first, in place of the row's buttons. */
+function rotateForm(cell, k, msg, once, refresh) {
+  const grace = h("input", { type: "number", min: 0, max: 604800, value: 0, class: "grace", "aria-label": "grace seconds" });
+  const form = h("form", { class: "inline", onsubmit: async (e) => {
+    e.preventDefault();
+    const g = Number(grace.value) || 0;
+    try {
+      const d = await gql(`mutation ($id: ID!, $g: Int) { rotateApiKey(id: $id, gracePeriodSeconds: $g) { key apiKey { id name } } }`, { id: k.id, g });
+      clear(once).append(secretOnce(`New secret for “${d.rotateApiKey.apiKey.name}”`, d.rotateApiKey.key,
+        "Copy it now: the new secret will not be shown again. " +
+        (g > 0 ? `The old one keeps working for ${g} s.` : "The old one no longer works.")));
+      refresh();
+    } catch (err) { msg.error(err); }
+  } }, "grace ", grace, " s ", h("button", { type: "submit", "data-rotate": "yes" }, "Rotate now"),
+  h("button", { type: "button", onclick: refresh }, "Cancel"));
+  clear(cell).append(form);
+  grace.focus();
 }
 
 function editRow(row, k, msg, refresh) {
