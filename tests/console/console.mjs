@@ -302,7 +302,13 @@ try {
       const row = page.locator('table.files tr:has-text("gradient.png")');
       await row.waitFor({ timeout: 15000 });
       const pub = row.locator("button:has-text('Publish')");
-      if (await pub.count()) await pub.click();
+      if (await pub.count()) {
+        // A draft's thumbnail goes through its signed preview URL.
+        const draft = row.locator("td.thumb img");
+        await page.waitForFunction((el) => el && el.complete && el.naturalWidth > 0, await draft.elementHandle(), { timeout: 10000 });
+        await check((await draft.getAttribute("src")).includes("sig="), "a draft image's thumbnail loads through its signed preview URL");
+        await pub.click();
+      }
       await row.locator("td.status").filter({ hasText: "PUBLISHED" }).waitFor({ timeout: 10000 });
       const img = row.locator("td.thumb img");
       await page.waitForFunction((el) => el && el.complete && el.naturalWidth > 0, await img.elementHandle(), { timeout: 10000 });
@@ -375,6 +381,38 @@ try {
     await check(/script-src 'self'/.test(res.headers()["content-security-policy"] || ""), "GraphiQL page carries the CSP");
     await page.waitForSelector("#intro:not([hidden])", { timeout: 10000 });
     await check((await page.textContent("#intro")).includes("x-api-key"), "GraphiQL without a key explains how to add one (no 401)");
+  });
+
+  await step("renderers", async () => {
+    // The search snippet and usage chart renderers, on hostile and synthetic
+    // input (whatever this server has): text nodes, <mark> and SVG only.
+    await page.goto(`${q.url}/console`);
+    await page.waitForSelector("#login:not([hidden])", { timeout: 10000 });
+    const r = await page.evaluate(async () => {
+      const base = document.querySelector("script[type=module]").src.replace(/app\.js$/, "");
+      const { snippetNodes } = await import(base + "content.js");
+      const { chart } = await import(base + "usage.js");
+      const box = document.createElement("div");
+      box.append(...snippetNodes('say &lt;img src=x onerror=window.__xss=4&gt; &amp; <mark>hello</mark> <b>x</b>'));
+      document.body.append(box);
+      const start = new Date(Date.UTC(2026, 0, 1));
+      const day = (d) => new Date(start.getTime() + d * 86400000).toISOString();
+      const svg = chart([
+        { start: day(0), keyId: "1", keyName: "<img src=x onerror=window.__xss=5>", maskedKey: "pk_test_abcd…wxyz", requests: 5, rateLimited: 1, errors: 0 },
+        { start: day(0), keyId: "2", keyName: "b", maskedKey: "sk_test_abcd…wxyz", requests: 3, rateLimited: 0, errors: 1 },
+        { start: day(29), keyId: "1", keyName: "<img src=x onerror=window.__xss=5>", maskedKey: "pk_test_abcd…wxyz", requests: 8, rateLimited: 0, errors: 0 },
+      ], start);
+      document.body.append(svg);
+      await new Promise((res) => setTimeout(res, 200));
+      return {
+        text: box.textContent, marks: [...box.querySelectorAll("mark")].map((m) => m.textContent),
+        elements: box.querySelectorAll("*").length, rects: svg.querySelectorAll("rect").length,
+        legend: svg.querySelector(".legend li")?.textContent, imgs: document.querySelectorAll("img").length,
+      };
+    });
+    await check(r.text === "say <img src=x onerror=window.__xss=4> & hello <b>x</b>" && r.marks.join() === "hello" && r.elements === 1,
+      `search snippets: <mark> kept, the rest shown as text (${r.text})`);
+    await check(r.rects === 3 && r.legend?.startsWith("<img") && r.imgs === 0, `usage chart: ${r.rects} bars, key names as text`);
   });
 
   await step("origin", async () => {
