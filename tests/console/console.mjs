@@ -58,6 +58,7 @@ async function startQuire() {
     QUIRE_DATABASE_URL: `sqlite://${dir}/quire.db?mode=rwc`,
     QUIRE_FILES_DIR: `${dir}/files`,
     QUIRE_WEBHOOK_ALLOW_PRIVATE: "true",
+    QUIRE_USAGE_FLUSH_SECONDS: "1",
     RUST_LOG: env.RUST_LOG || "warn",
   });
   const log = fs.openSync(path.join(dir, "quire.log"), "a");
@@ -110,6 +111,7 @@ function png(w, h) {
     chunk("IDAT", zlib.deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
 }
 
+fs.rmSync(ARTIFACTS, { recursive: true, force: true });
 const q = await startQuire();
 console.log(`  console: quire at ${q.url} (${q.dir})`);
 let browser;
@@ -239,8 +241,9 @@ try {
     const cells = await page.$$eval(".import-result td", (tds) => tds.map((t) => t.textContent));
     await check(cells.length === 4 && cells[0] === "0" && Number(cells[2]) === exported.keys.length,
       `import ADD_NEW_ONLY of the same keys: imported/overwritten/skipped/revoked = ${cells.join("/")}`);
-    const audit = await page.textContent("#part");
-    await check(audit.includes("KEY_REVOKED") && audit.includes("KEYS_EXPORTED"), "the audit log lists the revocation and the export");
+    const listed = await page.waitForFunction(() => ["KEY_REVOKED", "KEY_ROTATED", "KEYS_EXPORTED", "KEYS_IMPORTED"]
+      .every((a) => document.getElementById("part").textContent.includes(a)), null, { timeout: 10000 }).then(() => true, () => false);
+    await check(listed, "the audit log lists the rotation, revocation, export and import");
   });
 
   await step("create and publish a record", async () => {
@@ -322,8 +325,15 @@ try {
   if (parts.includes("usage")) {
     await step("usage chart", async () => {
       await page.click('#nav a[data-part="usage"]');
-      await page.waitForSelector("svg.chart rect", { timeout: 15000 });
-      await check(true, "usage: a chart of requests per day per key");
+      // Counts reach keyUsage within QUIRE_USAGE_FLUSH_SECONDS (1 s here).
+      const end = Date.now() + 20000;
+      while (!(await page.locator("svg.chart rect").count()) && Date.now() < end) {
+        await page.waitForTimeout(1000);
+        await page.click("#usage-refresh");
+      }
+      const bars = await page.locator("svg.chart rect").count();
+      const legend = await page.$$eval(".legend li", (li) => li.map((x) => x.textContent));
+      await check(bars >= 1 && legend.some((l) => l.startsWith("bootstrap")), `usage: a chart of requests per day per key (${bars} bars; ${legend.join(", ")})`);
     });
   } else {
     console.log("  skip console: usage part (this server has no `keyUsage` field yet)");

@@ -144,6 +144,16 @@ function showEditor(box, ctx, model, record, msg, refresh) {
       } else {
         const d = await gql(`mutation ($m: String!, $d: JSON!) { createRecord(modelKey: $m, data: $d) { id } }`, { m: model.key, d: data });
         msg.ok(`Created ${d.createRecord.id} (a draft until published).`);
+        if (!ctx.preview && ctx.can("records:publish")) {
+          // This key cannot list drafts (SPEC §2): offer to publish the new one here.
+          const id = d.createRecord.id;
+          clear(box).append(card("Draft created", h("p", {}, `Record ${id} is a draft, which this key cannot list. `,
+            h("button", { type: "button", onclick: async () => {
+              try { await gql(`mutation ($id: ID!) { publishRecord(id: $id) { id } }`, { id }); msg.ok(`Published ${id}.`); clear(box); refresh(); }
+              catch (err) { msg.error(err); }
+            } }, "Publish it now"))));
+          return refresh();
+        }
       }
       clear(box);
       refresh();

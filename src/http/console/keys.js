@@ -21,11 +21,11 @@ export async function render(root, ctx) {
   root.append(msg.el, once);
   if (ctx.can("apikeys:create")) root.append(createForm(ctx, msg, once, () => refresh()));
   if (ctx.can("apikeys:read")) root.append(card("Keys", listBox));
+  const audit = h("div");
   const tools = [];
-  if (ctx.can("apikeys:read")) tools.push(exportBox(msg));
+  if (ctx.can("apikeys:read")) tools.push(exportBox(msg, () => loadAudit(audit, msg)));
   if (ctx.can("apikeys:import")) tools.push(importBox(msg, () => refresh()));
   if (tools.length) root.append(card("Export and import", ...tools));
-  const audit = h("div");
   if (ctx.can("apikeys:read")) root.append(card("Audit log", audit));
 
   let includeRevoked = false;
@@ -162,7 +162,7 @@ function createForm(ctx, msg, once, refresh) {
   return card("Create a key", form);
 }
 
-function exportBox(msg) {
+function exportBox(msg, exported) {
   return h("div", { class: "row" }, h("button", { type: "button", id: "export-keys", onclick: async () => {
     try {
       const d = await gql(`{ exportApiKeys }`);
@@ -174,6 +174,7 @@ function exportBox(msg) {
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 10000);
       msg.ok(`Exported ${d.exportApiKeys?.keys?.length ?? 0} keys (hashes only, never a plaintext).`);
+      exported();
     } catch (e) { msg.error(e); }
   } }, "Export keys (JSON)"));
 }

@@ -21,7 +21,12 @@ function s(tag, attrs, text) {
 export async function render(root) {
   const msg = messageLine();
   const box = h("div", { id: "usage" });
-  root.append(msg.el, card(`Requests per day, last ${DAYS} days`, box));
+  root.append(msg.el, card(`Requests per day, last ${DAYS} days`, box,
+    h("button", { type: "button", id: "usage-refresh", onclick: () => load(box, msg) }, "Refresh")));
+  await load(box, msg);
+}
+
+async function load(box, msg) {
   const end = new Date();
   end.setUTCHours(0, 0, 0, 0);
   end.setUTCDate(end.getUTCDate() + 1);
@@ -44,7 +49,7 @@ export function chart(buckets, start) {
   const max = Math.max(1, ...perDay.map((d) => d.reduce((n, b) => n + b.requests, 0)));
   const W = 720, H = 220, L = 48, B = 24, bw = (W - L) / DAYS;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H + B}`, class: "chart", role: "img", "aria-label": "requests per day per key" });
-  for (const f of [0, 0.5, 1]) {
+  for (const f of max >= 2 ? [0, 0.5, 1] : [0, 1]) {
     const y = H - f * (H - 10);
     svg.append(s("line", { x1: L, x2: W, y1: y, y2: y, class: "grid" }), s("text", { x: L - 6, y: y + 4, "text-anchor": "end", class: "axis" }, String(Math.round(f * max))));
   }
@@ -75,7 +80,7 @@ function totals(buckets) {
     t.requests += b.requests; t.rateLimited += b.rateLimited; t.errors += b.errors;
     by.set(b.keyId, t);
   }
-  return table(["Key", "", "Requests", "Rate-limited", "Errors"], [...by.values()].map((t) =>
+  return table(["Key", "Masked", "Requests", "Rate-limited", "Errors"], [...by.values()].map((t) =>
     h("tr", {}, h("td", {}, t.name), h("td", {}, h("code", {}, t.masked)), h("td", { class: "num" }, t.requests),
       h("td", { class: "num" }, t.rateLimited), h("td", { class: "num" }, t.errors))));
 }
