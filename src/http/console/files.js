@@ -53,12 +53,14 @@ export async function render(root, ctx) {
   await refresh();
 }
 
-async function load(box, ctx, msg, refresh) {
+async function load(box, ctx, msg, refresh, after, previous) {
   try {
     const preview = ctx.preview ? "previewUrl(expiresInSeconds: 3600)" : "";
-    const d = await gql(`query ($p: Boolean) { files(limit: 50, preview: $p) { totalCount items {
-        id filename contentType size width height alt status url ${preview} createdAt publishedAt } } }`, { p: ctx.preview });
-    const rows = d.files.items.map((f) => {
+    const d = await gql(`query ($p: Boolean, $a: String) { files(limit: 50, preview: $p, after: $a) { totalCount items {
+        id filename contentType size width height alt status url ${preview} createdAt publishedAt } pageInfo { hasNextPage endCursor } } }`,
+      { p: ctx.preview, a: after ?? null });
+    const items = (previous || []).concat(d.files.items);
+    const rows = items.map((f) => {
       const src = thumbnail(f);
       const actions = h("td", { class: "actions" });
       const act = (label, m) => h("button", { type: "button", onclick: async () => {
@@ -78,5 +80,8 @@ async function load(box, ctx, msg, refresh) {
     });
     clear(box).append(h("p", { class: "hint" }, `${d.files.totalCount} files`),
       table(["", "Name", "Type", "Bytes", "Size", "Status", "Uploaded", ""], rows, { class: "files" }));
+    if (d.files.pageInfo.hasNextPage) {
+      box.append(h("button", { type: "button", onclick: () => load(box, ctx, msg, refresh, d.files.pageInfo.endCursor, items) }, "More"));
+    }
   } catch (e) { msg.error(e); }
 }

@@ -157,7 +157,10 @@ function createForm(ctx, msg, once, refresh) {
   } },
   h("div", { class: "row" }, field("Name", name), field("Type", type), field("Mode", mode),
     field("Limit per hour", limit), field("Expires", expires)),
-  h("fieldset", { class: "scopes" }, h("legend", {}, "Scopes (only those this key holds can be given)"), boxes),
+  h("fieldset", { class: "scopes" }, h("legend", {}, "Scopes (only those this key holds can be given)"), boxes,
+    h("button", { type: "button", class: "link", onclick: () => {
+      for (const l of boxes) { const cb = l.querySelector("input"); if (!cb.disabled) cb.checked = true; }
+    } }, "select every scope allowed")),
   h("button", { type: "submit" }, "Create key"));
   return card("Create a key", form);
 }
