@@ -368,6 +368,21 @@ try {
     await page.click(".graphiql-execute-button");
     await page.waitForFunction(() => document.querySelector(".result-window")?.textContent.includes("bootstrap"), null, { timeout: 15000 });
     await check(true, "GraphiQL runs a query with the prefilled x-api-key");
+    const stored = await page.evaluate((k) => ({
+      local: Object.keys(localStorage),
+      copies: Object.keys(sessionStorage).filter((n) => n !== "quire.apiKey" && sessionStorage.getItem(n).includes(k)),
+    }), q.root);
+    await check(stored.local.length === 0 && stored.copies.length === 0,
+      `GraphiQL keeps its state in sessionStorage, without the key (localStorage: ${stored.local.join(", ") || "empty"}; copies: ${stored.copies.join(", ") || "none"})`);
+    // Back to the console and into GraphiQL again: its restored tab state
+    // holds no headers, and the key is prefilled again.
+    await page.goto(`${q.url}/console`);
+    await page.waitForSelector("#forget:not([hidden])", { timeout: 10000 });
+    await page.click("#open-graphiql");
+    await page.waitForSelector(".graphiql-container", { timeout: 20000 });
+    await page.click(".graphiql-execute-button");
+    await page.waitForFunction(() => document.querySelector(".result-window")?.textContent.includes("bootstrap"), null, { timeout: 15000 });
+    await check(true, "GraphiQL opened a second time still runs with the console's key");
     await page.goto(`${q.url}/console`);
     await page.waitForSelector("#forget:not([hidden])", { timeout: 10000 });
   });
@@ -375,7 +390,7 @@ try {
   await step("a public key sees no key management", async () => {
     await page.click("#forget");
     await page.waitForSelector("#login:not([hidden])", { timeout: 10000 });
-    await check(await page.evaluate(() => sessionStorage.getItem("quire.apiKey")) === null, "forget key: the key is gone from sessionStorage");
+    await check(await page.evaluate(() => sessionStorage.length) === 0, "forget key: the key (and GraphiQL's tab state) is gone from sessionStorage");
     await page.fill("#login-key", publicKey);
     await page.click("#login-form button[type=submit]");
     await page.waitForSelector("#who .keyname", { timeout: 10000 });

@@ -27,11 +27,19 @@
     start();
   });
 
-  // GraphiQL keeps its tabs in this storage: the tab's sessionStorage, so
-  // nothing it holds outlives the tab. Headers are not persisted at all.
+  // GraphiQL keeps its tabs and history in this storage: the tab's
+  // sessionStorage, so nothing it holds outlives the tab, and without any
+  // `headers` (its history would otherwise keep a copy of the key).
+  function withoutHeaders(v) {
+    try {
+      return JSON.stringify(JSON.parse(v), function (name, val) { return name === "headers" ? undefined : val; });
+    } catch (e) {
+      return v;
+    }
+  }
   var storage = {
     getItem: function (k) { return sessionStorage.getItem("graphiql:" + k); },
-    setItem: function (k, v) { sessionStorage.setItem("graphiql:" + k, v); },
+    setItem: function (k, v) { sessionStorage.setItem("graphiql:" + k, withoutHeaders(v)); },
     removeItem: function (k) { sessionStorage.removeItem("graphiql:" + k); },
     clear: function () {},
     get length() { return 0; },
