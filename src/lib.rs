@@ -22,7 +22,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`cli`] | the `quire` command line: `serve`, `migrate`, `admin`, client commands |
-//! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, the event stream (SSE), layers, the server loop (header and body timeouts, connection cap, bounded shutdown) |
+//! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, the event stream (SSE), the web console and GraphiQL page with their embedded assets (`http::console`), layers, the server loop (header and body timeouts, connection cap, bounded shutdown) |
 //! | [`graphql`] | schema assembly, thin resolvers per domain calling the services |
 //! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the services (keys, content, events); background watchers |
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |

@@ -1,8 +1,10 @@
 //! The HTTP layer: routes, CORS, header limits, request metrics, and the
 //! server loop with its connection limits and bounded shutdown
 //! ([`server`]). The GraphQL-over-HTTP pipeline is in [`graphql`]; the
-//! router builds the schemas it serves.
+//! router builds the schemas it serves. The web console and the GraphiQL
+//! page, with their embedded assets, are in [`console`].
 
+pub mod console;
 pub mod files;
 pub mod graphql;
 pub mod health;
@@ -68,6 +70,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/files/{id}/{filename}", get(files::deliver))
         .with_state(tracked)
         .merge(graphql)
+        .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(limit_headers))

@@ -11,6 +11,7 @@ mod authorization;
 mod bootstrap;
 mod cleanup;
 mod cli;
+mod console;
 mod content;
 mod content_bench;
 mod dependencies;

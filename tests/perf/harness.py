@@ -16,6 +16,8 @@ Servers, each its own process and port (the table names which served a mix):
   pg-quire       quire on a fresh PostgreSQL database, no Redis    } only with
   pg-nocache     a second quire on it, QUIRE_READ_CACHE_MB=0       } a PostgreSQL
   pg-naive       the naive reference on it                         } URL
+With --console, three GET mixes of the web console's static answers (the
+page, a hashed module, the 978 KB GraphiQL bundle) run against the floors.
 Only the servers the selected mixes need are started. The PostgreSQL database
 (quire_perf_<pid>) is created on the server of QUIRE_TEST_DATABASE_URL (or
 --postgres URL) and dropped at the end, also on failure or SIGTERM.
@@ -287,6 +289,20 @@ end
 """
 
 
+def console_path(url, kind):
+    """The path a GET mix fetches: /healthz, /console, or a console asset
+    under the hash the served page names."""
+    if kind is None:
+        return "/healthz"
+    target = kind[len("get:"):]
+    if target.startswith("/"):
+        return target
+    with urllib.request.urlopen(url + "/console", timeout=10) as r:
+        page = r.read().decode()
+    base = re.search(r"/console/assets/[0-9a-f]+/", page).group(0)
+    return base + target
+
+
 def write_mix(path, entries):
     """entries: (cumulative weight, key, json body) lines."""
     total = 0
@@ -354,6 +370,10 @@ MIXES = [
     ("pg naive: records(limit: 10)", "pg-naive", "records", None),
     ("pg naive: record(id)", "pg-naive", "record", None),
     ("pg naive: createRecord", "pg-naive", "create", None),
+    # The web console's static answers (--console, or named in --only): GETs.
+    ("console: GET /console", "quire", "get:/console", None),
+    ("console: GET app.js (hashed)", "quire", "get:app.js", None),
+    ("console: GET graphiql.min.js (978 KB)", "quire", "get:vendor/graphiql.min.js", None),
 ]
 FLOORS = (HTTP_FLOOR, GQL_FLOOR)
 
@@ -391,6 +411,7 @@ def main():
     ap.add_argument("--seconds", type=int)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--console", action="store_true", help="also the console's static GETs (console: mixes)")
     ap.add_argument("--only", help="comma-separated mixes to run (the floors always run)")
     ap.add_argument("--soak", type=int, help="seconds of the memory soak at saturation (0: none)")
     ap.add_argument("--warmup", type=int, help="seconds of load before the soak's first RSS reading")
@@ -414,7 +435,8 @@ def main():
         raise SystemExit(f"--postgres: not a PostgreSQL URL: {pg_url}")
 
     skipped = []
-    selected = [m for m in MIXES if m[0] in parse_only(args.only) or m[0] in FLOORS] if args.only else list(MIXES)
+    selected = ([m for m in MIXES if m[0] in parse_only(args.only) or m[0] in FLOORS] if args.only
+                else [m for m in MIXES if args.console or not m[0].startswith("console:")])
     if naive_bin is None and any("naive" in m[1] for m in selected):
         skipped.append("naive mixes (no --naive-bin)")
         selected = [m for m in selected if "naive" not in m[1]]
@@ -501,7 +523,7 @@ def main():
         # One request of each mix first: a mix whose body the server rejects
         # would otherwise measure error answers (status 200 in GraphQL).
         for name, label, kind, _ in selected:
-            if kind is not None:
+            if kind is not None and not kind.startswith("get:"):
                 _, key, body = bodies["pg" if label.startswith("pg-") else "sqlite"][kind][-1]
                 try:
                     out = post_json(servers[label].url, body, key)
@@ -515,9 +537,9 @@ def main():
         for r in range(rounds):
             for name, label, kind, _ in selected:
                 server = servers[label]
-                if kind is None:
+                if kind is None or kind.startswith("get:"):
                     cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
-                           "-s", os.path.join(HERE, "done.lua"), server.url + "/healthz"]
+                           "-s", os.path.join(HERE, "done.lua"), server.url + console_path(server.url, kind)]
                 else:
                     path = os.path.join(work, "mix.txt")
                     write_mix(path, bodies["pg" if label.startswith("pg-") else "sqlite"][kind])

@@ -5,7 +5,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
 
@@ -86,13 +86,7 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
 /// GraphiQL page, without a key; everything else goes on.
 pub async fn graphiql_for_browsers(req: Request, next: Next) -> Response {
     if req.method() == Method::GET && wants_html(req.headers()) {
-        return Html(
-            async_graphql::http::GraphiQLSource::build()
-                .endpoint("/graphql")
-                .title("quire GraphiQL: add an x-api-key header")
-                .finish(),
-        )
-        .into_response();
+        return crate::http::console::graphiql_page();
     }
     next.run(req).await
 }
