@@ -45,6 +45,8 @@ pub struct App {
     pub keys: KeyService,
     /// Models and records: the one door to content.
     pub content: ContentService,
+    /// Search: the cached vocabularies behind typo tolerance.
+    pub searcher: crate::search::Searcher,
     /// Events and webhooks: the wake-up hub, webhook management, the
     /// dispatcher.
     pub events: Events,
@@ -80,6 +82,7 @@ impl App {
         )
         .await?;
         db.migrate(clock.now()).await?;
+        crate::search::reindex::run_pending(&db).await?;
         let redis = config
             .redis_url
             .as_deref()
@@ -131,6 +134,7 @@ impl App {
             authenticator,
             keys,
             content,
+            searcher: crate::search::Searcher::default(),
             events,
             metrics,
             redis,

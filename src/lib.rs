@@ -12,6 +12,7 @@
 //!  wiring     app ──────────────┤  App: services, caches, limiter, clock
 //!  services   keys   content    │  the one door each; commit, then announce
 //!             events ───────────┤  outbox, feed, webhooks (below content: it writes the outbox)
+//!             search ───────────┤  index, grammar, typos, ranking, snippets (below content: its writes keep the index)
 //!  shared     auth  readcache  ratelimit  changes  db
 //!  base       error  config  clock  redis_link       (entity, migration crates)
 //! ```
@@ -25,6 +26,7 @@
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
 //! | [`content`] | content service: models (held in memory by the catalog), records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
 //! | [`events`] | the outbox (`append`, called by content writes just before they commit; ids in commit order per project), the feed, the stream's wake-ups, webhooks and their dispatcher (leases, retries, signatures, the SSRF guard), pruning |
+//! | [`search`] | full-text search: the index (one document per record per view, written in the change's transaction; FTS5 on SQLite, `tsvector` on PostgreSQL), the query grammar, folding, typo variants from each view's vocabulary, ranked hits with cursors, `<mark>` snippets, reindexing |
 //! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
@@ -51,6 +53,7 @@ pub mod keys;
 pub mod ratelimit;
 pub mod readcache;
 pub mod redis_link;
+pub mod search;
 
 pub use app::{App, AppState};
 pub use http::build_router;

@@ -10,6 +10,7 @@ mod m20261123_000010_rate_limit_state;
 mod m20261128_000020_content_generations;
 mod m20261128_000030_key_graces;
 mod m20261128_000040_events;
+mod m20261128_000060_search;
 
 /// The ordered list of quire's migrations.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000020_content_generations::Migration),
             Box::new(m20261128_000030_key_graces::Migration),
             Box::new(m20261128_000040_events::Migration),
+            Box::new(m20261128_000060_search::Migration),
         ]
     }
 }

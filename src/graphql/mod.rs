@@ -6,6 +6,7 @@
 pub mod content;
 pub mod events;
 pub mod keys;
+pub mod search;
 pub mod types;
 pub mod viewer;
 
@@ -27,6 +28,7 @@ pub struct Query(
     keys::KeysQuery,
     content::ContentQuery,
     events::EventsQuery,
+    search::SearchQuery,
 );
 
 /// Every mutation field, merged from the domain modules.

@@ -24,4 +24,5 @@ mod propagation;
 mod ratelimit;
 mod readcache;
 mod schema;
+mod search;
 mod webhooks;
