@@ -1,7 +1,8 @@
 //! The search index (SPEC §8): one document per record per view in
 //! `search_docs` (on PostgreSQL with its `tsvector` and a GIN index; on
 //! SQLite with a contentless FTS5 table, `search_fts`, whose rowid is the
-//! document's id), each view's vocabulary (`search_terms`) and its version
+//! document's id; the project and view are `search_docs`' columns, read
+//! after the match), each view's vocabulary (`search_terms`) and its version
 //! (`search_vocab`). Every project that holds records is queued in
 //! `search_reindex`: quire builds their index right after migrating (its
 //! words are folded in Rust, the same way for both databases, so plain SQL
@@ -23,7 +24,7 @@ const SQLITE: &[&str] = &[
     "CREATE UNIQUE INDEX IF NOT EXISTS search_docs_record ON search_docs (record_id, view)",
     "CREATE INDEX IF NOT EXISTS search_docs_project ON search_docs (project_id, view)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
-        scope, strong, weak,
+        strong, weak,
         content = '', contentless_delete = 1, tokenize = 'ascii', prefix = '2 3 4')",
     "CREATE TABLE IF NOT EXISTS search_terms (
         project_id TEXT NOT NULL,

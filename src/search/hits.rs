@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, Value as DbValue};
 use serde::{Deserialize, Serialize};
 
 use super::grammar::{Expansions, Query};
-use super::index::{scope_token, Side};
+use super::index::Side;
 use crate::error::{AppError, AppResult};
 
 /// The most hits reachable through cursors.
@@ -143,25 +143,23 @@ pub async fn hits<C: ConnectionTrait>(db: &C, req: HitsRequest<'_>) -> AppResult
             .bind(q)
             .push("::tsquery");
     } else {
-        let scope = format!(
-            "{{scope}} : \"{}\" AND ",
-            scope_token(req.project_id, req.side)
-        );
         sql.push(&format!(
-            "-bm25(search_fts, 0.0, {STRONG_WEIGHT:.1}, 1.0) AS r, "
+            "-bm25(search_fts, {STRONG_WEIGHT:.1}, 1.0) AS r, "
         ));
         if req.expansions.is_some() {
             sql.push("(search_fts.rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ")
-                .bind(format!("{scope}{}", req.query.fts5(None)))
+                .bind(req.query.fts5(None))
                 .push(")) AS ex");
         } else {
             sql.push("1 AS ex");
         }
         sql.push(
-            " FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid \
+            // CROSS JOIN: SQLite's planner must start from the match (else
+            // it walks the project's documents, one match each).
+            " FROM search_fts CROSS JOIN search_docs d ON d.id = search_fts.rowid \
              WHERE search_fts MATCH ",
         )
-        .bind(format!("{scope}{}", req.query.fts5(req.expansions)))
+        .bind(req.query.fts5(req.expansions))
         .push(" AND d.project_id = ")
         .bind(req.project_id)
         .push(" AND d.view = ")

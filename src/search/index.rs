@@ -9,9 +9,10 @@
 //! - `search_docs`: the document's id, project, view, record and model; on
 //!   PostgreSQL also its `tsvector` (GIN index);
 //! - `search_fts` (SQLite): a contentless FTS5 table whose rowid is the
-//!   document's id, columns `scope` (one token naming project and view,
-//!   so the full-text index itself starts every match with the project),
-//!   `strong` (the `STRING` fields) and `weak` (the `TEXT` fields);
+//!   document's id, columns `strong` (the `STRING` fields) and `weak` (the
+//!   `TEXT` fields); every query joins it to `search_docs` and keeps the
+//!   project's documents of the view (a token naming the project in the
+//!   FTS5 match cost ten times more: its list holds every document);
 //! - `search_terms`: each view's vocabulary (words of 4 or more characters,
 //!   never removed until a reindex), and `search_vocab`: its version, moved
 //!   in the transaction that adds a word (see [`super::typo`]).
@@ -57,15 +58,6 @@ impl Side {
             Side::Published => "p",
         }
     }
-}
-
-/// The FTS5 token that scopes a document to its project and view.
-pub fn scope_token(project_id: &str, side: Side) -> String {
-    let id: String = project_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    format!("s{id}{}", side.code()).to_ascii_lowercase()
 }
 
 /// The searchable fields of a model: `STRING` (weighted higher) and `TEXT`.
@@ -258,10 +250,9 @@ pub(crate) async fn write_doc<C: ConnectionTrait>(
         let id: i64 = row.try_get("", "id")?;
         db.execute(Statement::from_sql_and_values(
             backend,
-            "INSERT INTO search_fts (rowid, scope, strong, weak) VALUES (?, ?, ?, ?)",
+            "INSERT INTO search_fts (rowid, strong, weak) VALUES (?, ?, ?)",
             [
                 id.into(),
-                scope_token(&record.project_id, side).into(),
                 doc.strong.join(" ").into(),
                 doc.weak.join(" ").into(),
             ],
@@ -408,6 +399,5 @@ mod tests {
             (f.strong, f.weak),
             (vec!["title".into()], vec!["body".into()])
         );
-        assert_eq!(scope_token("AB-12", Side::Published), "sab12p");
     }
 }
