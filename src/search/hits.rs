@@ -117,92 +117,30 @@ pub async fn hits<C: ConnectionTrait>(db: &C, req: HitsRequest<'_>) -> AppResult
             end_cursor: None,
         });
     }
-    let backend = db.get_database_backend();
-    let mut sql = Sql {
-        backend,
-        text: String::from("WITH h AS MATERIALIZED (SELECT d.record_id AS record_id, "),
-        values: Vec::new(),
-    };
-    if backend == DbBackend::Postgres {
-        let q = req.query.tsquery(req.expansions);
-        sql.push(&format!("ts_rank_cd({PG_WEIGHTS}::float4[], d.tsv, "))
-            .bind(q.clone())
-            .push("::tsquery)::float8 AS r, ");
-        if req.expansions.is_some() {
-            sql.push("(CASE WHEN d.tsv @@ ")
-                .bind(req.query.tsquery(None))
-                .push("::tsquery THEN 1 ELSE 0 END)::bigint AS ex");
-        } else {
-            sql.push("1::bigint AS ex");
-        }
-        sql.push(" FROM search_docs d WHERE d.project_id = ")
-            .bind(req.project_id)
-            .push(" AND d.view = ")
-            .bind(req.side.code())
-            .push(" AND d.tsv @@ ")
-            .bind(q)
-            .push("::tsquery");
-    } else {
-        sql.push(&format!(
-            "-bm25(search_fts, {STRONG_WEIGHT:.1}, 1.0) AS r, "
-        ));
-        if req.expansions.is_some() {
-            sql.push("(search_fts.rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ")
-                .bind(req.query.fts5(None))
-                .push(")) AS ex");
-        } else {
-            sql.push("1 AS ex");
-        }
-        sql.push(
-            // CROSS JOIN: SQLite's planner must start from the match (else
-            // it walks the project's documents, one match each).
-            " FROM search_fts CROSS JOIN search_docs d ON d.id = search_fts.rowid \
-             WHERE search_fts MATCH ",
-        )
-        .bind(req.query.fts5(req.expansions))
-        .push(" AND d.project_id = ")
-        .bind(req.project_id)
-        .push(" AND d.view = ")
-        .bind(req.side.code());
+    // Exact hits rank above typo hits: the exact query first; the typo
+    // variants (without the exact hits) only when the exact hits do not
+    // fill the page, so a query with enough exact hits never pays for them.
+    let mut found = Vec::new();
+    let in_exact_tier = after.as_ref().is_none_or(|c| c.e == 1);
+    if in_exact_tier || req.expansions.is_none() {
+        let (fts, ts) = (req.query.fts5(None), req.query.tsquery(None));
+        found = tier(db, &req, &fts, &ts, 1, after.as_ref(), page + 1).await?;
     }
-    if let Some(models) = req.model_ids {
-        sql.push(" AND d.model_id IN (");
-        for (i, id) in models.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(id.clone());
+    if let Some(expansions) = req.expansions {
+        let want = page + 1 - i64::try_from(found.len()).unwrap_or(i64::MAX);
+        if want > 0 {
+            let fts = format!(
+                "({}) NOT ({})",
+                req.query.fts5(Some(expansions)),
+                req.query.fts5(None)
+            );
+            let ts = format!(
+                "({}) & !({})",
+                req.query.tsquery(Some(expansions)),
+                req.query.tsquery(None)
+            );
+            found.extend(tier(db, &req, &fts, &ts, 0, after.as_ref(), want).await?);
         }
-        sql.push(")");
-    }
-    sql.push(") SELECT record_id, r, ex FROM h");
-    if let Some(c) = &after {
-        let r = f64::from_bits(c.r);
-        sql.push(" WHERE ex < ")
-            .bind(c.e)
-            .push(" OR (ex = ")
-            .bind(c.e)
-            .push(" AND (r < ")
-            .bind(r)
-            .push(" OR (r = ")
-            .bind(r)
-            .push(" AND record_id > ")
-            .bind(c.id.clone())
-            .push(")))");
-    }
-    sql.push(" ORDER BY ex DESC, r DESC, record_id ASC LIMIT ")
-        .bind(page + 1);
-    let rows = db
-        .query_all(Statement::from_sql_and_values(
-            backend, sql.text, sql.values,
-        ))
-        .await?;
-    let mut found = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id: String = row.try_get("", "record_id")?;
-        let r: f64 = row.try_get("", "r")?;
-        let e: i64 = row.try_get("", "ex")?;
-        found.push((e, r, id));
     }
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let more = count(found.len()) > page;
@@ -232,6 +170,92 @@ pub async fn hits<C: ConnectionTrait>(db: &C, req: HitsRequest<'_>) -> AppResult
         has_next_page,
         end_cursor,
     })
+}
+
+/// One tier's hits (`ex`: 1 exact, 0 typo) after the cursor, best first:
+/// `(ex, rank, record id)`.
+async fn tier<C: ConnectionTrait>(
+    db: &C,
+    req: &HitsRequest<'_>,
+    fts: &str,
+    tsquery: &str,
+    ex: i64,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> AppResult<Vec<(i64, f64, String)>> {
+    let backend = db.get_database_backend();
+    let mut sql = Sql {
+        backend,
+        text: String::from("WITH h AS MATERIALIZED (SELECT d.record_id AS record_id, "),
+        values: Vec::new(),
+    };
+    if backend == DbBackend::Postgres {
+        sql.push(&format!("ts_rank_cd({PG_WEIGHTS}::float4[], d.tsv, "))
+            .bind(tsquery.to_owned())
+            .push(&format!("::tsquery)::float8 AS r, {ex}::bigint AS ex"))
+            .push(" FROM search_docs d WHERE d.project_id = ")
+            .bind(req.project_id)
+            .push(" AND d.view = ")
+            .bind(req.side.code())
+            .push(" AND d.tsv @@ ")
+            .bind(tsquery.to_owned())
+            .push("::tsquery");
+    } else {
+        sql.push(&format!(
+            "-bm25(search_fts, {STRONG_WEIGHT:.1}, 1.0) AS r, {ex} AS ex"
+        ))
+        .push(
+            // CROSS JOIN: SQLite's planner must start from the match (else
+            // it walks the project's documents, one match each).
+            " FROM search_fts CROSS JOIN search_docs d ON d.id = search_fts.rowid \
+             WHERE search_fts MATCH ",
+        )
+        .bind(fts.to_owned())
+        .push(" AND d.project_id = ")
+        .bind(req.project_id)
+        .push(" AND d.view = ")
+        .bind(req.side.code());
+    }
+    if let Some(models) = req.model_ids {
+        sql.push(" AND d.model_id IN (");
+        for (i, id) in models.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(id.clone());
+        }
+        sql.push(")");
+    }
+    sql.push(") SELECT record_id, r, ex FROM h");
+    if let Some(c) = after {
+        let r = f64::from_bits(c.r);
+        sql.push(" WHERE ex < ")
+            .bind(c.e)
+            .push(" OR (ex = ")
+            .bind(c.e)
+            .push(" AND (r < ")
+            .bind(r)
+            .push(" OR (r = ")
+            .bind(r)
+            .push(" AND record_id > ")
+            .bind(c.id.clone())
+            .push(")))");
+    }
+    sql.push(" ORDER BY r DESC, record_id ASC LIMIT ")
+        .bind(limit);
+    let rows = db
+        .query_all(Statement::from_sql_and_values(
+            backend, sql.text, sql.values,
+        ))
+        .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get("", "record_id")?;
+        let r: f64 = row.try_get("", "r")?;
+        let e: i64 = row.try_get("", "ex")?;
+        found.push((e, r, id));
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
