@@ -50,6 +50,8 @@ pub struct App {
     pub content: ContentService,
     /// Schedules (and their runner) and record versions.
     pub schedules: Arc<ScheduleService>,
+    /// Search: the cached vocabularies behind typo tolerance.
+    pub searcher: crate::search::Searcher,
     /// Events and webhooks: the wake-up hub, webhook management, the
     /// dispatcher.
     pub events: Events,
@@ -90,6 +92,7 @@ impl App {
         )
         .await?;
         db.migrate(clock.now()).await?;
+        crate::search::reindex::run_pending(&db).await?;
         let redis = config
             .redis_url
             .as_deref()
@@ -158,6 +161,7 @@ impl App {
             keys,
             content,
             schedules,
+            searcher: crate::search::Searcher::default(),
             events,
             files,
             metrics,

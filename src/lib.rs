@@ -15,6 +15,7 @@
 //!             usage ────────────┤  per-key request counts, flushed off the request path
 //!             files ────────────┤  uploads, storage, delivery (below content: FILE fields, publishing)
 //!             events ───────────┤  outbox, feed, webhooks (below content: it writes the outbox)
+//!             search ───────────┤  index, grammar, typos, ranking, snippets (below content: its writes keep the index)
 //!  shared     auth  readcache  ratelimit  changes  db
 //!  base       error  config  clock  redis_link       (entity, migration crates)
 //! ```
@@ -31,6 +32,7 @@
 //! | [`events`] | the outbox (`append`, called by content writes just before they commit; ids in commit order per project), the feed, the stream's wake-ups, webhooks and their dispatcher (leases, retries, signatures, the SSRF guard), pruning |
 //! | [`usage`] | per-key usage: the in-memory aggregate the HTTP layer bumps once per request, its flusher (additive upserts) and pruner, `keyUsage` with the key visibility rules |
 //! | [`files`] | the file service (SPEC §7): streamed uploads to local disk or S3 (`object_store`), type from magic numbers, image headers, drafts and publishing with their events, signed preview URLs, image variants (bounded, with a deadline) |
+//! | [`search`] | full-text search: the index (one document per record per view, written in the change's transaction; FTS5 on SQLite, `tsvector` on PostgreSQL), the query grammar, folding, typo variants from each view's vocabulary, ranked hits with cursors, `<mark>` snippets, reindexing |
 //! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |
@@ -60,6 +62,7 @@ pub mod readcache;
 pub mod redis_link;
 pub mod schedules;
 pub mod usage;
+pub mod search;
 
 pub use app::{App, AppState};
 pub use http::build_router;

@@ -3,7 +3,7 @@
 //! and no database round trip.
 //!
 //! What is cached: a single query operation whose root fields are only
-//! `records`, `record` and `__typename`, none asking for `preview`, answered
+//! `records`, `record`, `search` and `__typename`, none asking for `preview`, answered
 //! without errors (the GraphQL handler's document stage decides). Entries are keyed by the project, what the key may do
 //! (type, mode, scopes), the query text, the operation name and the
 //! variables; a request is looked up only when its key holds `records:read`.

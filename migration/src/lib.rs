@@ -11,6 +11,7 @@ mod m20261128_000020_content_generations;
 mod m20261128_000030_key_graces;
 mod m20261128_000040_events;
 mod m20261128_000050_files;
+mod m20261128_000060_search;
 mod m20261128_000070_schedules_versions;
 mod m20261128_000080_key_usage;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000030_key_graces::Migration),
             Box::new(m20261128_000040_events::Migration),
             Box::new(m20261128_000050_files::Migration),
+            Box::new(m20261128_000060_search::Migration),
             Box::new(m20261128_000070_schedules_versions::Migration),
             Box::new(m20261128_000080_key_usage::Migration),
         ]

@@ -36,6 +36,23 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Maintain the search index.
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SearchCommand {
+    /// Rebuild the search index from the records, one transaction per
+    /// project (every project, or the one named).
+    Reindex {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -252,6 +269,40 @@ pub async fn run(database_url: &str, command: AdminCommand) -> Result<(), String
                 );
             }
         },
+        AdminCommand::Search {
+            command: SearchCommand::Reindex { project, json },
+        } => search_reindex(&db, project, json).await?,
+    }
+    Ok(())
+}
+
+/// `quire admin search reindex`.
+async fn search_reindex(db: &Database, project: Option<String>, json: bool) -> Result<(), String> {
+    let projects = match project {
+        Some(name) => vec![db::project_by_name(&db.conn, &name)
+            .await
+            .map_err(|e| cause(&e))?
+            .ok_or_else(|| format!("no project named \"{name}\""))?],
+        None => projects::Entity::find()
+            .order_by_asc(projects::Column::CreatedAt)
+            .all(&db.conn)
+            .await
+            .map_err(msg)?,
+    };
+    let mut done = Vec::new();
+    for project in projects {
+        let txn = db::begin_write(&db.writer).await.map_err(|e| cause(&e))?;
+        let count = crate::search::reindex::reindex_project(&txn, &project.id)
+            .await
+            .map_err(|e| cause(&e))?;
+        txn.commit().await.map_err(msg)?;
+        if !json {
+            println!("reindexed {count} records of project {}", project.name);
+        }
+        done.push(json!({ "project": project.name, "records": count }));
+    }
+    if json {
+        println!("{}", Value::Array(done));
     }
     Ok(())
 }

@@ -131,6 +131,9 @@ fn spawn_window_saver(app: &AppState) -> Option<tokio::task::JoinHandle<()>> {
 pub async fn migrate(database_url: &str) -> Result<(), String> {
     let db = Database::connect(database_url).await.map_err(msg)?;
     db.migrate(chrono::Utc::now()).await.map_err(msg)?;
+    crate::search::reindex::run_pending(&db)
+        .await
+        .map_err(|e| e.cause())?;
     println!("migrations applied");
     Ok(())
 }

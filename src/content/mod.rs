@@ -13,6 +13,7 @@
 //! | [`sql`] | the SQL builder and typed JSON field expressions |
 //! | [`budget`] | the answer budget: record data charged before it is loaded, few large answers at once |
 //! | [`versions`] | kept record versions: every publish, the latest 50 drafts; restoring one into the draft |
+//! | [`search`] | the `search` read: view, `modelKeys`, hits from `crate::search`, records and highlights |
 //! | [`query`] | the `records` query: `where`, `orderBy`, keyset cursors, counts, in SQL |
 //!
 //! Every function takes the caller's project id and filters by it, so another
@@ -25,6 +26,7 @@ pub mod models;
 pub mod query;
 pub mod records;
 pub mod schema;
+pub mod search;
 pub mod service;
 pub mod sql;
 pub mod unique;

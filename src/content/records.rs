@@ -112,6 +112,7 @@ pub async fn create_record(
     })
     .build(txn.get_database_backend());
     let event = NewEvent::record_created(&row, model.key(), now);
+    crate::search::index::record_written(txn, &model.row, None, &row).await?;
     if txn.get_database_backend() == DbBackend::Sqlite {
         // The record and its event in one round trip; a unique value
         // another record holds rolls both back.
@@ -223,6 +224,7 @@ pub async fn delete_record(
     // Every delete moves the published view's generation, as the change
     // announced for it does (see `service::record_change`).
     bump_generation(txn, project_id).await?;
+    crate::search::index::record_deleted(txn, &current).await?;
     crate::events::record_deleted(txn, &current, model.key(), now).await?;
     Ok(draft_out(current, &model))
 }
@@ -241,6 +243,7 @@ async fn finish_change(
     let row = save(txn, current, next, now).await?;
     sync_unique_values(txn, model, Some(current), &row).await?;
     super::versions::kept(txn, Some(current), &row, now).await?;
+    crate::search::index::record_written(txn, &model.row, Some(current), &row).await?;
     if current.published_at.is_some() || row.published_at.is_some() {
         bump_generation(txn, &row.project_id).await?;
     }

@@ -29,12 +29,14 @@ use super::models::{self, ModelChange, NewModel};
 use super::query::{self, ListRecords, OrderTerm, RecordPage};
 use super::records::{self, RecordOut};
 use super::schema::{self, ContentModel};
+use super::search::{SearchPage, SearchQuery};
 use super::View;
 use crate::auth::principal::Principal;
 use crate::changes::{Action, Change, Changes, RecordAction};
 use crate::clock::Clock;
 use crate::db::Database;
 use crate::error::{AppError, AppResult};
+use crate::search::Searcher;
 
 /// What a `records` read asks for.
 #[derive(Clone, Debug)]
@@ -109,6 +111,17 @@ impl ContentService {
     ) -> AppResult<Option<RecordOut>> {
         let view = View::for_request(p, preview)?;
         query::read_record(&self.db.conn, &p.project_id, id, view, budget).await
+    }
+
+    /// One page of search hits in the view the key may have (SPEC §8).
+    pub async fn search(
+        &self,
+        p: &Principal,
+        searcher: &Searcher,
+        q: SearchQuery,
+        budget: &AnswerBudget,
+    ) -> AppResult<SearchPage> {
+        super::search::search(&self.db.conn, &self.catalog, searcher, p, q, budget).await
     }
 
     /// The project's models.

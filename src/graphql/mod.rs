@@ -8,6 +8,7 @@ pub mod events;
 pub mod files;
 pub mod keys;
 pub mod schedules;
+pub mod search;
 pub mod types;
 pub mod usage;
 pub mod viewer;
@@ -33,6 +34,7 @@ pub struct Query(
     usage::UsageQuery,
     schedules::SchedulesQuery,
     files::FilesQuery,
+    search::SearchQuery,
 );
 
 /// Every mutation field, merged from the domain modules.

@@ -125,6 +125,19 @@ const OPERATIONS: &[Operation] = &[
         variables: |f| json!({ "id": f.record }),
         needs: &["records:read", "drafts:read"],
     },
+    // Search (SPEC §8): both scopes, and drafts:read for the draft view.
+    Operation {
+        field: "search",
+        document: "{ search(query: \"page\") { items { score } } }",
+        variables: |_| json!({}),
+        needs: &["search:read", "records:read"],
+    },
+    Operation {
+        field: "search",
+        document: "{ search(query: \"page\", preview: true) { items { score } } }",
+        variables: |_| json!({}),
+        needs: &["search:read", "records:read", "drafts:read"],
+    },
     Operation {
         field: "models",
         document: "{ models { key } }",

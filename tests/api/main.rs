@@ -29,4 +29,5 @@ mod schedules;
 mod schema;
 mod usage;
 mod versions;
+mod search;
 mod webhooks;

@@ -47,6 +47,8 @@ import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import search as search_text  # noqa: E402  (the search mixes, beside this file)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -214,10 +216,12 @@ def mint_live_key(binary, env, work):
         env=env, cwd=work, capture_output=True, text=True, check=True, timeout=120).stdout)["key"]
 
 
-def seed(url, root, live, records, keys, log, where):
+def seed(url, root, live, records, keys, log, where, search=False):
     """Seeds through the API with the live key (its budget is 10,000,000/h);
     the bootstrap key only mints the sk_test_ key used for previews and
-    writes. Also creates the `note` model that createRecord mixes write to."""
+    writes. Also creates the `note` model that createRecord mixes write to.
+    With `search`, records hold varied text (search.py) and the public keys
+    also hold `search:read`."""
     t0 = time.time()
     gql(url, live, """mutation { createModel(input: {key: "page", name: "Page", fields: [
         {name: "slug", type: STRING, required: true, unique: true},
@@ -229,7 +233,7 @@ def seed(url, root, live, records, keys, log, where):
 
     def create_and_publish(start):
         ops = [{"query": "mutation($d: JSON!) { createRecord(modelKey: \"page\", data: $d) { id } }",
-                "variables": {"d": {"slug": f"page-{i}", "title": f"Page {i}", "body": body[:200], "rank": i}}}
+                "variables": {"d": search_text.page(i) if search else {"slug": f"page-{i}", "title": f"Page {i}", "body": body[:200], "rank": i}}}
                for i in range(start, min(start + batch, records))]
         new_ids = [c["createRecord"]["id"] for c in gql_batch(url, live, ops)]
         pubs = [{"query": "mutation($id: ID!) { publishRecord(id: $id) { id } }", "variables": {"id": i}} for i in new_ids]
@@ -244,7 +248,7 @@ def seed(url, root, live, records, keys, log, where):
     t0 = time.time()
     public = []
     for start in range(0, keys, batch):
-        ops = [{"query": "mutation($n: String!) { createApiKey(input: {name: $n, type: PUBLIC, mode: LIVE, scopes: [\"records:read\"], rateLimitPerHour: 10000000}) { key } }",
+        ops = [{"query": "mutation($n: String!) { createApiKey(input: {name: $n, type: PUBLIC, mode: LIVE, scopes: " + ("[\"records:read\", \"search:read\"]" if search else "[\"records:read\"]") + ", rateLimitPerHour: 10000000}) { key } }",
                 "variables": {"n": f"bench-{i}"}} for i in range(start, min(start + batch, keys))]
         public.extend(c["createApiKey"]["key"] for c in gql_batch(url, live, ops))
     secret = gql(url, root, "mutation { createApiKey(input: {name: \"bench-secret\", type: SECRET, mode: TEST, scopes: [\"*\"], rateLimitPerHour: 10000000}) { key } }")["createApiKey"]["key"]
@@ -253,6 +257,8 @@ def seed(url, root, live, records, keys, log, where):
     # request can carry the same body.
     gql(url, root, """mutation { createModel(input: {key: "note", name: "Note", fields: [
         {name: "title", type: STRING, required: true}, {name: "body", type: TEXT}]}) { key } }""")
+    if search:
+        search_text.seed_models(gql, url, root)
     return ids, public, secret
 
 
@@ -336,6 +342,7 @@ def mix_bodies(rng, ids, public, secret, records):
         "create": [(1, secret, {"query": CREATE_NOTE, "variables": {"d": {"title": "new note", "body": "x" * 200}}})],
         "mixed": ([(19, k, LIST_Q) for k in public[:50]]
                   + [(1, secret, {"query": CREATE_NOTE, "variables": {"d": {"title": "mixed", "body": "y" * 200}}})] * 50),
+        **search_text.bodies(rng, public, secret, records),
     }
 
 
@@ -374,6 +381,7 @@ MIXES = [
     ("console: GET /console", "quire", "get:/console", None),
     ("console: GET app.js (hashed)", "quire", "get:app.js", None),
     ("console: GET graphiql.min.js (978 KB)", "quire", "get:vendor/graphiql.min.js", None),
+    *search_text.MIXES,
 ]
 FLOORS = (HTTP_FLOOR, GQL_FLOOR)
 
@@ -418,6 +426,7 @@ def main():
     ap.add_argument("--postgres", help="PostgreSQL server URL for the pg mixes (default: QUIRE_TEST_DATABASE_URL)")
     ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mixes")
     ap.add_argument("--files", action="store_true", help="only the files benchmark (files_bench below)")
+    ap.add_argument("--search", action="store_true", help="seed varied text and run the search mixes (search.py)")
     args = ap.parse_args()
     if args.files:
         return files_bench(args)
@@ -437,6 +446,9 @@ def main():
     skipped = []
     selected = ([m for m in MIXES if m[0] in parse_only(args.only) or m[0] in FLOORS] if args.only
                 else [m for m in MIXES if args.console or not m[0].startswith("console:")])
+    if not args.search and any(m[2] in search_text.KINDS for m in selected):
+        skipped.append("search mixes (no --search)")
+        selected = [m for m in selected if m[2] not in search_text.KINDS]
     if naive_bin is None and any("naive" in m[1] for m in selected):
         skipped.append("naive mixes (no --naive-bin)")
         selected = [m for m in selected if "naive" not in m[1]]
@@ -475,7 +487,7 @@ def main():
         quire = servers["quire"]
         idle_rss = proc_status(quire.pid, "VmRSS")
         live = mint_live_key(binary, env, work)
-        ids, public, secret = seed(quire.url, root, live, records, keys, log, "SQLite")
+        ids, public, secret = seed(quire.url, root, live, records, keys, log, "SQLite", args.search)
         rng = random.Random(7)
         bodies = {"sqlite": mix_bodies(rng, ids, public, secret, records)}
         if "quire-nocache" in needed:
@@ -498,7 +510,7 @@ def main():
             servers["pg-quire"], proot = start_quire("pg-quire", f"quire, PostgreSQL {pg_db}, no Redis",
                                                      binary, penv, work, True)
             plive = mint_live_key(binary, penv, work)
-            pids, ppublic, psecret = seed(servers["pg-quire"].url, proot, plive, records, keys, log, "PostgreSQL")
+            pids, ppublic, psecret = seed(servers["pg-quire"].url, proot, plive, records, keys, log, "PostgreSQL", args.search)
             bodies["pg"] = mix_bodies(random.Random(7), pids, ppublic, psecret, records)
             if "pg-nocache" in needed:
                 servers["pg-nocache"], _ = start_quire(

@@ -19,7 +19,7 @@ use crate::content::query::check_where_size;
 use crate::error::{AppError, Code};
 
 /// Root fields that read content: a cacheable operation selects at least one.
-const CONTENT_ROOT_FIELDS: [&str; 2] = ["records", "record"];
+const CONTENT_ROOT_FIELDS: [&str; 3] = ["records", "record", "search"];
 
 /// What a parsed document asks for.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Facts {
     /// Whether any selection names `__schema` or `__type`.
     pub introspection: bool,
     /// Whether the answer may go to the read cache: a query whose root
-    /// fields are `records` or `record` (at least one; none with a
+    /// fields are `records`, `record` or `search` (at least one; none with a
     /// `preview` argument other than a literal `false`) and `__typename`.
     /// (`{ __typename }` alone is the GraphQL floor the load harness
     /// measures; it is never cached.)
@@ -314,7 +314,7 @@ fn answered(mut e: ServerError, code: Code, label: &'static str) -> Prepared {
 }
 
 /// Whether the operation `operation_name` selects in `doc` may be cached: a
-/// query whose root fields are `records` or `record` (at least one; none
+/// query whose root fields are `records`, `record` or `search` (at least one; none
 /// with a `preview` argument other than a literal `false`) and
 /// `__typename`. (`{ __typename }` alone is the GraphQL floor the load
 /// harness measures; it is never cached.)

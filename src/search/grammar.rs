@@ -1,0 +1,308 @@
+//! The query grammar (SPEC §8), parsed once in Rust and compiled into an
+//! FTS5 `MATCH` expression and a PostgreSQL `tsquery`. User text never
+//! reaches either database as syntax: only folded words (alphanumeric
+//! characters, see [`super::fold`]) do, always quoted.
+//!
+//! ```text
+//! query  := term (space term)*
+//! term   := "-"? (word | "\"" words "\"")
+//! ```
+//! Words are ANDed; a quoted phrase matches its words next to each other,
+//! in order; `-` excludes; the last word, when it is the query's last term
+//! and not quoted, also matches as a prefix. A term the tokenizer splits
+//! (`e-mail`) is a phrase of its parts.
+
+use crate::error::{AppError, AppResult};
+
+use super::fold::words;
+
+/// The longest query, in characters.
+pub const MAX_QUERY_CHARS: usize = 256;
+/// The most words a query may hold (phrases and exclusions included).
+pub const MAX_QUERY_WORDS: usize = 10;
+/// The shortest last word that also matches as a prefix (a one-letter
+/// prefix would match most of the vocabulary).
+pub const MIN_PREFIX_CHARS: usize = 2;
+
+/// One term of a query, its words folded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Clause {
+    /// One word; `prefix` when it also matches as a prefix.
+    Word { word: String, prefix: bool },
+    /// Words next to each other, in order.
+    Phrase(Vec<String>),
+}
+
+/// A parsed query: what must match, and what must not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    pub include: Vec<Clause>,
+    pub exclude: Vec<Clause>,
+}
+
+fn bad(why: &str) -> AppError {
+    AppError::bad_input(format!("search query: {why}"))
+}
+
+/// Parses `text`; an empty, too long or malformed query is `BAD_USER_INPUT`.
+pub fn parse(text: &str) -> AppResult<Query> {
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(bad(&format!("at most {MAX_QUERY_CHARS} characters")));
+    }
+    let mut query = Query {
+        include: Vec::new(),
+        exclude: Vec::new(),
+    };
+    // Whether the last term added was a bare positive word.
+    let mut last_bare = false;
+    let mut count = 0;
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            break;
+        }
+        let negated = rest.starts_with('-');
+        if negated {
+            rest = &rest[1..];
+        }
+        let (clause, quoted) = if let Some(open) = rest.strip_prefix('"') {
+            let Some(close) = open.find('"') else {
+                return Err(bad("a quote is not closed"));
+            };
+            let inner: Vec<String> = words(&open[..close]).map(|(_, w)| w).collect();
+            rest = &open[close + 1..];
+            if inner.is_empty() {
+                return Err(bad("a quoted phrase holds no word"));
+            }
+            (Clause::Phrase(inner), true)
+        } else {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '"')
+                .unwrap_or(rest.len());
+            let mut parts: Vec<String> = words(&rest[..end]).map(|(_, w)| w).collect();
+            rest = &rest[end..];
+            match parts.len() {
+                0 => continue,
+                1 => (
+                    Clause::Word {
+                        word: parts.remove(0),
+                        prefix: false,
+                    },
+                    false,
+                ),
+                _ => (Clause::Phrase(parts), false),
+            }
+        };
+        count += match &clause {
+            Clause::Word { .. } => 1,
+            Clause::Phrase(words) => words.len(),
+        };
+        if count > MAX_QUERY_WORDS {
+            return Err(bad(&format!("at most {MAX_QUERY_WORDS} words")));
+        }
+        last_bare = !negated && !quoted && matches!(clause, Clause::Word { .. });
+        if negated {
+            query.exclude.push(clause);
+        } else {
+            query.include.push(clause);
+        }
+    }
+    if query.include.is_empty() {
+        return Err(bad(if query.exclude.is_empty() {
+            "the query holds no word"
+        } else {
+            "the query only excludes words"
+        }));
+    }
+    if last_bare {
+        if let Some(Clause::Word { word, prefix }) = query.include.last_mut() {
+            *prefix = word.chars().count() >= MIN_PREFIX_CHARS;
+        }
+    }
+    Ok(query)
+}
+
+/// The typo variants of the query's words: for each clause of
+/// `Query::include`, the vocabulary words that also match it (empty for
+/// phrases and for words too short for a typo).
+pub type Expansions = Vec<Vec<String>>;
+
+impl Query {
+    /// The FTS5 expression over the text columns `strong` and `weak`.
+    pub fn fts5(&self, expansions: Option<&Expansions>) -> String {
+        let clause = |i: Option<usize>, c: &Clause| -> String {
+            match c {
+                Clause::Word { word, prefix } => {
+                    let star = if *prefix { "*" } else { "" };
+                    let variants = i
+                        .and_then(|i| expansions.and_then(|e| e.get(i)))
+                        .filter(|v| !v.is_empty());
+                    match variants {
+                        None => format!("\"{word}\"{star}"),
+                        Some(variants) => {
+                            let mut out = format!("(\"{word}\"{star}");
+                            for v in variants {
+                                out.push_str(&format!(" OR \"{v}\""));
+                            }
+                            out.push(')');
+                            out
+                        }
+                    }
+                }
+                Clause::Phrase(words) => format!("\"{}\"", words.join(" ")),
+            }
+        };
+        let include: Vec<String> = self
+            .include
+            .iter()
+            .enumerate()
+            .map(|(i, c)| clause(Some(i), c))
+            .collect();
+        let mut out = format!("{{strong weak}} : ({})", include.join(" AND "));
+        for c in &self.exclude {
+            out.push_str(&format!(" NOT {{strong weak}} : ({})", clause(None, c)));
+        }
+        out
+    }
+
+    /// The PostgreSQL `tsquery` text (cast with `::tsquery`, which takes
+    /// lexemes as written).
+    pub fn tsquery(&self, expansions: Option<&Expansions>) -> String {
+        let clause = |i: Option<usize>, c: &Clause| -> String {
+            match c {
+                Clause::Word { word, prefix } => {
+                    let star = if *prefix { ":*" } else { "" };
+                    let mut out = format!("({}{star}", lexeme(word));
+                    if let Some(variants) = i.and_then(|i| expansions.and_then(|e| e.get(i))) {
+                        for v in variants {
+                            out.push_str(&format!(" | {}", lexeme(v)));
+                        }
+                    }
+                    out.push(')');
+                    out
+                }
+                Clause::Phrase(words) => {
+                    let parts: Vec<String> = words.iter().map(|w| lexeme(w)).collect();
+                    format!("({})", parts.join(" <-> "))
+                }
+            }
+        };
+        let mut parts: Vec<String> = self
+            .include
+            .iter()
+            .enumerate()
+            .map(|(i, c)| clause(Some(i), c))
+            .collect();
+        for c in &self.exclude {
+            parts.push(format!("!{}", clause(None, c)));
+        }
+        parts.join(" & ")
+    }
+}
+
+/// A `tsquery`/`tsvector` lexeme, quoted.
+pub fn lexeme(word: &str) -> String {
+    format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    fn word(w: &str, prefix: bool) -> Clause {
+        Clause::Word {
+            word: w.to_owned(),
+            prefix,
+        }
+    }
+
+    fn phrase(ws: &[&str]) -> Clause {
+        Clause::Phrase(ws.iter().map(|w| (*w).to_owned()).collect())
+    }
+
+    #[test]
+    fn words_phrases_exclusions_and_the_last_prefix() {
+        let q = parse(r#"Red "Big Bike" -Café bicy"#).unwrap();
+        assert_eq!(
+            q.include,
+            [
+                word("red", false),
+                phrase(&["big", "bike"]),
+                word("bicy", true)
+            ]
+        );
+        assert_eq!(q.exclude, [word("cafe", false)]);
+        assert_eq!(
+            q.fts5(None),
+            r#"{strong weak} : ("red" AND "big bike" AND "bicy"*) NOT {strong weak} : ("cafe")"#
+        );
+        assert_eq!(
+            q.tsquery(None),
+            "('red') & ('big' <-> 'bike') & ('bicy':*) & !('cafe')"
+        );
+    }
+
+    #[test]
+    fn no_prefix_when_the_query_ends_otherwise() {
+        assert_eq!(
+            parse(r#"red "big""#).unwrap().include,
+            [word("red", false), phrase(&["big"])]
+        );
+        let q = parse("red -blue").unwrap();
+        assert_eq!(q.include, [word("red", false)]);
+        assert_eq!(parse("a").unwrap().include, [word("a", false)]);
+    }
+
+    #[test]
+    fn split_terms_are_phrases_and_expansions_join_with_or() {
+        let q = parse("e-mail bicycle").unwrap();
+        assert_eq!(q.include, [phrase(&["e", "mail"]), word("bicycle", true)]);
+        let exp = vec![vec![], vec!["bicycles".to_owned()]];
+        assert_eq!(
+            q.fts5(Some(&exp)),
+            r#"{strong weak} : ("e mail" AND ("bicycle"* OR "bicycles"))"#
+        );
+        assert_eq!(
+            q.tsquery(Some(&exp)),
+            "('e' <-> 'mail') & ('bicycle':* | 'bicycles')"
+        );
+    }
+
+    #[test]
+    fn syntax_never_passes_through() {
+        let q = parse(r#"a*b OR NEAR(x) 'y' : & | ! <-> \"#).unwrap();
+        for c in q.include.iter().chain(&q.exclude) {
+            let ws = match c {
+                Clause::Word { word, .. } => vec![word.clone()],
+                Clause::Phrase(ws) => ws.clone(),
+            };
+            assert!(ws
+                .iter()
+                .all(|w| !w.is_empty() && w.chars().all(char::is_alphanumeric)));
+        }
+    }
+
+    #[test]
+    fn malformed_queries_are_bad_input() {
+        for q in [
+            "",
+            "   ",
+            "!!! ---",
+            "\"unclosed",
+            "red \"big",
+            "\"\"",
+            "-red",
+            "-red -\"big bike\"",
+            "a b c d e f g h i j k",
+            "a b c d e f g h \"i j k\"",
+        ] {
+            let err = parse(q).unwrap_err();
+            assert_eq!(err.code(), crate::error::Code::BadUserInput, "{q:?}");
+        }
+        assert!(parse(&"a".repeat(256)).is_ok());
+        assert!(parse(&"a".repeat(257)).is_err());
+        assert!(parse("a b c d e f g h i j").is_ok());
+    }
+}
