@@ -28,8 +28,8 @@ use crate::ratelimit::redis_store::RedisStore;
 use crate::ratelimit::Limiter;
 use crate::readcache::{self, ReadCache};
 use crate::redis_link::RedisLink;
-use crate::usage::Usage;
 use crate::schedules::ScheduleService;
+use crate::usage::Usage;
 
 /// Everything a request may need.
 pub struct App {

@@ -61,8 +61,8 @@ pub mod ratelimit;
 pub mod readcache;
 pub mod redis_link;
 pub mod schedules;
-pub mod usage;
 pub mod search;
+pub mod usage;
 
 pub use app::{App, AppState};
 pub use http::build_router;

@@ -27,7 +27,7 @@ mod ratelimit;
 mod readcache;
 mod schedules;
 mod schema;
+mod search;
 mod usage;
 mod versions;
-mod search;
 mod webhooks;
