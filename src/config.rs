@@ -245,6 +245,8 @@ impl Config {
 pub const DEFAULT_FILES_DIR: &str = "./quire-files";
 /// Default `QUIRE_MAX_FILE_BYTES` (50 MiB).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 50 * 1024 * 1024;
+/// Default `QUIRE_IMAGE_TRANSFORM_SECONDS`.
+pub const DEFAULT_IMAGE_TRANSFORM_SECONDS: u64 = 10;
 /// Default `QUIRE_MAX_IMAGE_TRANSFORMS`: image transforms at once.
 pub const DEFAULT_MAX_IMAGE_TRANSFORMS: usize = 2;
 
@@ -283,6 +285,10 @@ pub struct FilesConfig {
     /// Image transforms running at once; more wait their turn.
     #[arg(long = "max-image-transforms", env = "QUIRE_MAX_IMAGE_TRANSFORMS", default_value_t = DEFAULT_MAX_IMAGE_TRANSFORMS)]
     pub max_image_transforms: usize,
+    /// Longest an image transform may take, waiting for its turn included,
+    /// in seconds; longer is abandoned with 503.
+    #[arg(long = "image-transform-seconds", env = "QUIRE_IMAGE_TRANSFORM_SECONDS", default_value_t = DEFAULT_IMAGE_TRANSFORM_SECONDS)]
+    pub image_transform_seconds: u64,
     /// The key that signs preview URLs, shared by every instance; without
     /// it one is generated once and kept in the database.
     #[arg(
@@ -304,6 +310,7 @@ impl Default for FilesConfig {
             files_url: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_image_transforms: DEFAULT_MAX_IMAGE_TRANSFORMS,
+            image_transform_seconds: DEFAULT_IMAGE_TRANSFORM_SECONDS,
             signing_secret: None,
             public_url: None,
         }

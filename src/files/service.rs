@@ -32,8 +32,6 @@ use crate::config::FilesConfig;
 use crate::db::{new_id, Database};
 use crate::error::{AppError, AppResult};
 
-/// Longest a transform may take before it is abandoned with 503.
-pub const TRANSFORM_DEADLINE: Duration = Duration::from_secs(10);
 /// Default and largest page of `files`.
 pub const DEFAULT_LIMIT: u64 = 20;
 pub const MAX_LIMIT: u64 = 100;
@@ -61,6 +59,9 @@ pub struct FileService {
     signer: Signer,
     /// Transforms running at once (`QUIRE_MAX_IMAGE_TRANSFORMS`).
     transforms: Arc<Semaphore>,
+    /// How long a transform may take, its wait for a permit included
+    /// (`QUIRE_IMAGE_TRANSFORM_SECONDS`).
+    transform_deadline: Duration,
     /// `QUIRE_MAX_FILE_BYTES`.
     pub max_file_bytes: u64,
     /// `QUIRE_PUBLIC_URL`, without a trailing `/`.
@@ -89,6 +90,7 @@ impl FileService {
             storage,
             signer,
             transforms: Arc::new(Semaphore::new(config.max_image_transforms.max(1))),
+            transform_deadline: Duration::from_secs(config.image_transform_seconds.max(1)),
             max_file_bytes: config.max_file_bytes,
             public_url: config
                 .public_url
@@ -357,6 +359,12 @@ impl FileService {
             .verify(&Self::path(row), expires, sig, self.clock.now().timestamp())
     }
 
+    /// The permits of the transforms running at once (one each); tests
+    /// hold them to fill the bound.
+    pub fn transform_permits(&self) -> &Arc<Semaphore> {
+        &self.transforms
+    }
+
     /// Now.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
@@ -364,7 +372,7 @@ impl FileService {
 
     /// The variant `v` of an image file: read from the store when made
     /// before, else made (at most `QUIRE_MAX_IMAGE_TRANSFORMS` at once,
-    /// abandoned after [`TRANSFORM_DEADLINE`] with 503) and stored.
+    /// abandoned after `QUIRE_IMAGE_TRANSFORM_SECONDS` with 503) and stored.
     pub async fn variant(
         &self,
         row: &files::Model,
@@ -380,8 +388,10 @@ impl FileService {
         if let Some(bytes) = self.storage.read_all(&path).await? {
             return Ok((bytes, content_type));
         }
-        let deadline = tokio::time::Instant::now() + TRANSFORM_DEADLINE;
-        let busy = || AppError::unavailable("an image transform took longer than 10 s");
+        let deadline = tokio::time::Instant::now() + self.transform_deadline;
+        let seconds = self.transform_deadline.as_secs();
+        let busy =
+            || AppError::unavailable(format!("an image transform took longer than {seconds} s"));
         let permit =
             tokio::time::timeout_at(deadline, Arc::clone(&self.transforms).acquire_owned())
                 .await

@@ -651,3 +651,63 @@ both_dbs!(
         assert!(text.starts_with("retry: 1000\n\n"), "{text}");
     }
 );
+
+// A stream client that never reads (a small receive buffer, so the
+// server's writes to it stall) holds up no writer: 400 records created by
+// 8 concurrent writers all commit, and a client that does read receives
+// every one of their events, in order. The stalled stream holds at most one
+// page of events; the server closes it when its writes stall for 30 s
+// (`http::server`), and it would resume with `Last-Event-ID`.
+both_dbs!(
+    a_stream_client_that_never_reads_holds_up_no_writer,
+    |app: TestApp| async move {
+        use tokio::io::AsyncWriteExt;
+        let t = app.default_tenant().await;
+        let key = reader(&app, &t.project, false).await;
+        page_model(&app, &t.root).await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(2048).unwrap();
+        let mut stalled = socket.connect(app.addr).await.unwrap();
+        let request = format!(
+            "GET /events/stream HTTP/1.1\r\nhost: quire\r\nx-api-key: {}\r\n\r\n",
+            key.secret
+        );
+        stalled.write_all(request.as_bytes()).await.unwrap();
+        let mut reading = Stream::connect(&app, &key, None).await;
+
+        let started = Instant::now();
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (app, root) = (app.clone(), t.root.clone());
+                tokio::spawn(async move {
+                    for i in 0..50 {
+                        let title = format!("w{w} r{i} {}", "x".repeat(200));
+                        app.create_record(&root, "page", json!({ "title": title }))
+                            .await;
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            tokio::time::timeout(Duration::from_secs(120), w)
+                .await
+                .expect("a writer was held up")
+                .unwrap();
+        }
+        let writing = started.elapsed();
+
+        let mut ids = Vec::new();
+        while ids.len() < 400 {
+            let (id, event) = reading
+                .next(Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("only {} of 400 events came", ids.len()));
+            if event["type"] == "record.created" {
+                ids.push(id.parse::<i64>().unwrap());
+            }
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order");
+        eprintln!("400 writes with a stalled stream open: {writing:?}");
+        drop(stalled);
+    }
+);

@@ -1314,3 +1314,53 @@ both_dbs!(cli_uploads_publishes_and_lists, |db: FreshDb| async move {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open"));
     server.stop().await;
 });
+
+// The transform bound (QUIRE_MAX_IMAGE_TRANSFORMS) and deadline
+// (QUIRE_IMAGE_TRANSFORM_SECONDS): with the one permit held, a variant waits
+// its turn and is given up with 503 at the deadline; with the permit back,
+// the same URL is made; two at once share the one permit in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transforms_wait_their_turn_and_give_up_at_the_deadline() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(app) = TestApp::try_spawn_with(backend, |c| {
+            c.files.max_image_transforms = 1;
+            c.files.image_transform_seconds = 1;
+        })
+        .await
+        else {
+            continue;
+        };
+        let t = app.default_tenant().await;
+        let f = uploaded(&app, &t.root, "pic.png", png(200, 100)).await;
+        let id = f["id"].as_str().unwrap().to_owned();
+        gql_file(&app, &t.root, "publishFile", &id).await;
+        let permits = app.state.files.transform_permits().clone();
+        assert_eq!(permits.available_permits(), 1, "{backend:?}");
+        let held = permits.clone().acquire_owned().await.unwrap();
+        let started = std::time::Instant::now();
+        let r = get(&app, &format!("/files/{id}/pic.png?w=50")).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{backend:?}");
+        assert!(r.headers().contains_key("retry-after"), "{backend:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "SERVICE_UNAVAILABLE"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{backend:?}: waited for the deadline"
+        );
+        drop(held);
+        let (a, b) = tokio::join!(
+            get(&app, &format!("/files/{id}/pic.png?w=50")),
+            get(&app, &format!("/files/{id}/pic.png?w=60")),
+        );
+        assert_eq!(a.status(), StatusCode::OK, "{backend:?}");
+        assert_eq!(b.status(), StatusCode::OK, "{backend:?}");
+        assert_eq!(
+            permits.available_permits(),
+            1,
+            "{backend:?}: every permit came back"
+        );
+    }
+}
