@@ -1351,10 +1351,11 @@ async fn transforms_wait_their_turn_and_give_up_at_the_deadline() {
             "{backend:?}: waited for the deadline"
         );
         drop(held);
-        let (a, b) = tokio::join!(
-            get(&app, &format!("/files/{id}/pic.png?w=50")),
-            get(&app, &format!("/files/{id}/pic.png?w=60")),
+        let (w50, w60) = (
+            format!("/files/{id}/pic.png?w=50"),
+            format!("/files/{id}/pic.png?w=60"),
         );
+        let (a, b) = tokio::join!(get(&app, &w50), get(&app, &w60));
         assert_eq!(a.status(), StatusCode::OK, "{backend:?}");
         assert_eq!(b.status(), StatusCode::OK, "{backend:?}");
         assert_eq!(
