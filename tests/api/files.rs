@@ -1365,3 +1365,87 @@ async fn transforms_wait_their_turn_and_give_up_at_the_deadline() {
         );
     }
 }
+
+// File events in the LIVE feed (SPEC §9): a LIVE key sees the events that
+// changed the published view (publish, unpublish, the delete of a published
+// file), never a draft's created, updated or deleted; a TEST key sees all.
+both_dbs!(
+    live_keys_see_only_published_view_file_events,
+    |app: TestApp| async move {
+        let t = app.default_tenant().await;
+        let live = app
+            .new_key()
+            .public()
+            .live()
+            .scopes(&["notifications:read"])
+            .create()
+            .await;
+        let test = app
+            .new_key()
+            .public()
+            .test()
+            .scopes(&["notifications:read"])
+            .create()
+            .await;
+        let shown = uploaded(&app, &t.root, "a.png", png(4, 4)).await;
+        let shown = shown["id"].as_str().unwrap().to_owned();
+        let update = "mutation($id: ID!) { updateFile(id: $id, input: { alt: \"A\" }) { id } }";
+        app.data(&t.root, update, json!({ "id": shown })).await;
+        for op in ["publishFile", "unpublishFile", "publishFile"] {
+            gql_file(&app, &t.root, op, &shown).await;
+        }
+        let delete = "mutation($id: ID!) { deleteFile(id: $id) }";
+        app.data(&t.root, delete, json!({ "id": shown })).await;
+        let draft = uploaded(&app, &t.root, "b.png", png(4, 4)).await;
+        let draft = draft["id"].as_str().unwrap().to_owned();
+        app.data(&t.root, update, json!({ "id": draft })).await;
+        app.data(&t.root, delete, json!({ "id": draft })).await;
+
+        let types_of = |key: String, id: String| {
+            let app = app.clone();
+            async move {
+                let events = app
+                    .data(
+                        &key,
+                        "{ events(limit: 50, types: [\"file.*\"]) { items { type fileId } } }",
+                        json!({}),
+                    )
+                    .await;
+                events["events"]["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e["fileId"] == id.as_str())
+                    .map(|e| e["type"].as_str().unwrap().to_owned())
+                    .collect::<Vec<String>>()
+            }
+        };
+        assert_eq!(
+            types_of(live.secret.clone(), shown.clone()).await,
+            [
+                "file.published",
+                "file.unpublished",
+                "file.published",
+                "file.deleted"
+            ]
+        );
+        assert!(types_of(live.secret.clone(), draft.clone())
+            .await
+            .is_empty());
+        assert_eq!(
+            types_of(test.secret.clone(), shown).await,
+            [
+                "file.created",
+                "file.updated",
+                "file.published",
+                "file.unpublished",
+                "file.published",
+                "file.deleted"
+            ]
+        );
+        assert_eq!(
+            types_of(test.secret.clone(), draft).await,
+            ["file.created", "file.updated", "file.deleted"]
+        );
+    }
+);
