@@ -1,5 +1,6 @@
 //! The application: configuration, database, clock, caches, limiter and the
-//! two services, shared by every request as `AppState` (an `Arc<App>`).
+//! services (keys, content, events, files, schedules, usage), shared by every
+//! request as `AppState` (an `Arc<App>`).
 //!
 //! `App` wires the parts together once: the services get the connection,
 //! the clock, the key cache and the [`Changes`] hub they announce to, and

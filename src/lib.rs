@@ -25,7 +25,7 @@
 //! | [`cli`] | the `quire` command line: `serve`, `migrate`, `admin`, client commands |
 //! | [`http`] | router (builds the schemas), the staged GraphQL-over-HTTP handler, health and metrics, the event stream (SSE), the web console and GraphiQL page with their embedded assets (`http::console`), layers, the server loop (header and body timeouts, connection cap, bounded shutdown) |
 //! | [`graphql`] | schema assembly, thin resolvers per domain calling the services |
-//! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the services (keys, content, events); background watchers |
+//! | [`app`] | `App`/`AppState`: configuration, database, clock, key cache, authenticator, limiter, read cache, the services (keys, content, events, files, schedules, usage) and the search vocabularies; background watchers and runners |
 //! | [`keys`] | key lifecycle service: rules, create/update/rotate/revoke, audit log, export/import, bootstrap, the key change feed |
 //! | [`schedules`] | schedules (publish/unpublish at a set time, a runner on every instance claiming each exactly once) and the door to record versions (kept by content's writes) |
 //! | [`content`] | content service: models (held in memory by the catalog), records, drafts and publishing, views, queries (bounded `where`), the SQL builder, the per-request answer budget |
