@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use entity::{files, models, records};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QuerySelect,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -68,11 +68,16 @@ pub async fn insert(txn: &DatabaseTransaction, row: files::Model) -> AppResult<f
 /// A file of the project, for a write.
 async fn load(txn: &DatabaseTransaction, project_id: &str, id: &str) -> AppResult<files::Model> {
     grab_write_lock(txn).await?;
-    files::Entity::find_by_id(id.to_owned())
-        .filter(files::Column::ProjectId.eq(project_id))
-        .one(txn)
-        .await?
-        .ok_or_else(|| not_found(id))
+    let mut q =
+        files::Entity::find_by_id(id.to_owned()).filter(files::Column::ProjectId.eq(project_id));
+    // On PostgreSQL the row stays locked until the commit. A record write
+    // that names the file holds it FOR SHARE ([`exists`]), so a delete and
+    // such a write wait for each other instead of both passing their checks
+    // (a record naming a deleted file). SQLite has one writer anyway.
+    if txn.get_database_backend() == DbBackend::Postgres {
+        q = q.lock_exclusive();
+    }
+    q.one(txn).await?.ok_or_else(|| not_found(id))
 }
 
 /// Changes a file's filename and/or alt text (`file.updated`).
@@ -204,15 +209,19 @@ pub async fn delete(
     Ok(row)
 }
 
-/// Whether `id` is a file of `project_id` (what a `FILE` field may hold).
+/// Whether `id` is a file of `project_id` (what a `FILE` field may hold);
+/// on PostgreSQL the row is then locked `FOR SHARE` until the commit.
 pub async fn exists<C: ConnectionTrait>(db: &C, project_id: &str, id: &str) -> AppResult<bool> {
-    let found: Option<String> = files::Entity::find_by_id(id.to_owned())
+    let mut q = files::Entity::find_by_id(id.to_owned())
         .select_only()
         .column(files::Column::Id)
-        .filter(files::Column::ProjectId.eq(project_id))
-        .into_tuple()
-        .one(db)
-        .await?;
+        .filter(files::Column::ProjectId.eq(project_id));
+    // Held until the writer commits: a delete of this file waits (see
+    // [`load`]) and then finds the record that names it.
+    if db.get_database_backend() == DbBackend::Postgres {
+        q = q.lock_shared();
+    }
+    let found: Option<String> = q.into_tuple().one(db).await?;
     Ok(found.is_some())
 }
 

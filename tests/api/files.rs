@@ -1449,3 +1449,39 @@ both_dbs!(
         );
     }
 );
+
+// A delete racing a record write that names the file (SPEC §7: deleting a
+// file a record names is CONFLICT): whichever commits first, the other
+// sees it, so no record ever names a deleted file. On PostgreSQL the file
+// row is locked by both (FOR SHARE by the record write, FOR UPDATE by the
+// delete); SQLite has one writer.
+both_dbs!(
+    a_delete_racing_a_record_that_names_the_file_never_leaves_it_dangling,
+    |app: TestApp| async move {
+        let t = app.default_tenant().await;
+        app.create_model(
+            &t.root,
+            json!({ "key": "post", "name": "Post", "fields": [
+                { "name": "cover", "type": "FILE" } ] }),
+        )
+        .await;
+        let create = "mutation($d: JSON!) { createRecord(modelKey: \"post\", data: $d) { id } }";
+        let delete = "mutation($id: ID!) { deleteFile(id: $id) }";
+        for _ in 0..15 {
+            let id = uploaded(&app, &t.root, "c.png", png(4, 4)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let (made, deleted) = tokio::join!(
+                app.gql(&t.root, create, json!({ "d": { "cover": id } })),
+                app.gql(&t.root, delete, json!({ "id": id })),
+            );
+            let made = made.code().is_none();
+            let deleted = deleted.code().is_none();
+            assert!(
+                made != deleted,
+                "exactly one wins: made {made}, deleted {deleted}"
+            );
+        }
+    }
+);
