@@ -79,7 +79,7 @@ pub async fn upload(
 ) -> Response {
     let principal = match app.authenticator.authenticate(&headers).await {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => return closing(e.into_response()),
     };
     let limit = u64::try_from(principal.rate_limit_per_hour).unwrap_or(0);
     let decision = app
@@ -90,9 +90,9 @@ pub async fn upload(
         let refusal = AppError::RateLimited {
             retry_after: decision.retry_after.unwrap_or(1),
         };
-        return with_rate_headers(refusal.into_response(), &decision);
+        return closing(with_rate_headers(refusal.into_response(), &decision));
     }
-    let answer = |e: AppError| with_rate_headers(e.into_response(), &decision);
+    let answer = |e: AppError| closing(with_rate_headers(e.into_response(), &decision));
     if !principal.has(Scope::FilesWrite) {
         return answer(AppError::Forbidden(
             "this key lacks the scope \"files:write\"".into(),
@@ -149,6 +149,17 @@ pub async fn upload(
         }
         Err(e) => answer(e),
     }
+}
+
+/// A refused upload's answer closes the connection: the body may be
+/// unread, so the connection cannot carry another request, and a client
+/// that pooled it would send its next request into a closing socket.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 async fn upload_multipart(

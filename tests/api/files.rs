@@ -373,6 +373,9 @@ both_dbs!(
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // The refusal closes its connection (its body was not read), so the
+        // client does not reuse it for the next upload.
+        assert_eq!(r.headers()["connection"], "close");
         let r = upload(&app, &t.root, "fits.bin", vec![7; 1000], None).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         tokio::time::sleep(Duration::from_millis(200)).await;
