@@ -453,29 +453,14 @@ both_dbs!(
     a_graceful_restart_keeps_the_counts,
     |db: FreshDb| async move {
         let envs = [("QUIRE_USAGE_FLUSH_SECONDS", "3600")];
-        let key = admin_key(
-            &db.url,
-            &[
-                "--type",
-                "secret",
-                "--mode",
-                "live",
-                "--scopes",
-                "analytics:read",
-            ],
-        )
-        .await;
+        let key = admin_key(&db.url, &READER).await;
         let server = Server::start(&db.url, &envs).await;
         for _ in 0..7 {
             query(&server, &key, "{ viewer { key { id } } }").await;
         }
         server.terminate().await;
         let server = Server::start(&db.url, &envs).await;
-        let buckets = server_usage(&server, &key).await;
-        let requests: i64 = buckets
-            .iter()
-            .map(|b| b["requests"].as_i64().unwrap())
-            .sum();
+        let (requests, buckets) = server_requests(&server, &key).await;
         assert_eq!(requests, 7, "{buckets:?}");
         server.stop().await;
     }
@@ -485,18 +470,7 @@ both_dbs!(
     kill_9_loses_at_most_the_last_interval,
     |db: FreshDb| async move {
         let envs = [("QUIRE_USAGE_FLUSH_SECONDS", "1")];
-        let key = admin_key(
-            &db.url,
-            &[
-                "--type",
-                "secret",
-                "--mode",
-                "live",
-                "--scopes",
-                "analytics:read",
-            ],
-        )
-        .await;
+        let key = admin_key(&db.url, &READER).await;
         let server = Server::start(&db.url, &envs).await;
         for _ in 0..5 {
             query(&server, &key, "{ viewer { key { id } } }").await;
@@ -508,11 +482,7 @@ both_dbs!(
         }
         server.stop().await; // SIGKILL
         let server = Server::start(&db.url, &[("QUIRE_USAGE_FLUSH_SECONDS", "3600")]).await;
-        let buckets = server_usage(&server, &key).await;
-        let requests: i64 = buckets
-            .iter()
-            .map(|b| b["requests"].as_i64().unwrap())
-            .sum();
+        let (requests, buckets) = server_requests(&server, &key).await;
         assert!(
             (5..=8).contains(&requests),
             "kept {requests} of 8: {buckets:?}"
@@ -532,6 +502,27 @@ async fn query(server: &Server, key: &str, query: &str) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+/// `quire admin keys create` flags of a key that reads usage.
+const READER: [&str; 6] = [
+    "--type",
+    "secret",
+    "--mode",
+    "live",
+    "--scopes",
+    "analytics:read",
+];
+
+/// The requests `server`'s `keyUsage` counts for `key`'s project, and the
+/// buckets they came from.
+async fn server_requests(server: &Server, key: &str) -> (i64, Vec<Value>) {
+    let buckets = server_usage(server, key).await;
+    let requests = buckets
+        .iter()
+        .map(|b| b["requests"].as_i64().unwrap())
+        .sum();
+    (requests, buckets)
 }
 
 async fn server_usage(server: &Server, key: &str) -> Vec<Value> {
