@@ -73,6 +73,24 @@ async fn gql_file(app: &TestApp, key: &str, op: &str, id: &str) -> Value {
     app.data(key, &q, json!({ "id": id })).await[op].clone()
 }
 
+/// The types of the events `key` sees for file `id`, oldest first.
+async fn file_event_types(app: &TestApp, key: &str, id: &str) -> Vec<String> {
+    let events = app
+        .data(
+            key,
+            "{ events(limit: 50, types: [\"file.*\"]) { items { type fileId } } }",
+            json!({}),
+        )
+        .await;
+    events["events"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fileId"] == id)
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.client.get(app.url(path)).send().await.unwrap()
 }
@@ -209,22 +227,8 @@ both_dbs!(upload_publish_and_deliver, |app: TestApp| async move {
     assert_eq!(miss_body(&app, &public_path).await, unknown);
 
     // Events, in the same transactions.
-    let events = app
-        .data(
-            &t.root,
-            "{ events(limit: 50) { items { type fileId } } }",
-            json!({}),
-        )
-        .await;
-    let types: Vec<&str> = events["events"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["fileId"] == id.as_str())
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        types,
+        file_event_types(&app, &t.root, &id).await,
         ["file.created", "file.published", "file.unpublished"]
     );
 });
@@ -944,22 +948,8 @@ both_dbs!(
             )
             .await;
         assert_eq!(r["deleteFile"], true);
-        let events = app
-            .data(
-                &t.root,
-                "{ events(limit: 50, types: [\"file.*\"]) { items { type fileId } } }",
-                json!({}),
-            )
-            .await;
-        let mine_types: Vec<&str> = events["events"]["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["fileId"] == mine.as_str())
-            .map(|e| e["type"].as_str().unwrap())
-            .collect();
         assert_eq!(
-            mine_types,
+            file_event_types(&app, &t.root, &mine).await,
             ["file.created", "file.published", "file.deleted"]
         );
     }
@@ -1404,27 +1394,8 @@ both_dbs!(
         app.data(&t.root, update, json!({ "id": draft })).await;
         app.data(&t.root, delete, json!({ "id": draft })).await;
 
-        let types_of = |key: String, id: String| {
-            let app = app.clone();
-            async move {
-                let events = app
-                    .data(
-                        &key,
-                        "{ events(limit: 50, types: [\"file.*\"]) { items { type fileId } } }",
-                        json!({}),
-                    )
-                    .await;
-                events["events"]["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|e| e["fileId"] == id.as_str())
-                    .map(|e| e["type"].as_str().unwrap().to_owned())
-                    .collect::<Vec<String>>()
-            }
-        };
         assert_eq!(
-            types_of(live.secret.clone(), shown.clone()).await,
+            file_event_types(&app, &live, &shown).await,
             [
                 "file.published",
                 "file.unpublished",
@@ -1432,11 +1403,9 @@ both_dbs!(
                 "file.deleted"
             ]
         );
-        assert!(types_of(live.secret.clone(), draft.clone())
-            .await
-            .is_empty());
+        assert!(file_event_types(&app, &live, &draft).await.is_empty());
         assert_eq!(
-            types_of(test.secret.clone(), shown).await,
+            file_event_types(&app, &test, &shown).await,
             [
                 "file.created",
                 "file.updated",
@@ -1447,7 +1416,7 @@ both_dbs!(
             ]
         );
         assert_eq!(
-            types_of(test.secret.clone(), draft).await,
+            file_event_types(&app, &test, &draft).await,
             ["file.created", "file.updated", "file.deleted"]
         );
     }

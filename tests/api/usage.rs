@@ -21,6 +21,16 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A secret LIVE key holding `analytics:read` (sees every key's usage).
+async fn reader(app: &TestApp) -> TestKey {
+    app.new_key()
+        .secret()
+        .live()
+        .scopes(&["analytics:read"])
+        .create()
+        .await
+}
+
 /// `keyUsage` over the last day and the next, at `granularity`.
 async fn usage(app: &TestApp, key: &str, granularity: &str, ids: Option<Vec<&str>>) -> Vec<Value> {
     let now = app.clock.now_utc();
@@ -101,13 +111,7 @@ both_dbs!(
             .limit(8)
             .create()
             .await;
-        let reader = app
-            .new_key()
-            .secret()
-            .live()
-            .scopes(&["analytics:read"])
-            .create()
-            .await;
+        let reader = reader(&app).await;
         known_sequence(&app, &counted).await;
         app.state.usage.flush().await.unwrap();
         for granularity in ["HOUR", "DAY"] {
@@ -140,13 +144,7 @@ both_dbs!(
 both_dbs!(
     counts_are_not_written_on_the_request_path,
     |app: TestApp| async move {
-        let key = app
-            .new_key()
-            .secret()
-            .live()
-            .scopes(&["analytics:read"])
-            .create()
-            .await;
+        let key = reader(&app).await;
         for _ in 0..5 {
             app.data(&key, "{ viewer { key { id } } }", json!({})).await;
         }
@@ -168,13 +166,7 @@ async fn a_failed_flush_keeps_the_counts_for_the_next() {
         let Some(app) = TestApp::try_spawn_with(backend, |c| c.db_timeout_seconds = 1).await else {
             continue;
         };
-        let key = app
-            .new_key()
-            .secret()
-            .live()
-            .scopes(&["analytics:read"])
-            .create()
-            .await;
+        let key = reader(&app).await;
         for _ in 0..4 {
             app.data(&key, "{ viewer { key { id } } }", json!({})).await;
         }
@@ -222,13 +214,7 @@ async fn a_failed_flush_keeps_the_counts_for_the_next() {
 
 both_dbs!(two_instances_add_up, |app: TestApp| async move {
     let other = app.sibling(|_| {}).await;
-    let key = app
-        .new_key()
-        .secret()
-        .live()
-        .scopes(&["analytics:read"])
-        .create()
-        .await;
+    let key = reader(&app).await;
     for i in 0..10 {
         let instance = if i % 2 == 0 { &app } else { &other };
         instance
@@ -248,13 +234,7 @@ both_dbs!(two_instances_add_up, |app: TestApp| async move {
 both_dbs!(
     hours_and_days_are_separate_buckets,
     |app: TestApp| async move {
-        let key = app
-            .new_key()
-            .secret()
-            .live()
-            .scopes(&["analytics:read"])
-            .create()
-            .await;
+        let key = reader(&app).await;
         let start = app.clock.now_utc();
         app.data(&key, "{ viewer { key { id } } }", json!({})).await;
         app.clock.advance(chrono::Duration::hours(1));
@@ -273,13 +253,7 @@ both_dbs!(
 both_dbs!(
     visibility_follows_the_key_rules,
     |app: TestApp| async move {
-        let live_admin = app
-            .new_key()
-            .secret()
-            .live()
-            .scopes(&["analytics:read"])
-            .create()
-            .await;
+        let live_admin = reader(&app).await;
         let test_admin = app
             .new_key()
             .secret()
@@ -366,13 +340,7 @@ both_dbs!(
 );
 
 both_dbs!(scope_and_range_are_checked, |app: TestApp| async move {
-    let reader = app
-        .new_key()
-        .secret()
-        .live()
-        .scopes(&["analytics:read"])
-        .create()
-        .await;
+    let reader = reader(&app).await;
     let without = app
         .new_key()
         .secret()
@@ -419,13 +387,7 @@ both_dbs!(scope_and_range_are_checked, |app: TestApp| async move {
 both_dbs!(
     pruning_keeps_90_days_of_hours_and_400_of_days,
     |app: TestApp| async move {
-        let key = app
-            .new_key()
-            .secret()
-            .live()
-            .scopes(&["analytics:read"])
-            .create()
-            .await;
+        let key = reader(&app).await;
         app.data(&key, "{ viewer { key { id } } }", json!({})).await;
         app.state.usage.flush().await.unwrap();
         let conn = &app.state.db.conn;
