@@ -14,6 +14,7 @@ mod m20261128_000050_files;
 mod m20261128_000060_search;
 mod m20261128_000070_schedules_versions;
 mod m20261128_000080_key_usage;
+mod m20261129_000090_search_views;
 
 /// The ordered list of quire's migrations.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000060_search::Migration),
             Box::new(m20261128_000070_schedules_versions::Migration),
             Box::new(m20261128_000080_key_usage::Migration),
+            Box::new(m20261129_000090_search_views::Migration),
         ]
     }
 }

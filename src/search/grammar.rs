@@ -129,41 +129,31 @@ pub fn parse(text: &str) -> AppResult<Query> {
 pub type Expansions = Vec<Vec<String>>;
 
 impl Query {
-    /// The FTS5 expression over the text columns `strong` and `weak`.
-    pub fn fts5(&self, expansions: Option<&Expansions>) -> String {
-        let clause = |i: Option<usize>, c: &Clause| -> String {
-            match c {
-                Clause::Word { word, prefix } => {
-                    let star = if *prefix { "*" } else { "" };
-                    let variants = i
-                        .and_then(|i| expansions.and_then(|e| e.get(i)))
-                        .filter(|v| !v.is_empty());
-                    match variants {
-                        None => format!("\"{word}\"{star}"),
-                        Some(variants) => {
-                            let mut out = format!("(\"{word}\"{star}");
-                            for v in variants {
-                                out.push_str(&format!(" OR \"{v}\""));
-                            }
-                            out.push(')');
-                            out
-                        }
-                    }
-                }
-                Clause::Phrase(words) => format!("\"{}\"", words.join(" ")),
-            }
-        };
+    /// The FTS5 expression, every word behind the view's token tag (see
+    /// [`super::index`]): the include clauses (with their typo variants,
+    /// when given) ANDed, then each exclusion.
+    pub fn fts5(&self, tag: &str, expansions: Option<&Expansions>) -> String {
+        let mut out = self.fts5_include(tag, expansions);
+        for c in &self.exclude {
+            out.push_str(&format!(" NOT {}", fts5_clause(tag, c, &[])));
+        }
+        out
+    }
+
+    /// The include clauses alone, ANDed and parenthesized.
+    pub fn fts5_include(&self, tag: &str, expansions: Option<&Expansions>) -> String {
         let include: Vec<String> = self
             .include
             .iter()
             .enumerate()
-            .map(|(i, c)| clause(Some(i), c))
+            .map(|(i, c)| {
+                let variants = expansions
+                    .and_then(|e| e.get(i))
+                    .map_or(&[][..], Vec::as_slice);
+                fts5_clause(tag, c, variants)
+            })
             .collect();
-        let mut out = format!("{{strong weak}} : ({})", include.join(" AND "));
-        for c in &self.exclude {
-            out.push_str(&format!(" NOT {{strong weak}} : ({})", clause(None, c)));
-        }
-        out
+        format!("({})", include.join(" AND "))
     }
 
     /// The PostgreSQL `tsquery` text (cast with `::tsquery`, which takes
@@ -201,6 +191,26 @@ impl Query {
     }
 }
 
+/// One clause as FTS5 text: a word (with its prefix star and its typo
+/// variants ORed) or a phrase, each token behind `tag`.
+pub fn fts5_clause(tag: &str, clause: &Clause, variants: &[String]) -> String {
+    match clause {
+        Clause::Word { word, prefix } => {
+            let star = if *prefix { "*" } else { "" };
+            let mut out = format!("(\"{tag}{word}\"{star}");
+            for v in variants {
+                out.push_str(&format!(" OR \"{tag}{v}\""));
+            }
+            out.push(')');
+            out
+        }
+        Clause::Phrase(words) => {
+            let tagged: Vec<String> = words.iter().map(|w| format!("{tag}{w}")).collect();
+            format!("\"{}\"", tagged.join(" "))
+        }
+    }
+}
+
 /// A `tsquery`/`tsvector` lexeme, quoted.
 pub fn lexeme(word: &str) -> String {
     format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''"))
@@ -235,8 +245,8 @@ mod tests {
         );
         assert_eq!(q.exclude, [word("cafe", false)]);
         assert_eq!(
-            q.fts5(None),
-            r#"{strong weak} : ("red" AND "big bike" AND "bicy"*) NOT {strong weak} : ("cafe")"#
+            q.fts5("t_", None),
+            r#"(("t_red") AND "t_big t_bike" AND ("t_bicy"*)) NOT ("t_cafe")"#
         );
         assert_eq!(
             q.tsquery(None),
@@ -261,8 +271,8 @@ mod tests {
         assert_eq!(q.include, [phrase(&["e", "mail"]), word("bicycle", true)]);
         let exp = vec![vec![], vec!["bicycles".to_owned()]];
         assert_eq!(
-            q.fts5(Some(&exp)),
-            r#"{strong weak} : ("e mail" AND ("bicycle"* OR "bicycles"))"#
+            q.fts5("00001_", Some(&exp)),
+            r#"("00001_e 00001_mail" AND ("00001_bicycle"* OR "00001_bicycles"))"#
         );
         assert_eq!(
             q.tsquery(Some(&exp)),

@@ -5,14 +5,17 @@
 //! The published document is built from `published_data` only: draft text
 //! never enters it, so no published-view search can match or show it.
 //!
-//! Tables (migration `m20261128_000060_search`):
+//! Tables (migrations `m20261128_000060_search`, `m20261129_000090_search_views`):
 //! - `search_docs`: the document's id, project, view, record and model; on
-//!   PostgreSQL also its `tsvector` (GIN index);
+//!   PostgreSQL also its `tsvector` (GIN index); on SQLite its folded words
+//!   (`strong`, `weak`) and their count, from which [`super::bm25`] ranks;
+//! - `search_tags` (SQLite): a tag per project and view, with the view's
+//!   document and word counts;
 //! - `search_fts` (SQLite): a contentless FTS5 table whose rowid is the
 //!   document's id, columns `strong` (the `STRING` fields) and `weak` (the
-//!   `TEXT` fields); every query joins it to `search_docs` and keeps the
-//!   project's documents of the view (a token naming the project in the
-//!   FTS5 match cost ten times more: its list holds every document);
+//!   `TEXT` fields). Every token is written behind its view's tag
+//!   ([`tag_prefix`]), so a match only ever reads the posting lists of one
+//!   project's view: every query starts with the project;
 //! - `search_terms`: each view's vocabulary (words of 4 or more characters,
 //!   never removed until a reindex), and `search_vocab`: its version, moved
 //!   in the transaction that adds a word (see [`super::typo`]).
@@ -41,7 +44,43 @@ const MAX_WORD_POSITIONS: usize = 256;
 pub const MIN_TERM_CHARS: usize = 4;
 /// The token between two fields on SQLite (not alphanumeric, so no query
 /// word is ever this).
-const FIELD_SEPARATOR: &str = "§";
+pub const FIELD_SEPARATOR: &str = "§";
+/// Base-36 digits of a view's tag (60 million views).
+const TAG_DIGITS: u32 = 5;
+
+/// The text before every token of the view with `tag` in `search_fts`:
+/// fixed width (the FTS5 prefix indexes, `8 9 10`, are the 2-, 3- and
+/// 4-character prefixes of the word after it), ending in `_`, which no
+/// folded word holds.
+pub fn tag_prefix(tag: i64) -> AppResult<String> {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut n = u64::try_from(tag)
+        .ok()
+        .filter(|n| *n < 36u64.pow(TAG_DIGITS))
+        .ok_or_else(|| crate::error::AppError::internal("search view tag out of range"))?;
+    let mut out = vec![b'_'; TAG_DIGITS as usize + 1];
+    for at in (0..TAG_DIGITS as usize).rev() {
+        out[at] = DIGITS[(n % 36) as usize];
+        n /= 36;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `words` (space-separated) with each word behind `tag` (separators stay
+/// bare: no query can name them).
+fn tagged(tag: &str, words: &[String]) -> String {
+    let mut out = String::with_capacity(words.iter().map(|w| w.len() + tag.len() + 1).sum());
+    for w in words {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if w != FIELD_SEPARATOR {
+            out.push_str(tag);
+        }
+        out.push_str(w);
+    }
+    out
+}
 
 /// Which of a record's two documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -149,6 +188,15 @@ impl Doc {
         self.positions.is_empty()
     }
 
+    /// How many words it indexes (BM25's document length).
+    fn len(&self) -> usize {
+        self.strong
+            .iter()
+            .chain(&self.weak)
+            .filter(|w| *w != FIELD_SEPARATOR)
+            .count()
+    }
+
     /// The `tsvector` literal.
     fn tsvector(&self) -> String {
         let mut out = String::new();
@@ -238,12 +286,34 @@ pub(crate) async fn write_doc<C: ConnectionTrait>(
         ))
         .await?;
     } else {
+        let len = i64::try_from(doc.len()).unwrap_or(i64::MAX);
+        // The view's tag, made on its first document; the counts BM25 reads.
         let row = db
             .query_one(Statement::from_sql_and_values(
                 backend,
-                "INSERT INTO search_docs (project_id, view, record_id, model_id) \
-                 VALUES (?, ?, ?, ?) RETURNING id",
-                base,
+                "INSERT INTO search_tags (project_id, view, docs, words) VALUES (?, ?, 1, ?) \
+                 ON CONFLICT (project_id, view) DO UPDATE \
+                 SET docs = docs + 1, words = words + excluded.words RETURNING tag",
+                [
+                    record.project_id.clone().into(),
+                    side.code().into(),
+                    len.into(),
+                ],
+            ))
+            .await?
+            .ok_or_else(|| {
+                crate::error::AppError::internal("search_tags upsert returned no tag")
+            })?;
+        let tag = tag_prefix(row.try_get("", "tag")?)?;
+        let (strong, weak) = (doc.strong.join(" "), doc.weak.join(" "));
+        let mut values = base;
+        values.extend([strong.into(), weak.into(), len.into()]);
+        let row = db
+            .query_one(Statement::from_sql_and_values(
+                backend,
+                "INSERT INTO search_docs (project_id, view, record_id, model_id, strong, weak, len) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                values,
             ))
             .await?
             .ok_or_else(|| crate::error::AppError::internal("search_docs insert returned no id"))?;
@@ -253,8 +323,8 @@ pub(crate) async fn write_doc<C: ConnectionTrait>(
             "INSERT INTO search_fts (rowid, strong, weak) VALUES (?, ?, ?)",
             [
                 id.into(),
-                doc.strong.join(" ").into(),
-                doc.weak.join(" ").into(),
+                tagged(&tag, &doc.strong).into(),
+                tagged(&tag, &doc.weak).into(),
             ],
         ))
         .await?;
@@ -276,16 +346,26 @@ async fn remove_doc<C: ConnectionTrait>(db: &C, record_id: &str, side: Side) -> 
         let found = db
             .query_one(Statement::from_sql_and_values(
                 backend,
-                "DELETE FROM search_docs WHERE record_id = ? AND view = ? RETURNING id",
+                "DELETE FROM search_docs WHERE record_id = ? AND view = ? \
+                 RETURNING id, project_id, len",
                 [record_id.into(), side.code().into()],
             ))
             .await?;
         if let Some(row) = found {
             let id: i64 = row.try_get("", "id")?;
+            let project_id: String = row.try_get("", "project_id")?;
+            let len: i64 = row.try_get("", "len")?;
             db.execute(Statement::from_sql_and_values(
                 backend,
                 "DELETE FROM search_fts WHERE rowid = ?",
                 [id.into()],
+            ))
+            .await?;
+            db.execute(Statement::from_sql_and_values(
+                backend,
+                "UPDATE search_tags SET docs = docs - 1, words = words - ? \
+                 WHERE project_id = ? AND view = ?",
+                [len.into(), project_id.into(), side.code().into()],
             ))
             .await?;
         }
@@ -368,6 +448,20 @@ mod tests {
             "'b':7B,9B 'big':1A,6B 'bike':8B 'cafe':2A 'red':4A"
         );
         assert_eq!(doc.terms.iter().collect::<Vec<_>>(), ["bike", "cafe"]);
+        assert_eq!(doc.len(), 7);
+        assert_eq!(
+            tagged("00001_", &doc.strong),
+            "00001_big 00001_cafe § 00001_red"
+        );
+    }
+
+    #[test]
+    fn tags_are_fixed_width_and_bounded() {
+        assert_eq!(tag_prefix(1).ok().as_deref(), Some("00001_"));
+        assert_eq!(tag_prefix(36).ok().as_deref(), Some("00010_"));
+        assert_eq!(tag_prefix(36i64.pow(5) - 1).ok().as_deref(), Some("zzzzz_"));
+        assert!(tag_prefix(36i64.pow(5)).is_err());
+        assert!(tag_prefix(-1).is_err());
     }
 
     #[test]

@@ -6,14 +6,16 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`bm25`] | ranking on SQLite: BM25 from the candidates' words |
 //! | [`fold`] | the one tokenizer: words, case and diacritics folded |
 //! | [`grammar`] | the query grammar, compiled to FTS5 `MATCH` text and a `tsquery` |
 //! | [`index`] | one document per record per view, written in the change's transaction |
 //! | [`typo`] | each view's vocabulary as an `fst` set, cached per project; Levenshtein variants |
-//! | [`hits`] | ranked hits of one page: BM25 / `ts_rank_cd`, cursors within the first 1,000 |
+//! | [`hits`] | ranked hits of one page: buckets, then BM25 / `ts_rank_cd`; cursors within the first 1,000 |
 //! | [`snippet`] | highlights built from the record's data with `<mark>` |
 //! | [`reindex`] | rebuilding a project's index (`quire admin search reindex`, and after the migration) |
 
+pub mod bm25;
 pub mod fold;
 pub mod grammar;
 pub mod hits;
@@ -50,10 +52,12 @@ pub struct Found {
     pub matcher: Matcher,
 }
 
-/// The search engine of an instance: the cached vocabularies.
+/// The search engine of an instance: the cached vocabularies and
+/// document frequencies.
 #[derive(Default)]
 pub struct Searcher {
     typos: typo::Typos,
+    frequencies: hits::Frequencies,
 }
 
 impl Searcher {
@@ -85,6 +89,7 @@ impl Searcher {
                 limit: req.limit,
                 after: req.after,
             },
+            &self.frequencies,
         )
         .await?;
         Ok(Found {

@@ -36,6 +36,8 @@ pub async fn reindex_project<C: ConnectionTrait>(db: &C, project_id: &str) -> Ap
              (SELECT id FROM search_docs WHERE project_id = ?)"
                 .to_owned(),
         );
+        statements
+            .push("UPDATE search_tags SET docs = 0, words = 0 WHERE project_id = ?".to_owned());
     }
     statements.push(format!(
         "DELETE FROM search_docs WHERE project_id = {}",

@@ -1,0 +1,180 @@
+//! Ranking on SQLite: BM25 computed by quire from each candidate's folded
+//! words (`search_docs.strong` and `.weak`), not by FTS5's `bm25()`, which
+//! rescans the posting list of every query word for its document frequency
+//! on every query (most of a search's time on a large project).
+//!
+//! Per include clause (a word with its prefix and typo variants, or a
+//! phrase): `tf` counts its matches, a `STRING` match [`STRONG_WEIGHT`]
+//! times a `TEXT` one; the document frequencies come from
+//! [`super::hits`] (counted by FTS5, cached a while). The score is
+//! `Σ idf · tf·(k1+1) / (tf + k1·(1 − b + b·len/avglen))` with the usual
+//! `k1 = 1.2`, `b = 0.75` and `idf = ln(1 + (N − n + 0.5)/(n + 0.5))`.
+
+use super::grammar::{Clause, Query};
+use super::index::FIELD_SEPARATOR;
+
+/// How much a `STRING` match counts against a `TEXT` one.
+pub const STRONG_WEIGHT: f64 = 5.0;
+const K1: f64 = 1.2;
+const B: f64 = 0.75;
+
+/// One include clause as matched against a document's words.
+struct Matcher<'a> {
+    clause: &'a Clause,
+    variants: &'a [String],
+}
+
+impl Matcher<'_> {
+    fn word_matches(&self, word: &str, token: &str) -> bool {
+        token == word || self.variants.iter().any(|v| v == token)
+    }
+
+    /// How many times the clause occurs in `tokens`.
+    fn count(&self, tokens: &[&str]) -> usize {
+        match self.clause {
+            Clause::Word { word, prefix } => tokens
+                .iter()
+                .filter(|t| self.word_matches(word, t) || (*prefix && t.starts_with(word.as_str())))
+                .count(),
+            Clause::Phrase(words) if words.is_empty() => 0,
+            Clause::Phrase(words) => tokens
+                .windows(words.len())
+                .filter(|w| w.iter().zip(words).all(|(t, p)| *t == p))
+                .count(),
+        }
+    }
+}
+
+/// What every candidate of one query is scored against.
+pub struct Ranker<'a> {
+    clauses: Vec<Matcher<'a>>,
+    /// Each clause's idf.
+    idf: Vec<f64>,
+    avg_len: f64,
+}
+
+/// A candidate's score parts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    /// Whether every include clause matches a `STRING` field.
+    pub strong: bool,
+    /// Its BM25 (0 or more).
+    pub rank: f64,
+}
+
+impl<'a> Ranker<'a> {
+    /// `variants[i]` are clause `i`'s typo variants (none for the exact
+    /// tier); `df[i]` how many of the view's `docs` documents match it;
+    /// `words` the view's total document length.
+    pub fn new(
+        query: &'a Query,
+        variants: &'a [Vec<String>],
+        df: &[u64],
+        docs: u64,
+        words: u64,
+    ) -> Self {
+        let n = docs.max(1) as f64;
+        let clauses = query
+            .include
+            .iter()
+            .enumerate()
+            .map(|(i, clause)| Matcher {
+                clause,
+                variants: variants.get(i).map_or(&[][..], Vec::as_slice),
+            })
+            .collect();
+        let idf = (0..query.include.len())
+            .map(|i| {
+                let d = df.get(i).copied().unwrap_or(0) as f64;
+                (1.0 + (n - d + 0.5) / (d + 0.5)).ln().max(0.0)
+            })
+            .collect();
+        Ranker {
+            clauses,
+            idf,
+            avg_len: (words as f64 / n).max(1.0),
+        }
+    }
+
+    /// The score of a document whose folded words are `strong` and `weak`
+    /// (space-separated, fields split by the separator token).
+    pub fn score(&self, strong: &str, weak: &str) -> Scored {
+        let strong: Vec<&str> = strong.split(' ').filter(|t| !t.is_empty()).collect();
+        let weak: Vec<&str> = weak.split(' ').filter(|t| !t.is_empty()).collect();
+        let len = strong
+            .iter()
+            .chain(&weak)
+            .filter(|t| **t != FIELD_SEPARATOR)
+            .count() as f64;
+        let norm = K1 * (1.0 - B + B * len / self.avg_len);
+        let mut all_strong = true;
+        let mut rank = 0.0;
+        for (m, idf) in self.clauses.iter().zip(&self.idf) {
+            let (s, w) = (m.count(&strong), m.count(&weak));
+            all_strong &= s > 0;
+            let tf = STRONG_WEIGHT * s as f64 + w as f64;
+            if tf > 0.0 {
+                rank += idf * tf * (K1 + 1.0) / (tf + norm);
+            }
+        }
+        Scored {
+            strong: all_strong,
+            rank,
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use crate::search::grammar::parse;
+
+    fn ranker<'a>(q: &'a Query, variants: &'a [Vec<String>], df: &[u64]) -> Ranker<'a> {
+        Ranker::new(q, variants, df, 1000, 10_000)
+    }
+
+    #[test]
+    fn a_string_match_is_strong_and_outranks_a_text_one() {
+        let q = parse("garden").unwrap();
+        let r = ranker(&q, &[], &[10]);
+        let title = r.score("big garden", "some words here");
+        let body = r.score("big house", "a garden here");
+        assert!(title.strong && !body.strong);
+        assert!(title.rank > body.rank, "{title:?} {body:?}");
+        // Not every clause in a STRING field: not strong.
+        let q = parse("garden house").unwrap();
+        let r = ranker(&q, &[], &[10, 10]);
+        assert!(!r.score("big garden", "a house").strong);
+        assert!(r.score("garden § house", "").strong);
+    }
+
+    #[test]
+    fn more_matches_and_shorter_documents_rank_higher_rare_words_count_more() {
+        let q = parse("cat dog").unwrap();
+        let r = ranker(&q, &[], &[10, 10]);
+        let twice = r.score("", "cat cat dog x");
+        let once = r.score("", "cat dog x y");
+        let long = r.score("", "cat dog x y z w v u t s r q p o");
+        assert!(twice.rank > once.rank && once.rank > long.rank);
+        // `dog` rare, `cat` common: two dogs beat two cats.
+        let r = ranker(&q, &[], &[900, 5]);
+        assert!(r.score("", "cat dog dog x").rank > r.score("", "cat cat dog x").rank);
+    }
+
+    #[test]
+    fn prefixes_variants_and_phrases_are_counted_as_matched() {
+        let q = parse(r#""big bike" bicy"#).unwrap();
+        let r = ranker(&q, &[], &[3, 3]);
+        let s = r.score("big bike § bicycle", "");
+        assert!(s.strong && s.rank > 0.0);
+        // A phrase across the field separator, or out of order, is no match.
+        assert!(!r.score("big § bike bicycle", "").strong);
+        assert!(!r.score("bike big bicycle", "").strong);
+        let q = parse("restaurant").unwrap();
+        let variants = vec![vec!["resturant".to_owned()]];
+        let r = ranker(&q, &variants, &[3]);
+        assert!(r.score("resturant", "").strong);
+        assert_eq!(ranker(&q, &[], &[3]).score("resturant", "").rank, 0.0);
+    }
+}
