@@ -32,7 +32,7 @@
 //! | [`events`] | the outbox (`append`, called by content writes just before they commit; ids in commit order per project), the feed, the stream's wake-ups, webhooks and their dispatcher (leases, retries, signatures, the SSRF guard), pruning |
 //! | [`usage`] | per-key usage: the in-memory aggregate the HTTP layer bumps once per request, its flusher (additive upserts) and pruner, `keyUsage` with the key visibility rules |
 //! | [`files`] | the file service (SPEC §7): streamed uploads to local disk or S3 (`object_store`), type from magic numbers, image headers, drafts and publishing with their events, signed preview URLs, image variants (bounded, with a deadline) |
-//! | [`search`] | full-text search: the index (one document per record per view, written in the change's transaction; FTS5 on SQLite, `tsvector` on PostgreSQL), the query grammar, folding, typo variants from each view's vocabulary, ranked hits with cursors, `<mark>` snippets, reindexing |
+//! | [`search`] | full-text search: the index (one document per record per view, written in the change's transaction; FTS5 behind per-view tags on SQLite, `tsvector` on PostgreSQL), the query grammar, folding, typo variants from each view's vocabulary, ranked hits (buckets, then BM25 from the stored words) with cursors, `<mark>` snippets, reindexing |
 //! | [`auth`] | key format, scopes, principal, key cache, `lastUsedAt`, the request extractor, guards |
 //! | [`readcache`] | cached published-view responses, invalidated exactly by per-project content generations (a change listener) |
 //! | [`ratelimit`] | sliding hourly budgets: window arithmetic, local (sharded map) and Redis stores |

@@ -8,9 +8,11 @@
 //! length, from which quire ranks the candidates (BM25) itself; the tag's
 //! row counts the view's documents and words (BM25's N and average length).
 //!
+//! On PostgreSQL, `search_docs` gains the same words and length beside its
+//! `tsvector`, and quire ranks there the same way.
+//!
 //! The old FTS5 table is dropped and every project with records is queued
 //! in `search_reindex`, which quire rebuilds right after migrating.
-//! PostgreSQL's index (a `tsvector` per document) is unchanged.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
@@ -40,14 +42,24 @@ const SQLITE: &[&str] = &[
         ON CONFLICT (project_id) DO NOTHING",
 ];
 
+const POSTGRES: &[&str] = &[
+    "ALTER TABLE search_docs ADD COLUMN IF NOT EXISTS strong TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE search_docs ADD COLUMN IF NOT EXISTS weak TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE search_docs ADD COLUMN IF NOT EXISTS len INTEGER NOT NULL DEFAULT 0",
+    "INSERT INTO search_reindex (project_id)
+        SELECT DISTINCT project_id FROM records
+        ON CONFLICT (project_id) DO NOTHING",
+];
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        if db.get_database_backend() == DbBackend::Postgres {
-            return Ok(());
-        }
-        for sql in SQLITE {
+        let statements = match db.get_database_backend() {
+            DbBackend::Postgres => POSTGRES,
+            _ => SQLITE,
+        };
+        for sql in statements {
             db.execute_unprepared(sql).await?;
         }
         Ok(())
@@ -56,6 +68,12 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         if db.get_database_backend() == DbBackend::Postgres {
+            for column in ["len", "weak", "strong"] {
+                db.execute_unprepared(&format!(
+                    "ALTER TABLE search_docs DROP COLUMN IF EXISTS {column}"
+                ))
+                .await?;
+            }
             return Ok(());
         }
         for sql in [

@@ -1,12 +1,13 @@
-//! Ranking on SQLite: BM25 computed by quire from each candidate's folded
-//! words (`search_docs.strong` and `.weak`), not by FTS5's `bm25()`, which
-//! rescans the posting list of every query word for its document frequency
-//! on every query (most of a search's time on a large project).
+//! Ranking, the same on both databases: BM25 computed by quire from each
+//! candidate's folded words (`search_docs.strong` and `.weak`), not by
+//! FTS5's `bm25()` or PostgreSQL's `ts_rank_cd`, which score every match
+//! (and `bm25()` rescans each query word's posting list for its document
+//! frequency on every query): most of a search's time on a large project.
 //!
 //! Per include clause (a word with its prefix and typo variants, or a
 //! phrase): `tf` counts its matches, a `STRING` match [`STRONG_WEIGHT`]
 //! times a `TEXT` one; the document frequencies come from
-//! [`super::hits`] (counted by FTS5, cached a while). The score is
+//! [`super::hits`] (counted by the database, cached a while). The score is
 //! `Σ idf · tf·(k1+1) / (tf + k1·(1 − b + b·len/avglen))` with the usual
 //! `k1 = 1.2`, `b = 0.75` and `idf = ln(1 + (N − n + 0.5)/(n + 0.5))`.
 

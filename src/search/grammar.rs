@@ -159,35 +159,60 @@ impl Query {
     /// The PostgreSQL `tsquery` text (cast with `::tsquery`, which takes
     /// lexemes as written).
     pub fn tsquery(&self, expansions: Option<&Expansions>) -> String {
-        let clause = |i: Option<usize>, c: &Clause| -> String {
-            match c {
-                Clause::Word { word, prefix } => {
-                    let star = if *prefix { ":*" } else { "" };
-                    let mut out = format!("({}{star}", lexeme(word));
-                    if let Some(variants) = i.and_then(|i| expansions.and_then(|e| e.get(i))) {
-                        for v in variants {
-                            out.push_str(&format!(" | {}", lexeme(v)));
-                        }
-                    }
-                    out.push(')');
-                    out
-                }
-                Clause::Phrase(words) => {
-                    let parts: Vec<String> = words.iter().map(|w| lexeme(w)).collect();
-                    format!("({})", parts.join(" <-> "))
-                }
-            }
-        };
-        let mut parts: Vec<String> = self
+        let mut parts = vec![self.tsquery_include(expansions, false)];
+        for c in &self.exclude {
+            parts.push(format!("!{}", tsquery_clause(c, &[], false)));
+        }
+        parts.join(" & ")
+    }
+
+    /// The include clauses alone, ANDed and parenthesized; with `strong`,
+    /// each word only where it has weight A (a `STRING` field).
+    pub fn tsquery_include(&self, expansions: Option<&Expansions>, strong: bool) -> String {
+        let include: Vec<String> = self
             .include
             .iter()
             .enumerate()
-            .map(|(i, c)| clause(Some(i), c))
+            .map(|(i, c)| {
+                let variants = expansions
+                    .and_then(|e| e.get(i))
+                    .map_or(&[][..], Vec::as_slice);
+                tsquery_clause(c, variants, strong)
+            })
             .collect();
-        for c in &self.exclude {
-            parts.push(format!("!{}", clause(None, c)));
+        format!("({})", include.join(" & "))
+    }
+}
+
+/// One clause as `tsquery` text: a word (with its prefix and its typo
+/// variants ORed) or a phrase; with `strong`, only at weight A.
+pub fn tsquery_clause(clause: &Clause, variants: &[String], strong: bool) -> String {
+    let weight = if strong { "A" } else { "" };
+    match clause {
+        Clause::Word { word, prefix } => {
+            let star = if *prefix {
+                ":*"
+            } else if strong {
+                ":"
+            } else {
+                ""
+            };
+            let mut out = format!("({}{star}{weight}", lexeme(word));
+            for v in variants {
+                let tail = if strong { ":A" } else { "" };
+                out.push_str(&format!(" | {}{tail}", lexeme(v)));
+            }
+            out.push(')');
+            out
         }
-        parts.join(" & ")
+        Clause::Phrase(words) => {
+            let tail = if strong { ":A" } else { "" };
+            let parts: Vec<String> = words
+                .iter()
+                .map(|w| format!("{}{tail}", lexeme(w)))
+                .collect();
+            format!("({})", parts.join(" <-> "))
+        }
     }
 }
 
@@ -250,7 +275,11 @@ mod tests {
         );
         assert_eq!(
             q.tsquery(None),
-            "('red') & ('big' <-> 'bike') & ('bicy':*) & !('cafe')"
+            "(('red') & ('big' <-> 'bike') & ('bicy':*)) & !('cafe')"
+        );
+        assert_eq!(
+            q.tsquery_include(None, true),
+            "(('red':A) & ('big':A <-> 'bike':A) & ('bicy':*A))"
         );
     }
 
@@ -276,7 +305,7 @@ mod tests {
         );
         assert_eq!(
             q.tsquery(Some(&exp)),
-            "('e' <-> 'mail') & ('bicycle':* | 'bicycles')"
+            "(('e' <-> 'mail') & ('bicycle':* | 'bicycles'))"
         );
     }
 

@@ -1,20 +1,22 @@
 //! Ranked hits: the query compiled for the database, run within the
 //! project and view (and models), ordered by (bucket, rank, record id), one
-//! page after a cursor, within the first [`MAX_HITS`].
+//! page after a cursor, within the first [`MAX_HITS`]. The same on both
+//! databases.
 //!
 //! Buckets come first: an exact hit ranks above every hit that needs a typo
-//! variant, and on SQLite, within each, a hit whose every clause matches a
-//! `STRING` field above the others. The score is `bucket + rank / (1 +
-//! rank)`, higher is better.
+//! variant, and within each, a hit whose every clause matches a `STRING`
+//! field above the others; then BM25 ([`super::bm25`]). The score is
+//! `bucket + rank / (1 + rank)`, higher is better.
 //!
-//! On SQLite the FTS5 match (behind the view's tag, see [`super::index`])
-//! yields the newest [`CANDIDATES`] matching documents of a tier, and
-//! [`super::bm25`] ranks them from their words: FTS5 streams a match in
-//! rowid order and stops at the limit, so a search of a common word costs
-//! at most that many documents, while a ranking inside FTS5 would score
-//! every match. Documents changed longest ago are the ones a very common
-//! query leaves out. On PostgreSQL, rank is cover density (`ts_rank_cd`,
-//! weight A for `STRING`, B for `TEXT`) over every match.
+//! Each tier's candidates are the newest [`CANDIDATES`] documents it
+//! matches: the FTS5 match (behind the view's tag, see [`super::index`])
+//! streams in rowid order and stops at the limit, PostgreSQL's GIN match
+//! sorts by id; so a search of a common word costs at most that many
+//! documents, where a ranking inside the database (FTS5's `bm25()`,
+//! `ts_rank_cd`) would score every match. When a tier has more, the newest
+//! that many matching in `STRING` fields are added, so a `STRING` hit is
+//! never left out for newer `TEXT` ones; documents written longest ago are
+//! the ones a very common query leaves out.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -22,14 +24,12 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, Value as DbValue};
 use serde::{Deserialize, Serialize};
 
 use super::bm25::Ranker;
-use super::grammar::{fts5_clause, Expansions, Query};
+use super::grammar::{fts5_clause, tsquery_clause, Expansions, Query};
 use super::index::{tag_prefix, Side};
 use crate::error::{AppError, AppResult};
 
 /// The most hits reachable through cursors.
 pub const MAX_HITS: i64 = 1_000;
-/// `ts_rank_cd`'s weights {D, C, B, A}: A for `STRING`, B for `TEXT`.
-const PG_WEIGHTS: &str = "'{0, 0, 0.2, 1}'";
 
 /// One hit: a record id and its score.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,8 +50,8 @@ pub struct HitPage {
 /// came before it and it.
 #[derive(Serialize, Deserialize)]
 struct Cursor {
-    /// The bucket: on SQLite 3 and 2 for exact matches, 1 and 0 for typo
-    /// matches; on PostgreSQL 1 exact, 0 typo.
+    /// The bucket: 3 and 2 for exact matches (in `STRING` fields or not),
+    /// 1 and 0 for typo matches.
     e: i64,
     /// The rank, as the bits of the `f64` (exact round trip).
     r: u64,
@@ -113,26 +113,38 @@ pub struct HitsRequest<'a> {
     pub after: Option<&'a str>,
 }
 
-/// The most documents one tier of a SQLite search ranks: the newest
-/// matches (and so the most hits a tier can reach).
+/// The most documents one tier of a search ranks: the newest matches (and
+/// so the most hits a tier can reach).
 pub const CANDIDATES: i64 = 1_000;
-/// How long a counted document frequency is used.
-const FREQUENCY_SECONDS: u64 = 60;
-/// The most document frequencies an instance keeps.
-const MAX_FREQUENCIES: u64 = 100_000;
+/// How long counted statistics (document frequencies; PostgreSQL's view
+/// sizes) are used: an idf a minute old ranks as well.
+const STATS_SECONDS: u64 = 60;
+/// The most statistics an instance keeps.
+const MAX_STATS: u64 = 100_000;
 
-/// Document frequencies counted by FTS5 for BM25's idf, by (view tag,
-/// clause), kept [`FREQUENCY_SECONDS`]: an idf a minute old ranks as well.
-pub struct Frequencies(moka::sync::Cache<(i64, String), u64>);
+/// Counted statistics for BM25, kept [`STATS_SECONDS`].
+pub struct Stats {
+    /// Documents of the view matching a clause, by (project, view, clause
+    /// as the database's match text).
+    frequencies: moka::sync::Cache<(String, Side, String), u64>,
+    /// PostgreSQL: a view's (documents, words). SQLite keeps them exact in
+    /// `search_tags`, moved by every write (one writer, no contention).
+    views: moka::sync::Cache<(String, Side), (u64, u64)>,
+}
 
-impl Default for Frequencies {
+impl Default for Stats {
     fn default() -> Self {
-        Frequencies(
-            moka::sync::Cache::builder()
-                .max_capacity(MAX_FREQUENCIES)
-                .time_to_live(std::time::Duration::from_secs(FREQUENCY_SECONDS))
+        let ttl = std::time::Duration::from_secs(STATS_SECONDS);
+        Stats {
+            frequencies: moka::sync::Cache::builder()
+                .max_capacity(MAX_STATS)
+                .time_to_live(ttl)
                 .build(),
-        )
+            views: moka::sync::Cache::builder()
+                .max_capacity(MAX_STATS)
+                .time_to_live(ttl)
+                .build(),
+        }
     }
 }
 
@@ -150,7 +162,7 @@ fn is_after(hit: &Found, c: &Cursor) -> bool {
 pub async fn hits<C: ConnectionTrait>(
     db: &C,
     req: HitsRequest<'_>,
-    frequencies: &Frequencies,
+    stats: &Stats,
 ) -> AppResult<HitPage> {
     let after = req.after.map(Cursor::decode).transpose()?;
     let before = after.as_ref().map_or(0, |c| c.n);
@@ -162,11 +174,7 @@ pub async fn hits<C: ConnectionTrait>(
             end_cursor: None,
         });
     }
-    let mut found = if db.get_database_backend() == DbBackend::Postgres {
-        pg_hits(db, &req, after.as_ref(), page).await?
-    } else {
-        sqlite_hits(db, &req, frequencies, after.as_ref(), page).await?
-    };
+    let mut found = tiers(db, &req, stats, after.as_ref(), page).await?;
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let more = count(found.len()) > page;
     found.truncate(usize::try_from(page).unwrap_or(0));
@@ -197,47 +205,51 @@ pub async fn hits<C: ConnectionTrait>(
     })
 }
 
-/// Up to `page + 1` hits after the cursor on PostgreSQL: the exact tier
-/// (bucket 1) first; the typo variants (bucket 0, without the exact hits)
-/// only when the exact hits do not fill the page, so a query with enough
-/// exact hits never pays for them.
-async fn pg_hits<C: ConnectionTrait>(
-    db: &C,
-    req: &HitsRequest<'_>,
-    after: Option<&Cursor>,
-    page: i64,
-) -> AppResult<Vec<Found>> {
-    let mut found = Vec::new();
-    if after.is_none_or(|c| c.e == 1) || req.expansions.is_none() {
-        let ts = req.query.tsquery(None);
-        found = pg_tier(db, req, &ts, 1, after, page + 1).await?;
-    }
-    if let Some(expansions) = req.expansions {
-        let want = page + 1 - i64::try_from(found.len()).unwrap_or(i64::MAX);
-        if want > 0 {
-            let ts = format!(
-                "({}) & !({})",
-                req.query.tsquery(Some(expansions)),
-                req.query.tsquery(None)
-            );
-            found.extend(pg_tier(db, req, &ts, 0, after, want).await?);
-        }
-    }
-    Ok(found)
+/// The view searched: its size, and on SQLite its token tag.
+struct View {
+    /// The tag before its tokens (SQLite; empty on PostgreSQL).
+    prefix: String,
+    docs: u64,
+    words: u64,
 }
 
-/// Up to `page + 1` hits after the cursor on SQLite: the exact tier
-/// (buckets 3 and 2), then, when it does not fill the page, the typo tier
-/// (buckets 1 and 0: typo matches that are not exact ones).
-async fn sqlite_hits<C: ConnectionTrait>(
+/// The request's view, `None` when it has no document (SQLite).
+async fn view<C: ConnectionTrait>(
     db: &C,
     req: &HitsRequest<'_>,
-    frequencies: &Frequencies,
-    after: Option<&Cursor>,
-    page: i64,
-) -> AppResult<Vec<Found>> {
+    stats: &Stats,
+) -> AppResult<Option<View>> {
     let backend = db.get_database_backend();
-    let Some(view) = db
+    let size = |n: i64| u64::try_from(n).unwrap_or(0);
+    if backend == DbBackend::Postgres {
+        let key = (req.project_id.to_owned(), req.side);
+        let (docs, words) = match stats.views.get(&key) {
+            Some(counts) => counts,
+            None => {
+                let row = db
+                    .query_one(Statement::from_sql_and_values(
+                        backend,
+                        "SELECT count(*) AS docs, coalesce(sum(len), 0)::bigint AS words \
+                         FROM search_docs WHERE project_id = $1 AND view = $2",
+                        [req.project_id.into(), req.side.code().into()],
+                    ))
+                    .await?
+                    .ok_or_else(|| AppError::internal("a count returned no row"))?;
+                let counts = (
+                    size(row.try_get("", "docs")?),
+                    size(row.try_get("", "words")?),
+                );
+                stats.views.insert(key, counts);
+                counts
+            }
+        };
+        return Ok(Some(View {
+            prefix: String::new(),
+            docs,
+            words,
+        }));
+    }
+    let Some(row) = db
         .query_one(Statement::from_sql_and_values(
             backend,
             "SELECT tag, docs, words FROM search_tags WHERE project_id = ? AND view = ?",
@@ -245,39 +257,73 @@ async fn sqlite_hits<C: ConnectionTrait>(
         ))
         .await?
     else {
+        return Ok(None);
+    };
+    Ok(Some(View {
+        prefix: tag_prefix(row.try_get("", "tag")?)?,
+        docs: size(row.try_get("", "docs")?),
+        words: size(row.try_get("", "words")?),
+    }))
+}
+
+/// Up to `page + 1` hits after the cursor: the exact tier (buckets 3 and
+/// 2), then, when it does not fill the page, the typo tier (buckets 1 and
+/// 0: typo matches that are not exact ones), so a query with enough exact
+/// hits never pays for its typo variants.
+async fn tiers<C: ConnectionTrait>(
+    db: &C,
+    req: &HitsRequest<'_>,
+    stats: &Stats,
+    after: Option<&Cursor>,
+    page: i64,
+) -> AppResult<Vec<Found>> {
+    let Some(view) = view(db, req, stats).await? else {
         return Ok(Vec::new());
     };
-    let view = View {
-        tag: view.try_get("", "tag")?,
-        docs: view.try_get("", "docs")?,
-        words: view.try_get("", "words")?,
-    };
-    let prefix = tag_prefix(view.tag)?;
+    let pg = db.get_database_backend() == DbBackend::Postgres;
+    let q = req.query;
     let want = usize::try_from(page + 1).unwrap_or(0);
     let mut found = Vec::new();
-    let exact = req.query.fts5(&prefix, None);
+    let exact = if pg {
+        q.tsquery(None)
+    } else {
+        q.fts5(&view.prefix, None)
+    };
+    // Its hits all match in `STRING` fields (and match `full`).
+    let strong = |expansions: Option<&Expansions>, full: &str| {
+        if pg {
+            format!("{} & ({full})", q.tsquery_include(expansions, true))
+        } else {
+            format!(
+                "{{strong}} : {} AND ({full})",
+                q.fts5_include(&view.prefix, expansions)
+            )
+        }
+    };
     if after.is_none_or(|c| c.e >= 2) || req.expansions.is_none() {
         let tier = Tier {
-            fts: exact.clone(),
-            include: req.query.fts5_include(&prefix, None),
+            strong: strong(None, &exact),
+            matches: exact.clone(),
             expansions: None,
             base: 2,
         };
-        found = sqlite_tier(db, req, frequencies, &view, &tier, after).await?;
+        found = tier.hits(db, req, stats, &view, after).await?;
         found.truncate(want);
     }
     if let Some(expansions) = req.expansions {
         if found.len() < want {
+            let matches = if pg {
+                format!("({}) & !({exact})", q.tsquery(Some(expansions)))
+            } else {
+                format!("{} NOT ({exact})", q.fts5(&view.prefix, Some(expansions)))
+            };
             let tier = Tier {
-                fts: format!(
-                    "{} NOT ({exact})",
-                    req.query.fts5(&prefix, Some(expansions))
-                ),
-                include: req.query.fts5_include(&prefix, Some(expansions)),
+                strong: strong(Some(expansions), &matches),
+                matches,
                 expansions: Some(expansions),
                 base: 0,
             };
-            let mut typo = sqlite_tier(db, req, frequencies, &view, &tier, after).await?;
+            let mut typo = tier.hits(db, req, stats, &view, after).await?;
             typo.truncate(want - found.len());
             found.extend(typo);
         }
@@ -285,86 +331,77 @@ async fn sqlite_hits<C: ConnectionTrait>(
     Ok(found)
 }
 
-/// A view's tag and counts (`search_tags`).
-struct View {
-    tag: i64,
-    docs: i64,
-    words: i64,
-}
-
-/// One tier of a SQLite search.
+/// One tier of a search, as the database's match text (FTS5 or `tsquery`).
 struct Tier<'a> {
-    /// What its hits match (FTS5).
-    fts: String,
-    /// Its include clauses alone (FTS5).
-    include: String,
+    /// What its hits match.
+    matches: String,
+    /// Its hits that match in `STRING` fields.
+    strong: String,
     /// The typo variants it allows.
     expansions: Option<&'a Expansions>,
     /// Its lower bucket.
     base: i64,
 }
 
-/// One SQLite tier's hits after the cursor, best first: the newest
-/// [`CANDIDATES`] documents matching it (and when those are not all, also
-/// the newest that many matching in `STRING` fields, so those are never
-/// left out for newer `TEXT` matches), ranked by [`Ranker`]; a hit matching
-/// in `STRING` fields gets bucket `base + 1`, others `base`.
-async fn sqlite_tier<C: ConnectionTrait>(
-    db: &C,
-    req: &HitsRequest<'_>,
-    frequencies: &Frequencies,
-    view: &View,
-    tier: &Tier<'_>,
-    after: Option<&Cursor>,
-) -> AppResult<Vec<Found>> {
-    let mut rows = candidates(db, req, &tier.fts).await?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    if rows.len() >= usize::try_from(CANDIDATES).unwrap_or(usize::MAX) {
-        let strong = format!("{{strong}} : {} AND ({})", tier.include, tier.fts);
-        let seen: std::collections::HashSet<String> =
-            rows.iter().map(|c| c.record_id.clone()).collect();
-        rows.extend(
-            candidates(db, req, &strong)
-                .await?
-                .into_iter()
-                .filter(|c| !seen.contains(&c.record_id)),
-        );
-    }
-    let no_variants = Vec::new();
-    let variants = tier.expansions.unwrap_or(&no_variants);
-    let prefix = tag_prefix(view.tag)?;
-    let mut df = Vec::with_capacity(req.query.include.len());
-    for (i, clause) in req.query.include.iter().enumerate() {
-        let text = fts5_clause(
-            &prefix,
-            clause,
-            variants.get(i).map_or(&[][..], Vec::as_slice),
-        );
-        df.push(frequency(db, frequencies, view.tag, text).await?);
-    }
-    let docs = u64::try_from(view.docs).unwrap_or(0);
-    let words = u64::try_from(view.words).unwrap_or(0);
-    let ranker = Ranker::new(req.query, variants, &df, docs, words);
-    let mut found = Vec::with_capacity(rows.len());
-    for c in rows {
-        let scored = ranker.score(&c.strong, &c.weak);
-        let hit = (
-            tier.base + i64::from(scored.strong),
-            scored.rank,
-            c.record_id,
-        );
-        if after.is_none_or(|c| is_after(&hit, c)) {
-            found.push(hit);
+impl Tier<'_> {
+    /// Its hits after the cursor, best first: the newest [`CANDIDATES`]
+    /// documents it matches (and when those are not all, also the newest
+    /// that many matching in `STRING` fields), ranked by [`Ranker`]; a hit
+    /// matching in `STRING` fields gets bucket `base + 1`, others `base`.
+    async fn hits<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        req: &HitsRequest<'_>,
+        stats: &Stats,
+        view: &View,
+        after: Option<&Cursor>,
+    ) -> AppResult<Vec<Found>> {
+        let mut rows = candidates(db, req, &self.matches).await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
         }
+        if rows.len() >= usize::try_from(CANDIDATES).unwrap_or(usize::MAX) {
+            let seen: std::collections::HashSet<String> =
+                rows.iter().map(|c| c.record_id.clone()).collect();
+            rows.extend(
+                candidates(db, req, &self.strong)
+                    .await?
+                    .into_iter()
+                    .filter(|c| !seen.contains(&c.record_id)),
+            );
+        }
+        let no_variants = Vec::new();
+        let variants = self.expansions.unwrap_or(&no_variants);
+        let mut df = Vec::with_capacity(req.query.include.len());
+        for (i, clause) in req.query.include.iter().enumerate() {
+            let these = variants.get(i).map_or(&[][..], Vec::as_slice);
+            let text = if db.get_database_backend() == DbBackend::Postgres {
+                tsquery_clause(clause, these, false)
+            } else {
+                fts5_clause(&view.prefix, clause, these)
+            };
+            df.push(frequency(db, req, stats, text).await?);
+        }
+        let ranker = Ranker::new(req.query, variants, &df, view.docs, view.words);
+        let mut found = Vec::with_capacity(rows.len());
+        for c in rows {
+            let scored = ranker.score(&c.strong, &c.weak);
+            let hit = (
+                self.base + i64::from(scored.strong),
+                scored.rank,
+                c.record_id,
+            );
+            if after.is_none_or(|c| is_after(&hit, c)) {
+                found.push(hit);
+            }
+        }
+        found.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then(b.1.total_cmp(&a.1))
+                .then_with(|| a.2.cmp(&b.2))
+        });
+        Ok(found)
     }
-    found.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then(b.1.total_cmp(&a.1))
-            .then_with(|| a.2.cmp(&b.2))
-    });
-    Ok(found)
 }
 
 /// A matching document: its record and folded words.
@@ -375,26 +412,34 @@ struct Candidate {
 }
 
 /// The newest [`CANDIDATES`] documents of the request's view (and models)
-/// matching `fts`.
+/// matching `matches`.
 async fn candidates<C: ConnectionTrait>(
     db: &C,
     req: &HitsRequest<'_>,
-    fts: &str,
+    matches: &str,
 ) -> AppResult<Vec<Candidate>> {
     let backend = db.get_database_backend();
     let mut sql = Sql {
         backend,
-        text: String::from(
-            // CROSS JOIN: the planner must start from the match, which FTS5
-            // streams newest first and stops at the limit.
-            "SELECT d.record_id AS record_id, d.strong AS strong, d.weak AS weak \
-             FROM search_fts CROSS JOIN search_docs d ON d.id = search_fts.rowid \
-             WHERE search_fts MATCH ",
-        ),
+        text: String::from("SELECT d.record_id AS record_id, d.strong AS strong, d.weak AS weak "),
         values: Vec::new(),
     };
-    sql.bind(fts.to_owned())
-        .push(" AND d.project_id = ")
+    let newest = if backend == DbBackend::Postgres {
+        sql.push("FROM search_docs d WHERE d.tsv @@ ")
+            .bind(matches.to_owned())
+            .push("::tsquery");
+        " ORDER BY d.id DESC LIMIT "
+    } else {
+        // CROSS JOIN: the planner must start from the match, which FTS5
+        // streams newest first and stops at the limit.
+        sql.push(
+            "FROM search_fts CROSS JOIN search_docs d ON d.id = search_fts.rowid \
+             WHERE search_fts MATCH ",
+        )
+        .bind(matches.to_owned());
+        " ORDER BY search_fts.rowid DESC LIMIT "
+    };
+    sql.push(" AND d.project_id = ")
         .bind(req.project_id)
         .push(" AND d.view = ")
         .bind(req.side.code());
@@ -408,8 +453,7 @@ async fn candidates<C: ConnectionTrait>(
         }
         sql.push(")");
     }
-    sql.push(" ORDER BY search_fts.rowid DESC LIMIT ")
-        .bind(CANDIDATES);
+    sql.push(newest).bind(CANDIDATES);
     let rows = db
         .query_all(Statement::from_sql_and_values(
             backend, sql.text, sql.values,
@@ -426,100 +470,45 @@ async fn candidates<C: ConnectionTrait>(
         .collect()
 }
 
-/// How many of the view's documents match `clause` (FTS5 text), from the
-/// cache or counted.
+/// How many of the view's documents match `clause` (the database's match
+/// text), from the cache or counted.
 async fn frequency<C: ConnectionTrait>(
     db: &C,
-    frequencies: &Frequencies,
-    tag: i64,
+    req: &HitsRequest<'_>,
+    stats: &Stats,
     clause: String,
 ) -> AppResult<u64> {
-    let key = (tag, clause);
-    if let Some(n) = frequencies.0.get(&key) {
+    let key = (req.project_id.to_owned(), req.side, clause);
+    if let Some(n) = stats.frequencies.get(&key) {
         return Ok(n);
     }
-    let row = db
-        .query_one(Statement::from_sql_and_values(
-            db.get_database_backend(),
+    let backend = db.get_database_backend();
+    let statement = if backend == DbBackend::Postgres {
+        Statement::from_sql_and_values(
+            backend,
+            "SELECT count(*) AS n FROM search_docs \
+             WHERE project_id = $1 AND view = $2 AND tsv @@ $3::tsquery",
+            [
+                req.project_id.into(),
+                req.side.code().into(),
+                key.2.clone().into(),
+            ],
+        )
+    } else {
+        // The clause's tokens carry the view's tag: only its documents.
+        Statement::from_sql_and_values(
+            backend,
             "SELECT count(*) AS n FROM search_fts WHERE search_fts MATCH ?",
-            [key.1.clone().into()],
-        ))
-        .await?;
-    let n: i64 = match row {
+            [key.2.clone().into()],
+        )
+    };
+    let n: i64 = match db.query_one(statement).await? {
         Some(row) => row.try_get("", "n")?,
         None => 0,
     };
     let n = u64::try_from(n).unwrap_or(0);
-    frequencies.0.insert(key, n);
+    stats.frequencies.insert(key, n);
     Ok(n)
-}
-
-/// One PostgreSQL tier's hits (`ex`: 1 exact, 0 typo) after the cursor,
-/// best first.
-async fn pg_tier<C: ConnectionTrait>(
-    db: &C,
-    req: &HitsRequest<'_>,
-    tsquery: &str,
-    ex: i64,
-    after: Option<&Cursor>,
-    limit: i64,
-) -> AppResult<Vec<Found>> {
-    let backend = db.get_database_backend();
-    let mut sql = Sql {
-        backend,
-        text: String::from("WITH h AS MATERIALIZED (SELECT d.record_id AS record_id, "),
-        values: Vec::new(),
-    };
-    sql.push(&format!("ts_rank_cd({PG_WEIGHTS}::float4[], d.tsv, "))
-        .bind(tsquery.to_owned())
-        .push(&format!("::tsquery)::float8 AS r, {ex}::bigint AS ex"))
-        .push(" FROM search_docs d WHERE d.project_id = ")
-        .bind(req.project_id)
-        .push(" AND d.view = ")
-        .bind(req.side.code())
-        .push(" AND d.tsv @@ ")
-        .bind(tsquery.to_owned())
-        .push("::tsquery");
-    if let Some(models) = req.model_ids {
-        sql.push(" AND d.model_id IN (");
-        for (i, id) in models.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(id.clone());
-        }
-        sql.push(")");
-    }
-    sql.push(") SELECT record_id, r, ex FROM h");
-    if let Some(c) = after {
-        let r = f64::from_bits(c.r);
-        sql.push(" WHERE ex < ")
-            .bind(c.e)
-            .push(" OR (ex = ")
-            .bind(c.e)
-            .push(" AND (r < ")
-            .bind(r)
-            .push(" OR (r = ")
-            .bind(r)
-            .push(" AND record_id > ")
-            .bind(c.id.clone())
-            .push(")))");
-    }
-    sql.push(" ORDER BY r DESC, record_id ASC LIMIT ")
-        .bind(limit);
-    let rows = db
-        .query_all(Statement::from_sql_and_values(
-            backend, sql.text, sql.values,
-        ))
-        .await?;
-    let mut found = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id: String = row.try_get("", "record_id")?;
-        let r: f64 = row.try_get("", "r")?;
-        let e: i64 = row.try_get("", "ex")?;
-        found.push((e, r, id));
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

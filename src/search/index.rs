@@ -6,9 +6,9 @@
 //! never enters it, so no published-view search can match or show it.
 //!
 //! Tables (migrations `m20261128_000060_search`, `m20261129_000090_search_views`):
-//! - `search_docs`: the document's id, project, view, record and model; on
-//!   PostgreSQL also its `tsvector` (GIN index); on SQLite its folded words
-//!   (`strong`, `weak`) and their count, from which [`super::bm25`] ranks;
+//! - `search_docs`: the document's id, project, view, record and model, its
+//!   folded words (`strong`, `weak`) and their count, from which
+//!   [`super::bm25`] ranks; on PostgreSQL also its `tsvector` (GIN index);
 //! - `search_tags` (SQLite): a tag per project and view, with the view's
 //!   document and word counts;
 //! - `search_fts` (SQLite): a contentless FTS5 table whose rowid is the
@@ -275,18 +275,23 @@ pub(crate) async fn write_doc<C: ConnectionTrait>(
         record.id.clone().into(),
         record.model_id.clone().into(),
     ];
+    let len = i64::try_from(doc.len()).unwrap_or(i64::MAX);
     if backend == DbBackend::Postgres {
         let mut values = base;
-        values.push(doc.tsvector().into());
+        values.extend([
+            doc.tsvector().into(),
+            doc.strong.join(" ").into(),
+            doc.weak.join(" ").into(),
+            len.into(),
+        ]);
         db.execute(Statement::from_sql_and_values(
             backend,
-            "INSERT INTO search_docs (project_id, view, record_id, model_id, tsv) \
-             VALUES ($1, $2, $3, $4, $5::tsvector)",
+            "INSERT INTO search_docs (project_id, view, record_id, model_id, tsv, strong, weak, len) \
+             VALUES ($1, $2, $3, $4, $5::tsvector, $6, $7, $8)",
             values,
         ))
         .await?;
     } else {
-        let len = i64::try_from(doc.len()).unwrap_or(i64::MAX);
         // The view's tag, made on its first document; the counts BM25 reads.
         let row = db
             .query_one(Statement::from_sql_and_values(

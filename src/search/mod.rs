@@ -6,12 +6,12 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`bm25`] | ranking on SQLite: BM25 from the candidates' words |
+//! | [`bm25`] | ranking: BM25 from the candidates' words, the same on both databases |
 //! | [`fold`] | the one tokenizer: words, case and diacritics folded |
 //! | [`grammar`] | the query grammar, compiled to FTS5 `MATCH` text and a `tsquery` |
 //! | [`index`] | one document per record per view, written in the change's transaction |
 //! | [`typo`] | each view's vocabulary as an `fst` set, cached per project; Levenshtein variants |
-//! | [`hits`] | ranked hits of one page: buckets, then BM25 / `ts_rank_cd`; cursors within the first 1,000 |
+//! | [`hits`] | ranked hits of one page: the newest 1,000 candidates of a tier, buckets, then BM25; cursors within the first 1,000 |
 //! | [`snippet`] | highlights built from the record's data with `<mark>` |
 //! | [`reindex`] | rebuilding a project's index (`quire admin search reindex`, and after the migration) |
 
@@ -53,11 +53,11 @@ pub struct Found {
 }
 
 /// The search engine of an instance: the cached vocabularies and
-/// document frequencies.
+/// ranking statistics.
 #[derive(Default)]
 pub struct Searcher {
     typos: typo::Typos,
-    frequencies: hits::Frequencies,
+    stats: hits::Stats,
 }
 
 impl Searcher {
@@ -89,7 +89,7 @@ impl Searcher {
                 limit: req.limit,
                 after: req.after,
             },
-            &self.frequencies,
+            &self.stats,
         )
         .await?;
         Ok(Found {
