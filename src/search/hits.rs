@@ -151,11 +151,10 @@ impl Default for Stats {
 /// One found hit: `(bucket, rank, record id)`.
 type Found = (i64, f64, String);
 
-/// Whether `hit` comes after the cursor `c` in the order.
-fn is_after(hit: &Found, c: &Cursor) -> bool {
-    let (e, r, id) = hit;
+/// Whether the hit `(e, r, id)` comes after the cursor `c` in the order.
+fn is_after((e, r, id): (i64, f64, &str), c: &Cursor) -> bool {
     let cr = f64::from_bits(c.r);
-    *e < c.e || (*e == c.e && (*r < cr || (*r == cr && *id > c.id)))
+    e < c.e || (e == c.e && (r < cr || (r == cr && id > c.id.as_str())))
 }
 
 /// One page of hits of `req`.
@@ -307,8 +306,7 @@ async fn tiers<C: ConnectionTrait>(
             expansions: None,
             base: 2,
         };
-        found = tier.hits(db, req, stats, &view, after).await?;
-        found.truncate(want);
+        found = tier.hits(db, req, stats, &view, after, want).await?;
     }
     if let Some(expansions) = req.expansions {
         if found.len() < want {
@@ -323,8 +321,9 @@ async fn tiers<C: ConnectionTrait>(
                 expansions: Some(expansions),
                 base: 0,
             };
-            let mut typo = tier.hits(db, req, stats, &view, after).await?;
-            typo.truncate(want - found.len());
+            let typo = tier
+                .hits(db, req, stats, &view, after, want - found.len())
+                .await?;
             found.extend(typo);
         }
     }
@@ -344,7 +343,7 @@ struct Tier<'a> {
 }
 
 impl Tier<'_> {
-    /// Its hits after the cursor, best first: the newest [`CANDIDATES`]
+    /// Its best `want` hits after the cursor: the newest [`CANDIDATES`]
     /// documents it matches (and when those are not all, also the newest
     /// that many matching in `STRING` fields), ranked by [`Ranker`]; a hit
     /// matching in `STRING` fields gets bucket `base + 1`, others `base`.
@@ -355,20 +354,19 @@ impl Tier<'_> {
         stats: &Stats,
         view: &View,
         after: Option<&Cursor>,
+        want: usize,
     ) -> AppResult<Vec<Found>> {
-        let mut rows = candidates(db, req, &self.matches).await?;
+        let first = candidates(db, req, &self.matches).await?;
+        let mut rows = parse_candidates(&first)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        let more;
         if rows.len() >= usize::try_from(CANDIDATES).unwrap_or(usize::MAX) {
-            let seen: std::collections::HashSet<String> =
-                rows.iter().map(|c| c.record_id.clone()).collect();
-            rows.extend(
-                candidates(db, req, &self.strong)
-                    .await?
-                    .into_iter()
-                    .filter(|c| !seen.contains(&c.record_id)),
-            );
+            more = candidates(db, req, &self.strong).await?;
+            let seen: std::collections::HashSet<&str> = rows.iter().map(|c| c.record_id).collect();
+            let strong = parse_candidates(&more)?;
+            rows.extend(strong.into_iter().filter(|c| !seen.contains(c.record_id)));
         }
         let no_variants = Vec::new();
         let variants = self.expansions.unwrap_or(&no_variants);
@@ -385,46 +383,64 @@ impl Tier<'_> {
         let ranker = Ranker::new(req.query, variants, &df, view.docs, view.words);
         let mut found = Vec::with_capacity(rows.len());
         for c in rows {
-            let scored = ranker.score(&c.strong, &c.weak);
+            let scored = ranker.score(c.strong, c.weak);
             let hit = (
                 self.base + i64::from(scored.strong),
                 scored.rank,
                 c.record_id,
             );
-            if after.is_none_or(|c| is_after(&hit, c)) {
+            if after.is_none_or(|c| is_after(hit, c)) {
                 found.push(hit);
             }
         }
         found.sort_by(|a, b| {
             b.0.cmp(&a.0)
                 .then(b.1.total_cmp(&a.1))
-                .then_with(|| a.2.cmp(&b.2))
+                .then_with(|| a.2.cmp(b.2))
         });
-        Ok(found)
+        Ok(found
+            .into_iter()
+            .take(want)
+            .map(|(e, r, id)| (e, r, id.to_owned()))
+            .collect())
     }
 }
 
 /// A matching document: its record and folded words.
-struct Candidate {
-    record_id: String,
-    strong: String,
-    weak: String,
+struct Candidate<'a> {
+    record_id: &'a str,
+    strong: &'a str,
+    weak: &'a str,
 }
 
+/// Separates a candidate's parts in the aggregated answer (no record id or
+/// folded word holds it).
+const PART: char = '\u{1f}';
+/// Separates candidates in the aggregated answer.
+const ROW: char = '\u{1e}';
+
 /// The newest [`CANDIDATES`] documents of the request's view (and models)
-/// matching `matches`.
+/// matching `matches`, as one aggregated value (read by
+/// [`parse_candidates`]): a thousand rows through the driver cost more than
+/// the search itself.
 async fn candidates<C: ConnectionTrait>(
     db: &C,
     req: &HitsRequest<'_>,
     matches: &str,
-) -> AppResult<Vec<Candidate>> {
+) -> AppResult<String> {
     let backend = db.get_database_backend();
+    let pg = backend == DbBackend::Postgres;
+    let (part, row) = (u32::from(PART), u32::from(ROW));
     let mut sql = Sql {
         backend,
-        text: String::from("SELECT d.record_id AS record_id, d.strong AS strong, d.weak AS weak "),
+        text: if pg {
+            format!("SELECT string_agg(c, chr({row})) AS found FROM (SELECT d.record_id || chr({part}) || d.strong || chr({part}) || d.weak AS c ")
+        } else {
+            format!("SELECT group_concat(c, char({row})) AS found FROM (SELECT d.record_id || char({part}) || d.strong || char({part}) || d.weak AS c ")
+        },
         values: Vec::new(),
     };
-    let newest = if backend == DbBackend::Postgres {
+    let newest = if pg {
         sql.push("FROM search_docs d WHERE d.tsv @@ ")
             .bind(matches.to_owned())
             .push("::tsquery");
@@ -453,19 +469,36 @@ async fn candidates<C: ConnectionTrait>(
         }
         sql.push(")");
     }
-    sql.push(newest).bind(CANDIDATES);
-    let rows = db
-        .query_all(Statement::from_sql_and_values(
+    sql.push(newest).bind(CANDIDATES).push(") c");
+    let found: Option<String> = match db
+        .query_one(Statement::from_sql_and_values(
             backend, sql.text, sql.values,
         ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Candidate {
-                record_id: row.try_get("", "record_id")?,
-                strong: row.try_get("", "strong")?,
-                weak: row.try_get("", "weak")?,
-            })
+        .await?
+    {
+        Some(row) => row.try_get("", "found")?,
+        None => None,
+    };
+    Ok(found.unwrap_or_default())
+}
+
+/// The candidates of an aggregated answer of [`candidates`].
+fn parse_candidates(found: &str) -> AppResult<Vec<Candidate<'_>>> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    found
+        .split(ROW)
+        .map(|one| {
+            let mut parts = one.splitn(3, PART);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(record_id), Some(strong), Some(weak)) => Ok(Candidate {
+                    record_id,
+                    strong,
+                    weak,
+                }),
+                _ => Err(AppError::internal("a search candidate without its parts")),
+            }
         })
         .collect()
 }

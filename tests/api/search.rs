@@ -690,3 +690,33 @@ both_dbs!(
         }
     }
 );
+
+both_dbs!(
+    the_view_tags_migration_rebuilds_existing_content,
+    |app: TestApp| async move {
+        use migration::MigratorTrait;
+        let t = setup(&app).await;
+        let k = t.root.to_string();
+        article(&app, &k, "a", "Lighthouse", "keeper").await;
+        // Back to before `m20261129_000090_search_views` (the newest
+        // migration touching search) and up again, with content in place:
+        // the next start rebuilds the index it dropped.
+        let db = app.database().open().await;
+        let applied = migration::Migrator::get_applied_migrations(&db.conn)
+            .await
+            .unwrap();
+        let newer = applied
+            .iter()
+            .rev()
+            .position(|m| m.name() == "m20261129_000090_search_views")
+            .unwrap();
+        migration::Migrator::down(&db.conn, Some(u32::try_from(newer + 1).unwrap()))
+            .await
+            .unwrap();
+        migration::Migrator::up(&db.conn, None).await.unwrap();
+        let next = app.sibling(|_| {}).await;
+        assert_eq!(slugs(&next, &k, "lighthouse", false).await, ["a"]);
+        assert_eq!(slug_set(&next, &k, "keeper", true).await, set(&["a"]));
+        assert_eq!(slugs(&next, &k, "lighthose", false).await, ["a"]);
+    }
+);

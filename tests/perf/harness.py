@@ -427,6 +427,7 @@ def main():
     ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mixes")
     ap.add_argument("--files", action="store_true", help="only the files benchmark (files_bench below)")
     ap.add_argument("--search", action="store_true", help="seed varied text and run the search mixes (search.py)")
+    ap.add_argument("--seed-cache", help="directory keeping the seeded SQLite database for later runs with the same --records/--keys/--search")
     args = ap.parse_args()
     if args.files:
         return files_bench(args)
@@ -483,11 +484,33 @@ def main():
             log(f"PostgreSQL: created database {pg_db}")
         sqlite_url = f"sqlite://{work}/perf.db?mode=rwc"
         env = dict(base_env, QUIRE_DATABASE_URL=sqlite_url)
-        servers["quire"], root = start_quire("quire", "quire, SQLite (WAL), read cache on", binary, env, work, True)
+        # --seed-cache: the seeded SQLite file and its keys, reused by a run
+        # with the same seed arguments (seeding 100,000 records takes minutes).
+        cache_name = f"seed-{records}-{keys}-{'search' if args.search else 'plain'}"
+        cached = os.path.join(args.seed_cache, cache_name) if args.seed_cache else None
+        if cached and os.path.exists(os.path.join(cached, "seed.json")):
+            for name in os.listdir(cached):
+                if name.startswith("perf.db"):
+                    shutil.copy(os.path.join(cached, name), os.path.join(work, name))
+            with open(os.path.join(cached, "seed.json")) as f:
+                ids, public, secret = json.load(f)
+            servers["quire"], _ = start_quire("quire", "quire, SQLite (WAL), read cache on", binary, env, work, False)
+            log(f"SQLite: seeded database reused from {cached}")
+        else:
+            servers["quire"], root = start_quire("quire", "quire, SQLite (WAL), read cache on", binary, env, work, True)
+            live = mint_live_key(binary, env, work)
+            ids, public, secret = seed(servers["quire"].url, root, live, records, keys, log, "SQLite", args.search)
+            if cached:
+                os.makedirs(cached, exist_ok=True)
+                servers["quire"].stop()
+                for name in os.listdir(work):
+                    if name.startswith("perf.db"):
+                        shutil.copy(os.path.join(work, name), os.path.join(cached, name))
+                with open(os.path.join(cached, "seed.json"), "w") as f:
+                    json.dump([ids, public, secret], f)
+                servers["quire"], _ = start_quire("quire", "quire, SQLite (WAL), read cache on", binary, env, work, False)
         quire = servers["quire"]
         idle_rss = proc_status(quire.pid, "VmRSS")
-        live = mint_live_key(binary, env, work)
-        ids, public, secret = seed(quire.url, root, live, records, keys, log, "SQLite", args.search)
         rng = random.Random(7)
         bodies = {"sqlite": mix_bodies(rng, ids, public, secret, records)}
         if "quire-nocache" in needed:
