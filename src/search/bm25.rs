@@ -11,7 +11,7 @@
 //! `Σ idf · tf·(k1+1) / (tf + k1·(1 − b + b·len/avglen))` with the usual
 //! `k1 = 1.2`, `b = 0.75` and `idf = ln(1 + (N − n + 0.5)/(n + 0.5))`.
 
-use super::grammar::{Clause, Query};
+use super::grammar::{Clause, Query, MAX_QUERY_WORDS};
 use super::index::FIELD_SEPARATOR;
 
 /// How much a `STRING` match counts against a `TEXT` one.
@@ -26,22 +26,29 @@ struct Matcher<'a> {
 }
 
 impl Matcher<'_> {
-    fn word_matches(&self, word: &str, token: &str) -> bool {
-        token == word || self.variants.iter().any(|v| v == token)
-    }
-
-    /// How many times the clause occurs in `tokens`.
-    fn count(&self, tokens: &[&str]) -> usize {
+    /// Whether the clause ends at the newest of the words seen so far in
+    /// this field (`recent`, a ring of the last [`MAX_QUERY_WORDS`], `seen`
+    /// of them in all).
+    fn ends_at(&self, recent: &[&str; MAX_QUERY_WORDS], seen: usize) -> bool {
+        let word_back = |k: usize| recent[(seen - 1 - k) % MAX_QUERY_WORDS];
         match self.clause {
-            Clause::Word { word, prefix } => tokens
-                .iter()
-                .filter(|t| self.word_matches(word, t) || (*prefix && t.starts_with(word.as_str())))
-                .count(),
-            Clause::Phrase(words) if words.is_empty() => 0,
-            Clause::Phrase(words) => tokens
-                .windows(words.len())
-                .filter(|w| w.iter().zip(words).all(|(t, p)| *t == p))
-                .count(),
+            Clause::Word { word, prefix } => {
+                let token = word_back(0);
+                token == word
+                    || (*prefix && token.starts_with(word.as_str()))
+                    || self.variants.iter().any(|v| v == token)
+            }
+            Clause::Phrase(words) => {
+                let n = words.len();
+                n > 0
+                    && n <= seen
+                    && n <= MAX_QUERY_WORDS
+                    && words
+                        .iter()
+                        .rev()
+                        .enumerate()
+                        .all(|(k, w)| word_back(k) == w)
+            }
         }
     }
 }
@@ -75,9 +82,11 @@ impl<'a> Ranker<'a> {
         words: u64,
     ) -> Self {
         let n = docs.max(1) as f64;
+        // The grammar allows at most that many words, so that many clauses.
         let clauses = query
             .include
             .iter()
+            .take(MAX_QUERY_WORDS)
             .enumerate()
             .map(|(i, clause)| Matcher {
                 clause,
@@ -98,22 +107,40 @@ impl<'a> Ranker<'a> {
     }
 
     /// The score of a document whose folded words are `strong` and `weak`
-    /// (space-separated, fields split by the separator token).
+    /// (space-separated, fields split by the separator token). One pass
+    /// over the words, nothing allocated: it runs for every candidate.
     pub fn score(&self, strong: &str, weak: &str) -> Scored {
-        let strong: Vec<&str> = strong.split(' ').filter(|t| !t.is_empty()).collect();
-        let weak: Vec<&str> = weak.split(' ').filter(|t| !t.is_empty()).collect();
-        let len = strong
-            .iter()
-            .chain(&weak)
-            .filter(|t| **t != FIELD_SEPARATOR)
-            .count() as f64;
-        let norm = K1 * (1.0 - B + B * len / self.avg_len);
+        // Each clause's matches in the `STRING` and the `TEXT` fields.
+        let mut counts = [[0u32; 2]; MAX_QUERY_WORDS];
+        let mut len = 0u32;
+        for (column, text) in [strong, weak].into_iter().enumerate() {
+            let mut recent = [""; MAX_QUERY_WORDS];
+            let mut seen = 0usize;
+            for token in text.split(' ') {
+                if token.is_empty() {
+                    continue;
+                }
+                if token == FIELD_SEPARATOR {
+                    // No phrase spans two fields.
+                    seen = 0;
+                    continue;
+                }
+                len += 1;
+                recent[seen % MAX_QUERY_WORDS] = token;
+                seen += 1;
+                for (m, count) in self.clauses.iter().zip(counts.iter_mut()) {
+                    if m.ends_at(&recent, seen) {
+                        count[column] += 1;
+                    }
+                }
+            }
+        }
+        let norm = K1 * (1.0 - B + B * f64::from(len) / self.avg_len);
         let mut all_strong = true;
         let mut rank = 0.0;
-        for (m, idf) in self.clauses.iter().zip(&self.idf) {
-            let (s, w) = (m.count(&strong), m.count(&weak));
+        for ((idf, [s, w]), _) in self.idf.iter().zip(counts).zip(&self.clauses) {
             all_strong &= s > 0;
-            let tf = STRONG_WEIGHT * s as f64 + w as f64;
+            let tf = STRONG_WEIGHT * f64::from(s) + f64::from(w);
             if tf > 0.0 {
                 rank += idf * tf * (K1 + 1.0) / (tf + norm);
             }

@@ -345,7 +345,8 @@ struct Tier<'a> {
 impl Tier<'_> {
     /// Its best `want` hits after the cursor: the newest [`CANDIDATES`]
     /// documents it matches (and when those are not all, also the newest
-    /// that many matching in `STRING` fields), ranked by [`Ranker`]; a hit
+    /// that many older ones matching in `STRING` fields), ranked by
+    /// [`Ranker`]; a hit
     /// matching in `STRING` fields gets bucket `base + 1`, others `base`.
     async fn hits<C: ConnectionTrait>(
         &self,
@@ -356,17 +357,16 @@ impl Tier<'_> {
         after: Option<&Cursor>,
         want: usize,
     ) -> AppResult<Vec<Found>> {
-        let first = candidates(db, req, &self.matches).await?;
+        let (first, oldest) = candidates(db, req, &self.matches, None).await?;
         let mut rows = parse_candidates(&first)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let more;
         if rows.len() >= usize::try_from(CANDIDATES).unwrap_or(usize::MAX) {
-            more = candidates(db, req, &self.strong).await?;
-            let seen: std::collections::HashSet<&str> = rows.iter().map(|c| c.record_id).collect();
-            let strong = parse_candidates(&more)?;
-            rows.extend(strong.into_iter().filter(|c| !seen.contains(c.record_id)));
+            // Only documents older than those: the newer are all in.
+            (more, _) = candidates(db, req, &self.strong, oldest).await?;
+            rows.extend(parse_candidates(&more)?);
         }
         let no_variants = Vec::new();
         let variants = self.expansions.unwrap_or(&no_variants);
@@ -420,23 +420,25 @@ const PART: char = '\u{1f}';
 const ROW: char = '\u{1e}';
 
 /// The newest [`CANDIDATES`] documents of the request's view (and models)
-/// matching `matches`, as one aggregated value (read by
-/// [`parse_candidates`]): a thousand rows through the driver cost more than
-/// the search itself.
+/// matching `matches` (and older than `older_than`, a document id, when
+/// given), as one aggregated value (read by [`parse_candidates`]; a
+/// thousand rows through the driver cost more than the search itself), and
+/// the oldest one's id.
 async fn candidates<C: ConnectionTrait>(
     db: &C,
     req: &HitsRequest<'_>,
     matches: &str,
-) -> AppResult<String> {
+    older_than: Option<i64>,
+) -> AppResult<(String, Option<i64>)> {
     let backend = db.get_database_backend();
     let pg = backend == DbBackend::Postgres;
     let (part, row) = (u32::from(PART), u32::from(ROW));
     let mut sql = Sql {
         backend,
         text: if pg {
-            format!("SELECT string_agg(c, chr({row})) AS found FROM (SELECT d.record_id || chr({part}) || d.strong || chr({part}) || d.weak AS c ")
+            format!("SELECT string_agg(c, chr({row})) AS found, min(id) AS oldest FROM (SELECT d.id AS id, d.record_id || chr({part}) || d.strong || chr({part}) || d.weak AS c ")
         } else {
-            format!("SELECT group_concat(c, char({row})) AS found FROM (SELECT d.record_id || char({part}) || d.strong || char({part}) || d.weak AS c ")
+            format!("SELECT group_concat(c, char({row})) AS found, min(id) AS oldest FROM (SELECT d.id AS id, d.record_id || char({part}) || d.strong || char({part}) || d.weak AS c ")
         },
         values: Vec::new(),
     };
@@ -455,6 +457,14 @@ async fn candidates<C: ConnectionTrait>(
         .bind(matches.to_owned());
         " ORDER BY search_fts.rowid DESC LIMIT "
     };
+    if let Some(id) = older_than {
+        sql.push(if pg {
+            " AND d.id < "
+        } else {
+            " AND search_fts.rowid < "
+        })
+        .bind(id);
+    }
     sql.push(" AND d.project_id = ")
         .bind(req.project_id)
         .push(" AND d.view = ")
@@ -470,16 +480,16 @@ async fn candidates<C: ConnectionTrait>(
         sql.push(")");
     }
     sql.push(newest).bind(CANDIDATES).push(") c");
-    let found: Option<String> = match db
+    let (found, oldest): (Option<String>, Option<i64>) = match db
         .query_one(Statement::from_sql_and_values(
             backend, sql.text, sql.values,
         ))
         .await?
     {
-        Some(row) => row.try_get("", "found")?,
-        None => None,
+        Some(row) => (row.try_get("", "found")?, row.try_get("", "oldest")?),
+        None => (None, None),
     };
-    Ok(found.unwrap_or_default())
+    Ok((found.unwrap_or_default(), oldest))
 }
 
 /// The candidates of an aggregated answer of [`candidates`].
