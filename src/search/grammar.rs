@@ -38,6 +38,11 @@ pub enum Clause {
 pub struct Query {
     pub include: Vec<Clause>,
     pub exclude: Vec<Clause>,
+    /// The vocabulary words the prefix word completes to, when they are
+    /// few (set by [`super::typo`]): matched as those words on SQLite, which
+    /// has no prefix index for prefixes of more than 4 characters and
+    /// would merge every matching word's postings for each query.
+    pub completions: Option<Vec<String>>,
 }
 
 fn bad(why: &str) -> AppError {
@@ -52,6 +57,7 @@ pub fn parse(text: &str) -> AppResult<Query> {
     let mut query = Query {
         include: Vec::new(),
         exclude: Vec::new(),
+        completions: None,
     };
     // Whether the last term added was a bare positive word.
     let mut last_bare = false;
@@ -140,18 +146,32 @@ impl Query {
         out
     }
 
+    /// Include clause `i` as FTS5 text (its typo variants when given; the
+    /// prefix word as its completions when known).
+    pub fn fts5_clause(&self, tag: &str, i: usize, expansions: Option<&Expansions>) -> String {
+        let Some(clause) = self.include.get(i) else {
+            return String::new();
+        };
+        let variants = expansions
+            .and_then(|e| e.get(i))
+            .map_or(&[][..], Vec::as_slice);
+        match (clause, &self.completions) {
+            (Clause::Word { prefix: true, word }, Some(words)) => {
+                let mut all: Vec<&String> = words.iter().chain(variants).collect();
+                if all.is_empty() {
+                    all.push(word);
+                }
+                let ors: Vec<String> = all.iter().map(|w| format!("\"{tag}{w}\"")).collect();
+                format!("({})", ors.join(" OR "))
+            }
+            _ => fts5_clause(tag, clause, variants),
+        }
+    }
+
     /// The include clauses alone, ANDed and parenthesized.
     pub fn fts5_include(&self, tag: &str, expansions: Option<&Expansions>) -> String {
-        let include: Vec<String> = self
-            .include
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let variants = expansions
-                    .and_then(|e| e.get(i))
-                    .map_or(&[][..], Vec::as_slice);
-                fts5_clause(tag, c, variants)
-            })
+        let include: Vec<String> = (0..self.include.len())
+            .map(|i| self.fts5_clause(tag, i, expansions))
             .collect();
         format!("({})", include.join(" AND "))
     }
@@ -299,6 +319,14 @@ mod tests {
         let q = parse("e-mail bicycle").unwrap();
         assert_eq!(q.include, [phrase(&["e", "mail"]), word("bicycle", true)]);
         let exp = vec![vec![], vec!["bicycles".to_owned()]];
+        let mut completed = q.clone();
+        completed.completions = Some(vec!["bicycle".into(), "bicycles".into()]);
+        assert_eq!(
+            completed.fts5("t_", None),
+            r#"("t_e t_mail" AND ("t_bicycle" OR "t_bicycles"))"#
+        );
+        completed.completions = Some(Vec::new());
+        assert_eq!(completed.fts5_clause("t_", 1, None), r#"("t_bicycle")"#);
         assert_eq!(
             q.fts5("00001_", Some(&exp)),
             r#"("00001_e 00001_mail" AND ("00001_bicycle"* OR "00001_bicycles"))"#

@@ -24,7 +24,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, Value as DbValue};
 use serde::{Deserialize, Serialize};
 
 use super::bm25::Ranker;
-use super::grammar::{fts5_clause, tsquery_clause, Expansions, Query};
+use super::grammar::{tsquery_clause, Expansions, Query};
 use super::index::{tag_prefix, Side};
 use crate::error::{AppError, AppResult};
 
@@ -376,7 +376,7 @@ impl Tier<'_> {
             let text = if db.get_database_backend() == DbBackend::Postgres {
                 tsquery_clause(clause, these, false)
             } else {
-                fts5_clause(&view.prefix, clause, these)
+                req.query.fts5_clause(&view.prefix, i, self.expansions)
             };
             df.push(frequency(db, req, stats, text).await?);
         }

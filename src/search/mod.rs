@@ -73,10 +73,11 @@ impl Searcher {
                 "limit must be between 1 and {MAX_LIMIT}"
             )));
         }
-        let query = grammar::parse(req.query)?;
+        let mut query = grammar::parse(req.query)?;
+        let sqlite = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
         let expansions = self
             .typos
-            .expand(db, req.project_id, req.side, &query)
+            .expand(db, req.project_id, req.side, &mut query, sqlite)
             .await?;
         let page = hits::hits(
             db,

@@ -23,7 +23,7 @@ use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA, SINK_STAT
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use super::grammar::{Clause, Expansions, Query};
-use super::index::Side;
+use super::index::{Side, MIN_TERM_CHARS};
 use crate::error::{AppError, AppResult};
 
 /// Shortest word that matches with one typo.
@@ -32,6 +32,9 @@ pub const ONE_TYPO_CHARS: usize = 5;
 pub const TWO_TYPOS_CHARS: usize = 9;
 /// The most variants one query word expands to (closest first).
 pub const MAX_VARIANTS: usize = 8;
+/// The most completions of a prefix word matched as words (more: as a
+/// prefix).
+pub const MAX_COMPLETIONS: usize = 16;
 /// The most views whose vocabulary is held in memory.
 pub const MAX_CACHED_VIEWS: usize = 256;
 /// The most query words whose variants a cached vocabulary remembers.
@@ -85,24 +88,38 @@ pub struct Typos {
 
 impl Typos {
     /// The typo variants of `query`'s words in the view, `None` when no
-    /// word has any.
+    /// word has any. On SQLite (`completions`), also sets the query's
+    /// prefix completions when they are at most [`MAX_COMPLETIONS`].
     pub async fn expand<C: ConnectionTrait>(
         &self,
         db: &C,
         project_id: &str,
         side: Side,
-        query: &Query,
+        query: &mut Query,
+        completions: bool,
     ) -> AppResult<Option<Expansions>> {
         let eligible = query.include.iter().any(|c| match c {
             Clause::Word { word, .. } => word.chars().count() >= ONE_TYPO_CHARS,
             Clause::Phrase(_) => false,
         });
-        if !eligible {
+        let prefix = match query.include.last() {
+            Some(Clause::Word { word, prefix: true }) if completions => {
+                Some(word.clone()).filter(|w| w.chars().count() >= MIN_TERM_CHARS)
+            }
+            _ => None,
+        };
+        if !eligible && prefix.is_none() {
             return Ok(None);
         }
         let Some(vocab) = self.vocab(db, project_id, side).await? else {
             return Ok(None);
         };
+        if let Some(prefix) = prefix {
+            query.completions = vocab.completions(&prefix);
+        }
+        if !eligible {
+            return Ok(None);
+        }
         let mut any = false;
         let expansions: Expansions = query
             .include
@@ -195,6 +212,24 @@ fn remember<K: std::hash::Hash + Eq + Clone, V>(
 }
 
 impl Vocab {
+    /// The vocabulary words starting with `prefix` (of at least
+    /// [`MIN_TERM_CHARS`]: every indexed word it completes to is in the
+    /// vocabulary), `None` when there are more than [`MAX_COMPLETIONS`].
+    fn completions(&self, prefix: &str) -> Option<Vec<String>> {
+        let mut upper = prefix.as_bytes().to_vec();
+        // No UTF-8 text holds 0xFF: every word with the prefix sorts below.
+        upper.push(0xFF);
+        let mut stream = self.set.range().ge(prefix).lt(upper).into_stream();
+        let mut found = Vec::new();
+        while let Some(key) = stream.next() {
+            if found.len() == MAX_COMPLETIONS {
+                return None;
+            }
+            found.push(String::from_utf8_lossy(key).into_owned());
+        }
+        Some(found)
+    }
+
     /// The vocabulary words within the typo budget of `word` (not `word`
     /// itself), closest first, at most [`MAX_VARIANTS`].
     fn variants(&self, word: &str) -> Arc<Vec<String>> {
@@ -303,6 +338,28 @@ mod tests {
         let found = variants(&set(&refs), "tablez");
         assert_eq!(found.len(), MAX_VARIANTS);
         assert_eq!(found[0], "tablea");
+    }
+
+    #[test]
+    fn a_prefix_completes_to_its_vocabulary_words_when_few() {
+        let vocab = |words: &[&str]| Vocab {
+            version: 1,
+            set: set(words),
+            remembered: Mutex::default(),
+        };
+        let v = vocab(&["gardd", "garden", "gardener", "gardens", "gate", "gardé"]);
+        assert_eq!(
+            v.completions("garden").unwrap(),
+            ["garden", "gardener", "gardens"]
+        );
+        assert_eq!(v.completions("gard").unwrap().len(), 5);
+        assert_eq!(v.completions("zzzz").unwrap(), Vec::<String>::new());
+        let many: Vec<String> = (0..=MAX_COMPLETIONS)
+            .map(|i| format!("word{i:02}"))
+            .collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(vocab(&refs).completions("word"), None);
+        assert_eq!(vocab(&refs).completions("word1").unwrap().len(), 7);
     }
 
     #[test]
