@@ -37,10 +37,6 @@ pub use health::Health;
 
 use health::ProbeTarget;
 
-/// How much of a SQLite file each connection maps into memory (shared
-/// page-cache memory of the OS, not the process's own).
-const SQLITE_MMAP_BYTES: u64 = 1024 * 1024 * 1024;
-
 /// Name of the project that migrations create.
 pub const DEFAULT_PROJECT: &str = "default";
 /// A PostgreSQL advisory lock id for "quire is migrating".
@@ -121,10 +117,7 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(timeout)
-                // Reads map the file instead of copying each page through a
-                // system call: a search touches a thousand documents' pages.
-                .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string());
+                .busy_timeout(timeout);
             let probe_opts = opts.clone();
             // A SQLite connection is a file handle in this process: it does
             // not break while idle, and a ping on checkout is a round trip

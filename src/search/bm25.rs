@@ -106,13 +106,13 @@ impl<'a> Ranker<'a> {
         }
     }
 
-    /// The score of a document whose folded words are `strong` and `weak`
-    /// (space-separated, fields split by the separator token). One pass
-    /// over the words, nothing allocated: it runs for every candidate.
-    pub fn score(&self, strong: &str, weak: &str) -> Scored {
+    /// The score of a document of `len` words whose folded words are
+    /// `strong` and `weak` (space-separated, fields split by the separator
+    /// token; perhaps only their start). One pass over the words, nothing
+    /// allocated: it runs for every candidate.
+    pub fn score(&self, strong: &str, weak: &str, len: u32) -> Scored {
         // Each clause's matches in the `STRING` and the `TEXT` fields.
         let mut counts = [[0u32; 2]; MAX_QUERY_WORDS];
-        let mut len = 0u32;
         for (column, text) in [strong, weak].into_iter().enumerate() {
             let mut recent = [""; MAX_QUERY_WORDS];
             let mut seen = 0usize;
@@ -125,7 +125,6 @@ impl<'a> Ranker<'a> {
                     seen = 0;
                     continue;
                 }
-                len += 1;
                 recent[seen % MAX_QUERY_WORDS] = token;
                 seen += 1;
                 for (m, count) in self.clauses.iter().zip(counts.iter_mut()) {
@@ -166,43 +165,43 @@ mod tests {
     fn a_string_match_is_strong_and_outranks_a_text_one() {
         let q = parse("garden").unwrap();
         let r = ranker(&q, &[], &[10]);
-        let title = r.score("big garden", "some words here");
-        let body = r.score("big house", "a garden here");
+        let title = r.score("big garden", "some words here", 5);
+        let body = r.score("big house", "a garden here", 5);
         assert!(title.strong && !body.strong);
         assert!(title.rank > body.rank, "{title:?} {body:?}");
         // Not every clause in a STRING field: not strong.
         let q = parse("garden house").unwrap();
         let r = ranker(&q, &[], &[10, 10]);
-        assert!(!r.score("big garden", "a house").strong);
-        assert!(r.score("garden § house", "").strong);
+        assert!(!r.score("big garden", "a house", 4).strong);
+        assert!(r.score("garden § house", "", 2).strong);
     }
 
     #[test]
     fn more_matches_and_shorter_documents_rank_higher_rare_words_count_more() {
         let q = parse("cat dog").unwrap();
         let r = ranker(&q, &[], &[10, 10]);
-        let twice = r.score("", "cat cat dog x");
-        let once = r.score("", "cat dog x y");
-        let long = r.score("", "cat dog x y z w v u t s r q p o");
+        let twice = r.score("", "cat cat dog x", 4);
+        let once = r.score("", "cat dog x y", 4);
+        let long = r.score("", "cat dog x y z w v u t s r q p o", 14);
         assert!(twice.rank > once.rank && once.rank > long.rank);
         // `dog` rare, `cat` common: two dogs beat two cats.
         let r = ranker(&q, &[], &[900, 5]);
-        assert!(r.score("", "cat dog dog x").rank > r.score("", "cat cat dog x").rank);
+        assert!(r.score("", "cat dog dog x", 4).rank > r.score("", "cat cat dog x", 4).rank);
     }
 
     #[test]
     fn prefixes_variants_and_phrases_are_counted_as_matched() {
         let q = parse(r#""big bike" bicy"#).unwrap();
         let r = ranker(&q, &[], &[3, 3]);
-        let s = r.score("big bike § bicycle", "");
+        let s = r.score("big bike § bicycle", "", 3);
         assert!(s.strong && s.rank > 0.0);
         // A phrase across the field separator, or out of order, is no match.
-        assert!(!r.score("big § bike bicycle", "").strong);
-        assert!(!r.score("bike big bicycle", "").strong);
+        assert!(!r.score("big § bike bicycle", "", 3).strong);
+        assert!(!r.score("bike big bicycle", "", 3).strong);
         let q = parse("restaurant").unwrap();
         let variants = vec![vec!["resturant".to_owned()]];
         let r = ranker(&q, &variants, &[3]);
-        assert!(r.score("resturant", "").strong);
-        assert_eq!(ranker(&q, &[], &[3]).score("resturant", "").rank, 0.0);
+        assert!(r.score("resturant", "", 1).strong);
+        assert_eq!(ranker(&q, &[], &[3]).score("resturant", "", 1).rank, 0.0);
     }
 }

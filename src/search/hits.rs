@@ -383,7 +383,7 @@ impl Tier<'_> {
         let ranker = Ranker::new(req.query, variants, &df, view.docs, view.words);
         let mut found = Vec::with_capacity(rows.len());
         for c in rows {
-            let scored = ranker.score(c.strong, c.weak);
+            let scored = ranker.score(c.strong, c.weak, c.len);
             let hit = (
                 self.base + i64::from(scored.strong),
                 scored.rank,
@@ -406,11 +406,30 @@ impl Tier<'_> {
     }
 }
 
-/// A matching document: its record and folded words.
+/// The most characters of a candidate's `STRING` and `TEXT` words read
+/// for its rank: a search holds a few thousand candidates in memory, and a
+/// document may hold 16,000 words (matches past these count for nothing in
+/// the rank; the document still is a hit).
+const SCORED_STRONG_CHARS: usize = 1_000;
+const SCORED_WEAK_CHARS: usize = 2_000;
+
+/// A matching document: its record, its length in words and (the start
+/// of) its folded words.
 struct Candidate<'a> {
     record_id: &'a str,
+    len: u32,
     strong: &'a str,
     weak: &'a str,
+}
+
+/// `text` (cut at `max` characters by the database) without a last word
+/// the cut may have shortened: when it is at least `max` bytes long, it
+/// may have been cut (bytes are never fewer than characters).
+fn whole_words(text: &str, max: usize) -> &str {
+    if text.len() < max {
+        return text;
+    }
+    text.rsplit_once(' ').map_or("", |(whole, _)| whole)
 }
 
 /// Separates a candidate's parts in the aggregated answer (no record id or
@@ -436,9 +455,9 @@ async fn candidates<C: ConnectionTrait>(
     let mut sql = Sql {
         backend,
         text: if pg {
-            format!("SELECT string_agg(c, chr({row})) AS found, min(id) AS oldest FROM (SELECT d.id AS id, d.record_id || chr({part}) || d.strong || chr({part}) || d.weak AS c ")
+            format!("SELECT string_agg(c, chr({row})) AS found, min(id) AS oldest FROM (SELECT d.id AS id, d.record_id || chr({part}) || d.len::text || chr({part}) || left(d.strong, {SCORED_STRONG_CHARS}) || chr({part}) || left(d.weak, {SCORED_WEAK_CHARS}) AS c ")
         } else {
-            format!("SELECT group_concat(c, char({row})) AS found, min(id) AS oldest FROM (SELECT d.id AS id, d.record_id || char({part}) || d.strong || char({part}) || d.weak AS c ")
+            format!("SELECT group_concat(c, char({row})) AS found, min(id) AS oldest FROM (SELECT d.id AS id, d.record_id || char({part}) || d.len || char({part}) || substr(d.strong, 1, {SCORED_STRONG_CHARS}) || char({part}) || substr(d.weak, 1, {SCORED_WEAK_CHARS}) AS c ")
         },
         values: Vec::new(),
     };
@@ -500,12 +519,13 @@ fn parse_candidates(found: &str) -> AppResult<Vec<Candidate<'_>>> {
     found
         .split(ROW)
         .map(|one| {
-            let mut parts = one.splitn(3, PART);
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(record_id), Some(strong), Some(weak)) => Ok(Candidate {
+            let mut parts = one.splitn(4, PART);
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(record_id), Some(len), Some(strong), Some(weak)) => Ok(Candidate {
                     record_id,
-                    strong,
-                    weak,
+                    len: len.parse().unwrap_or(0),
+                    strong: whole_words(strong, SCORED_STRONG_CHARS),
+                    weak: whole_words(weak, SCORED_WEAK_CHARS),
                 }),
                 _ => Err(AppError::internal("a search candidate without its parts")),
             }
@@ -558,6 +578,21 @@ async fn frequency<C: ConnectionTrait>(
 #[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_text_loses_only_its_last_word() {
+        assert_eq!(whole_words("big red", 10), "big red");
+        assert_eq!(whole_words("big red bicy", 12), "big red");
+        assert_eq!(whole_words("bicycle", 7), "");
+        let found = "r1\u{1f}3\u{1f}big\u{1f}red bike\u{1e}r2\u{1f}1\u{1f}\u{1f}cat";
+        let rows = parse_candidates(found).unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|c| (c.record_id, c.len, c.strong, c.weak))
+                .collect::<Vec<_>>(),
+            [("r1", 3, "big", "red bike"), ("r2", 1, "", "cat")]
+        );
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {

@@ -720,3 +720,18 @@ both_dbs!(
         assert_eq!(slugs(&next, &k, "lighthose", false).await, ["a"]);
     }
 );
+
+both_dbs!(
+    a_long_document_is_found_by_any_word_and_ranked_by_its_start,
+    |app: TestApp| async move {
+        let t = setup(&app).await;
+        let k = t.root.to_string();
+        // 12,000 words: past what ranking reads, but all indexed.
+        let body = format!("lantern {} tailword", "filler ".repeat(12_000));
+        article(&app, &k, "long", "Long read", &body).await;
+        article(&app, &k, "short", "Short", "lantern").await;
+        assert_eq!(slugs(&app, &k, "tailword", false).await, ["long"]);
+        // Same word count in each; the short document ranks first.
+        assert_eq!(slugs(&app, &k, "lantern", false).await, ["short", "long"]);
+    }
+);
