@@ -15,6 +15,7 @@ mod m20261128_000060_search;
 mod m20261128_000070_schedules_versions;
 mod m20261128_000080_key_usage;
 mod m20261129_000090_search_views;
+mod m20261129_000100_search_doc_ids;
 
 /// The ordered list of quire's migrations.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000070_schedules_versions::Migration),
             Box::new(m20261128_000080_key_usage::Migration),
             Box::new(m20261129_000090_search_views::Migration),
+            Box::new(m20261129_000100_search_doc_ids::Migration),
         ]
     }
 }

@@ -11,6 +11,8 @@
 //! `Σ idf · tf·(k1+1) / (tf + k1·(1 − b + b·len/avglen))` with the usual
 //! `k1 = 1.2`, `b = 0.75` and `idf = ln(1 + (N − n + 0.5)/(n + 0.5))`.
 
+use rustc_hash::FxHashMap;
+
 use super::grammar::{Clause, Query, MAX_QUERY_WORDS};
 use super::index::FIELD_SEPARATOR;
 
@@ -19,43 +21,16 @@ pub const STRONG_WEIGHT: f64 = 5.0;
 const K1: f64 = 1.2;
 const B: f64 = 0.75;
 
-/// One include clause as matched against a document's words.
-struct Matcher<'a> {
-    clause: &'a Clause,
-    variants: &'a [String],
-}
-
-impl Matcher<'_> {
-    /// Whether the clause ends at the newest of the words seen so far in
-    /// this field (`recent`, a ring of the last [`MAX_QUERY_WORDS`], `seen`
-    /// of them in all).
-    fn ends_at(&self, recent: &[&str; MAX_QUERY_WORDS], seen: usize) -> bool {
-        let word_back = |k: usize| recent[(seen - 1 - k) % MAX_QUERY_WORDS];
-        match self.clause {
-            Clause::Word { word, prefix } => {
-                let token = word_back(0);
-                token == word
-                    || (*prefix && token.starts_with(word.as_str()))
-                    || self.variants.iter().any(|v| v == token)
-            }
-            Clause::Phrase(words) => {
-                let n = words.len();
-                n > 0
-                    && n <= seen
-                    && n <= MAX_QUERY_WORDS
-                    && words
-                        .iter()
-                        .rev()
-                        .enumerate()
-                        .all(|(k, w)| word_back(k) == w)
-            }
-        }
-    }
-}
-
 /// What every candidate of one query is scored against.
 pub struct Ranker<'a> {
-    clauses: Vec<Matcher<'a>>,
+    /// Each word a word clause counts (its word and its typo variants), to
+    /// the clauses it counts for (bit `i`: clause `i`): one lookup per
+    /// document word, however many variants the query has.
+    words: FxHashMap<&'a str, u16>,
+    /// Prefix word clauses: `(clause, word)`.
+    prefixes: Vec<(usize, &'a str)>,
+    /// Phrase clauses: `(clause, words)`.
+    phrases: Vec<(usize, &'a [String])>,
     /// Each clause's idf.
     idf: Vec<f64>,
     avg_len: f64,
@@ -82,28 +57,33 @@ impl<'a> Ranker<'a> {
         words: u64,
     ) -> Self {
         let n = docs.max(1) as f64;
-        // The grammar allows at most that many words, so that many clauses.
-        let clauses = query
-            .include
-            .iter()
-            .take(MAX_QUERY_WORDS)
-            .enumerate()
-            .map(|(i, clause)| Matcher {
-                clause,
-                variants: variants.get(i).map_or(&[][..], Vec::as_slice),
-            })
-            .collect();
-        let idf = (0..query.include.len())
-            .map(|i| {
-                let d = df.get(i).copied().unwrap_or(0) as f64;
-                (1.0 + (n - d + 0.5) / (d + 0.5)).ln().max(0.0)
-            })
-            .collect();
-        Ranker {
-            clauses,
-            idf,
+        let mut ranker = Ranker {
+            words: FxHashMap::default(),
+            prefixes: Vec::new(),
+            phrases: Vec::new(),
+            idf: Vec::new(),
             avg_len: (words as f64 / n).max(1.0),
+        };
+        // The grammar allows at most that many words, so that many clauses.
+        for (i, clause) in query.include.iter().take(MAX_QUERY_WORDS).enumerate() {
+            let d = df.get(i).copied().unwrap_or(0) as f64;
+            ranker
+                .idf
+                .push((1.0 + (n - d + 0.5) / (d + 0.5)).ln().max(0.0));
+            match clause {
+                Clause::Word { word, prefix } => {
+                    let these = variants.get(i).map_or(&[][..], Vec::as_slice);
+                    for w in std::iter::once(word).chain(these) {
+                        *ranker.words.entry(w.as_str()).or_default() |= 1 << i;
+                    }
+                    if *prefix {
+                        ranker.prefixes.push((i, word.as_str()));
+                    }
+                }
+                Clause::Phrase(words) => ranker.phrases.push((i, words.as_slice())),
+            }
         }
+        ranker
     }
 
     /// The score of a document of `len` words whose folded words are
@@ -125,10 +105,25 @@ impl<'a> Ranker<'a> {
                     seen = 0;
                     continue;
                 }
-                recent[seen % MAX_QUERY_WORDS] = token;
-                seen += 1;
-                for (m, count) in self.clauses.iter().zip(counts.iter_mut()) {
-                    if m.ends_at(&recent, seen) {
+                let mut matched = self.words.get(token).copied().unwrap_or(0);
+                for &(i, word) in &self.prefixes {
+                    if token.starts_with(word) {
+                        matched |= 1 << i;
+                    }
+                }
+                if !self.phrases.is_empty() {
+                    recent[seen % MAX_QUERY_WORDS] = token;
+                    seen += 1;
+                    for &(i, words) in &self.phrases {
+                        if phrase_ends_at(words, &recent, seen) {
+                            matched |= 1 << i;
+                        }
+                    }
+                }
+                while matched != 0 {
+                    let i = matched.trailing_zeros() as usize;
+                    matched &= matched - 1;
+                    if let Some(count) = counts.get_mut(i) {
                         count[column] += 1;
                     }
                 }
@@ -137,7 +132,7 @@ impl<'a> Ranker<'a> {
         let norm = K1 * (1.0 - B + B * f64::from(len) / self.avg_len);
         let mut all_strong = true;
         let mut rank = 0.0;
-        for ((idf, [s, w]), _) in self.idf.iter().zip(counts).zip(&self.clauses) {
+        for (idf, [s, w]) in self.idf.iter().zip(counts) {
             all_strong &= s > 0;
             let tf = STRONG_WEIGHT * f64::from(s) + f64::from(w);
             if tf > 0.0 {
@@ -149,6 +144,21 @@ impl<'a> Ranker<'a> {
             rank,
         }
     }
+}
+
+/// Whether the phrase `words` ends at the newest of the words seen so far
+/// in this field (`recent`, a ring of the last [`MAX_QUERY_WORDS`], `seen`
+/// of them in all).
+fn phrase_ends_at(words: &[String], recent: &[&str; MAX_QUERY_WORDS], seen: usize) -> bool {
+    let n = words.len();
+    n > 0
+        && n <= seen
+        && n <= MAX_QUERY_WORDS
+        && words
+            .iter()
+            .rev()
+            .enumerate()
+            .all(|(k, w)| recent[(seen - 1 - k) % MAX_QUERY_WORDS] == w)
 }
 
 #[cfg(test)]

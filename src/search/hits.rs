@@ -20,6 +20,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use std::sync::Arc;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value as DbValue};
 use serde::{Deserialize, Serialize};
 
@@ -121,8 +122,14 @@ pub const CANDIDATES: i64 = 1_000;
 const STATS_SECONDS: u64 = 60;
 /// The most statistics an instance keeps.
 const MAX_STATS: u64 = 100_000;
+/// The most bytes of documents' words an instance keeps ([`Stats::docs`]).
+pub const DOCS_CACHE_BYTES: u64 = 48 * 1024 * 1024;
+/// About how many documents that is (a few hundred bytes each): the
+/// cache's own sizing hint.
+const DOCS_CACHE_ITEMS: usize = 100_000;
 
-/// Counted statistics for BM25, kept [`STATS_SECONDS`].
+/// What searches keep between them: counted statistics for BM25, kept
+/// [`STATS_SECONDS`], and the documents read for ranking.
 pub struct Stats {
     /// Documents of the view matching a clause, by (project, view, clause
     /// as the database's match text).
@@ -130,6 +137,23 @@ pub struct Stats {
     /// PostgreSQL: a view's (documents, words). SQLite keeps them exact in
     /// `search_tags`, moved by every write (one writer, no contention).
     views: moka::sync::Cache<(String, Side), (u64, u64)>,
+    /// Documents read for ranking, by id, up to [`DOCS_CACHE_BYTES`]. A
+    /// document never changes under its id (a change deletes it and writes
+    /// a new one; ids are never reused: `AUTOINCREMENT` on SQLite, a
+    /// sequence on PostgreSQL), and the match decides which ids a search
+    /// sees, so an entry is never stale: a deleted document is only never
+    /// asked for again.
+    docs: quick_cache::sync::Cache<i64, Arc<Doc>, DocWeight>,
+}
+
+/// A cached document's weight: its bytes ([`Doc::weight`]).
+#[derive(Clone)]
+struct DocWeight;
+
+impl quick_cache::Weighter<i64, Arc<Doc>> for DocWeight {
+    fn weight(&self, _id: &i64, doc: &Arc<Doc>) -> u64 {
+        doc.weight()
+    }
 }
 
 impl Default for Stats {
@@ -144,6 +168,11 @@ impl Default for Stats {
                 .max_capacity(MAX_STATS)
                 .time_to_live(ttl)
                 .build(),
+            docs: quick_cache::sync::Cache::with_weighter(
+                DOCS_CACHE_ITEMS,
+                DOCS_CACHE_BYTES,
+                DocWeight,
+            ),
         }
     }
 }
@@ -346,8 +375,8 @@ impl Tier<'_> {
     /// Its best `want` hits after the cursor: the newest [`CANDIDATES`]
     /// documents it matches (and when those are not all, also the newest
     /// that many older ones matching in `STRING` fields), ranked by
-    /// [`Ranker`]; a hit
-    /// matching in `STRING` fields gets bucket `base + 1`, others `base`.
+    /// [`Ranker`]; a hit matching in `STRING` fields gets bucket
+    /// `base + 1`, others `base`.
     async fn hits<C: ConnectionTrait>(
         &self,
         db: &C,
@@ -357,17 +386,17 @@ impl Tier<'_> {
         after: Option<&Cursor>,
         want: usize,
     ) -> AppResult<Vec<Found>> {
-        let (first, oldest) = candidates(db, req, &self.matches, None).await?;
-        let mut rows = parse_candidates(&first)?;
-        if rows.is_empty() {
+        let mut ids = candidates(db, req, &self.matches, None).await?;
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let more;
-        if rows.len() >= usize::try_from(CANDIDATES).unwrap_or(usize::MAX) {
+        if ids.len() >= usize::try_from(CANDIDATES).unwrap_or(usize::MAX) {
             // Only documents older than those: the newer are all in.
-            (more, _) = candidates(db, req, &self.strong, oldest).await?;
-            rows.extend(parse_candidates(&more)?);
+            let oldest = ids.iter().copied().min();
+            let more = candidates(db, req, &self.strong, oldest).await?;
+            ids.extend(more);
         }
+        let docs = documents(db, stats, &ids).await?;
         let no_variants = Vec::new();
         let variants = self.expansions.unwrap_or(&no_variants);
         let mut df = Vec::with_capacity(req.query.include.len());
@@ -381,13 +410,18 @@ impl Tier<'_> {
             df.push(frequency(db, req, stats, text).await?);
         }
         let ranker = Ranker::new(req.query, variants, &df, view.docs, view.words);
-        let mut found = Vec::with_capacity(rows.len());
-        for c in rows {
-            let scored = ranker.score(c.strong, c.weak, c.len);
+        let mut found = Vec::with_capacity(docs.len());
+        for doc in &docs {
+            // The match already keeps to the view (its tag, or the
+            // columns); this keeps a hit out of any other all the same.
+            if doc.project_id != req.project_id || doc.view != req.side.code() {
+                continue;
+            }
+            let scored = ranker.score(&doc.strong, &doc.weak, doc.len);
             let hit = (
                 self.base + i64::from(scored.strong),
                 scored.rank,
-                c.record_id,
+                doc.record_id.as_str(),
             );
             if after.is_none_or(|c| is_after(hit, c)) {
                 found.push(hit);
@@ -406,20 +440,36 @@ impl Tier<'_> {
     }
 }
 
-/// The most characters of a candidate's `STRING` and `TEXT` words read
-/// for its rank: a search holds a few thousand candidates in memory, and a
-/// document may hold 16,000 words (matches past these count for nothing in
-/// the rank; the document still is a hit).
+/// The most characters of a document's `STRING` and `TEXT` words read
+/// for its rank: a search holds a few thousand candidates, and a document
+/// may hold 16,000 words (matches past these count for nothing in the
+/// rank; the document still is a hit).
 const SCORED_STRONG_CHARS: usize = 1_000;
 const SCORED_WEAK_CHARS: usize = 2_000;
 
-/// A matching document: its record, its length in words and (the start
-/// of) its folded words.
-struct Candidate<'a> {
-    record_id: &'a str,
+/// A document as ranking reads it: its place, its length in words and (the
+/// start of) its folded words.
+pub struct Doc {
+    project_id: String,
+    /// [`Side::code`].
+    view: String,
+    record_id: String,
     len: u32,
-    strong: &'a str,
-    weak: &'a str,
+    strong: String,
+    weak: String,
+}
+
+impl Doc {
+    /// Its bytes in the cache, with the entry's own keep.
+    fn weight(&self) -> u64 {
+        let bytes = 128
+            + self.project_id.len()
+            + self.view.len()
+            + self.record_id.len()
+            + self.strong.len()
+            + self.weak.len();
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
 }
 
 /// `text` (cut at `max` characters by the database) without a last word
@@ -432,62 +482,54 @@ fn whole_words(text: &str, max: usize) -> &str {
     text.rsplit_once(' ').map_or("", |(whole, _)| whole)
 }
 
-/// Separates a candidate's parts in the aggregated answer (no record id or
-/// folded word holds it).
+/// Separates a document's parts in an aggregated answer (no id or folded
+/// word holds it).
 const PART: char = '\u{1f}';
-/// Separates candidates in the aggregated answer.
+/// Separates documents in an aggregated answer.
 const ROW: char = '\u{1e}';
 
-/// The newest [`CANDIDATES`] documents of the request's view (and models)
-/// matching `matches` (and older than `older_than`, a document id, when
-/// given), as one aggregated value (read by [`parse_candidates`]; a
-/// thousand rows through the driver cost more than the search itself), and
-/// the oldest one's id.
+/// The ids of the newest [`CANDIDATES`] documents of the request's view
+/// (and models) matching `matches` (and older than `older_than`, a
+/// document id, when given), newest first. On SQLite the view's tag keeps
+/// the match to the view, and FTS5 streams it newest first and stops at
+/// the limit; only a model filter reads `search_docs`.
 async fn candidates<C: ConnectionTrait>(
     db: &C,
     req: &HitsRequest<'_>,
     matches: &str,
     older_than: Option<i64>,
-) -> AppResult<(String, Option<i64>)> {
+) -> AppResult<Vec<i64>> {
     let backend = db.get_database_backend();
     let pg = backend == DbBackend::Postgres;
-    let (part, row) = (u32::from(PART), u32::from(ROW));
     let mut sql = Sql {
         backend,
-        text: if pg {
-            format!("SELECT string_agg(c, chr({row})) AS found, min(id) AS oldest FROM (SELECT d.id AS id, d.record_id || chr({part}) || d.len::text || chr({part}) || left(d.strong, {SCORED_STRONG_CHARS}) || chr({part}) || left(d.weak, {SCORED_WEAK_CHARS}) AS c ")
-        } else {
-            format!("SELECT group_concat(c, char({row})) AS found, min(id) AS oldest FROM (SELECT d.id AS id, d.record_id || char({part}) || d.len || char({part}) || substr(d.strong, 1, {SCORED_STRONG_CHARS}) || char({part}) || substr(d.weak, 1, {SCORED_WEAK_CHARS}) AS c ")
-        },
+        text: String::new(),
         values: Vec::new(),
     };
-    let newest = if pg {
-        sql.push("FROM search_docs d WHERE d.tsv @@ ")
-            .bind(matches.to_owned())
-            .push("::tsquery");
-        " ORDER BY d.id DESC LIMIT "
-    } else {
-        // CROSS JOIN: the planner must start from the match, which FTS5
-        // streams newest first and stops at the limit.
+    if pg {
         sql.push(
-            "FROM search_fts CROSS JOIN search_docs d ON d.id = search_fts.rowid \
-             WHERE search_fts MATCH ",
+            "SELECT string_agg(id::text, ',') AS ids FROM (SELECT d.id AS id \
+             FROM search_docs d WHERE d.tsv @@ ",
         )
-        .bind(matches.to_owned());
-        " ORDER BY search_fts.rowid DESC LIMIT "
-    };
-    if let Some(id) = older_than {
-        sql.push(if pg {
-            " AND d.id < "
-        } else {
-            " AND search_fts.rowid < "
-        })
-        .bind(id);
-    }
-    sql.push(" AND d.project_id = ")
+        .bind(matches.to_owned())
+        .push("::tsquery AND d.project_id = ")
         .bind(req.project_id)
         .push(" AND d.view = ")
         .bind(req.side.code());
+        if let Some(id) = older_than {
+            sql.push(" AND d.id < ").bind(id);
+        }
+    } else {
+        sql.push("SELECT group_concat(id) AS ids FROM (SELECT search_fts.rowid AS id FROM search_fts ");
+        if req.model_ids.is_some() {
+            // CROSS JOIN: the planner must start from the match.
+            sql.push("CROSS JOIN search_docs d ON d.id = search_fts.rowid ");
+        }
+        sql.push("WHERE search_fts MATCH ").bind(matches.to_owned());
+        if let Some(id) = older_than {
+            sql.push(" AND search_fts.rowid < ").bind(id);
+        }
+    }
     if let Some(models) = req.model_ids {
         sql.push(" AND d.model_id IN (");
         for (i, id) in models.iter().enumerate() {
@@ -498,37 +540,116 @@ async fn candidates<C: ConnectionTrait>(
         }
         sql.push(")");
     }
-    sql.push(newest).bind(CANDIDATES).push(") c");
-    let (found, oldest): (Option<String>, Option<i64>) = match db
+    sql.push(if pg {
+        " ORDER BY d.id DESC LIMIT "
+    } else {
+        " ORDER BY search_fts.rowid DESC LIMIT "
+    })
+    .bind(CANDIDATES)
+    .push(") c");
+    let ids: Option<String> = match db
         .query_one(Statement::from_sql_and_values(
             backend, sql.text, sql.values,
         ))
         .await?
     {
-        Some(row) => (row.try_get("", "found")?, row.try_get("", "oldest")?),
-        None => (None, None),
+        Some(row) => row.try_get("", "ids")?,
+        None => None,
     };
-    Ok((found.unwrap_or_default(), oldest))
+    ids.unwrap_or_default()
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            id.parse()
+                .map_err(|_| AppError::internal("a search candidate id is not a number"))
+        })
+        .collect()
 }
 
-/// The candidates of an aggregated answer of [`candidates`].
-fn parse_candidates(found: &str) -> AppResult<Vec<Candidate<'_>>> {
+/// The documents with `ids` (those that still exist), from the cache or
+/// read in one statement, as one aggregated value (read by
+/// [`parse_documents`]; a thousand rows through the driver cost more than
+/// the search itself).
+async fn documents<C: ConnectionTrait>(
+    db: &C,
+    stats: &Stats,
+    ids: &[i64],
+) -> AppResult<Vec<Arc<Doc>>> {
+    let mut docs = Vec::with_capacity(ids.len());
+    let mut missing = Vec::new();
+    for &id in ids {
+        match stats.docs.get(&id) {
+            Some(doc) => docs.push(doc),
+            None => missing.push(id.to_string()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(docs);
+    }
+    let backend = db.get_database_backend();
+    let (part, row) = (u32::from(PART), u32::from(ROW));
+    let sql = if backend == DbBackend::Postgres {
+        format!(
+            "SELECT string_agg(d.id::text || chr({part}) || d.project_id || chr({part}) || d.view \
+             || chr({part}) || d.record_id || chr({part}) || d.len::text || chr({part}) \
+             || left(d.strong, {SCORED_STRONG_CHARS}) || chr({part}) || left(d.weak, {SCORED_WEAK_CHARS}), \
+             chr({row})) AS found FROM search_docs d \
+             WHERE d.id = ANY(string_to_array($1, ',')::bigint[])"
+        )
+    } else {
+        format!(
+            "SELECT group_concat(d.id || char({part}) || d.project_id || char({part}) || d.view \
+             || char({part}) || d.record_id || char({part}) || d.len || char({part}) \
+             || substr(d.strong, 1, {SCORED_STRONG_CHARS}) || char({part}) \
+             || substr(d.weak, 1, {SCORED_WEAK_CHARS}), char({row})) AS found \
+             FROM search_docs d WHERE d.id IN (SELECT value FROM json_each('[' || ? || ']'))"
+        )
+    };
+    let found: Option<String> = match db
+        .query_one(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [missing.join(",").into()],
+        ))
+        .await?
+    {
+        Some(row) => row.try_get("", "found")?,
+        None => None,
+    };
+    for (id, doc) in parse_documents(found.as_deref().unwrap_or(""))? {
+        let doc = Arc::new(doc);
+        stats.docs.insert(id, Arc::clone(&doc));
+        docs.push(doc);
+    }
+    Ok(docs)
+}
+
+/// The documents of an aggregated answer of [`documents`], with their ids.
+fn parse_documents(found: &str) -> AppResult<Vec<(i64, Doc)>> {
     if found.is_empty() {
         return Ok(Vec::new());
     }
     found
         .split(ROW)
         .map(|one| {
-            let mut parts = one.splitn(4, PART);
-            match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(record_id), Some(len), Some(strong), Some(weak)) => Ok(Candidate {
-                    record_id,
+            let parts: Vec<&str> = one.splitn(7, PART).collect();
+            let [id, project_id, view, record_id, len, strong, weak] = parts[..] else {
+                return Err(AppError::internal("a search document without its parts"));
+            };
+            let id = id
+                .parse()
+                .map_err(|_| AppError::internal("a search document id is not a number"))?;
+            Ok((
+                id,
+                Doc {
+                    project_id: project_id.to_owned(),
+                    view: view.to_owned(),
+                    record_id: record_id.to_owned(),
                     len: len.parse().unwrap_or(0),
-                    strong: whole_words(strong, SCORED_STRONG_CHARS),
-                    weak: whole_words(weak, SCORED_WEAK_CHARS),
-                }),
-                _ => Err(AppError::internal("a search candidate without its parts")),
-            }
+                    strong: whole_words(strong, SCORED_STRONG_CHARS).to_owned(),
+                    weak: whole_words(weak, SCORED_WEAK_CHARS).to_owned(),
+                },
+            ))
         })
         .collect()
 }
@@ -584,14 +705,16 @@ mod tests {
         assert_eq!(whole_words("big red", 10), "big red");
         assert_eq!(whole_words("big red bicy", 12), "big red");
         assert_eq!(whole_words("bicycle", 7), "");
-        let found = "r1\u{1f}3\u{1f}big\u{1f}red bike\u{1e}r2\u{1f}1\u{1f}\u{1f}cat";
-        let rows = parse_candidates(found).unwrap();
+        let found = "7\u{1f}p1\u{1f}p\u{1f}r1\u{1f}3\u{1f}big\u{1f}red bike\u{1e}\
+                     9\u{1f}p1\u{1f}d\u{1f}r2\u{1f}1\u{1f}\u{1f}cat";
+        let rows = parse_documents(found).unwrap();
         assert_eq!(
             rows.iter()
-                .map(|c| (c.record_id, c.len, c.strong, c.weak))
+                .map(|(id, d)| (*id, d.view.as_str(), d.record_id.as_str(), d.len, d.strong.as_str(), d.weak.as_str()))
                 .collect::<Vec<_>>(),
-            [("r1", 3, "big", "red bike"), ("r2", 1, "", "cat")]
+            [(7, "p", "r1", 3, "big", "red bike"), (9, "d", "r2", 1, "", "cat")]
         );
+        assert!(parse_documents("7\u{1f}p1").is_err());
     }
 
     #[test]
