@@ -118,14 +118,25 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(timeout)
-                .pragma("mmap_size", std::env::var("QUIRE_X_MMAP").unwrap_or("0".into()))
-                .pragma("cache_size", std::env::var("QUIRE_X_CACHE").unwrap_or("-2000".into()));
+                .pragma(
+                    "mmap_size",
+                    std::env::var("QUIRE_X_MMAP").unwrap_or("0".into()),
+                )
+                .pragma(
+                    "cache_size",
+                    std::env::var("QUIRE_X_CACHE").unwrap_or("-2000".into()),
+                );
             let probe_opts = opts.clone();
             // A SQLite connection is a file handle in this process: it does
             // not break while idle, and a ping on checkout is a round trip
             // to its worker thread per query.
             let pool = SqlitePoolOptions::new()
-                .max_connections(std::env::var("QUIRE_X_READERS").ok().and_then(|v| v.parse().ok()).unwrap_or(8))
+                .max_connections(
+                    std::env::var("QUIRE_X_READERS")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(8),
+                )
                 .acquire_timeout(timeout)
                 .test_before_acquire(false)
                 .connect_with(opts.clone())

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use entity::{models, records};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect};
 use serde_json::Value;
 
 use super::budget::AnswerBudget;
@@ -94,10 +94,17 @@ pub async fn search<C: ConnectionTrait>(
         .iter()
         .map(|h| h.record_id.clone())
         .collect();
-    let mut rows: HashMap<String, records::Model> = if ids.is_empty() {
+    // The records with their models, in one statement.
+    let mut rows: HashMap<String, (records::Model, models::Model)> = if ids.is_empty() {
         HashMap::new()
     } else {
+        let to_model = records::Entity::belongs_to(models::Entity)
+            .from(records::Column::ModelId)
+            .to(models::Column::Id)
+            .into();
         let mut select = records::Entity::find()
+            .select_also(models::Entity)
+            .join(JoinType::InnerJoin, to_model)
             .filter(records::Column::ProjectId.eq(&p.project_id))
             .filter(records::Column::Id.is_in(ids));
         if view == View::Published {
@@ -107,30 +114,15 @@ pub async fn search<C: ConnectionTrait>(
             .all(db)
             .await?
             .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect()
-    };
-    let model_ids: Vec<String> = rows.values().map(|r| r.model_id.clone()).collect();
-    let models: HashMap<String, (String, TextFields)> = if model_ids.is_empty() {
-        HashMap::new()
-    } else {
-        models::Entity::find()
-            .filter(models::Column::ProjectId.eq(&p.project_id))
-            .filter(models::Column::Id.is_in(model_ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|m| (m.id.clone(), (m.key.clone(), TextFields::of(&m))))
+            .filter_map(|(r, m)| Some((r.id.clone(), (r, m?))))
             .collect()
     };
     let mut items = Vec::with_capacity(found.page.hits.len());
     for hit in found.page.hits {
-        let Some(mut row) = rows.remove(&hit.record_id) else {
+        let Some((mut row, model)) = rows.remove(&hit.record_id) else {
             continue;
         };
-        let Some((model_key, fields)) = models.get(&row.model_id) else {
-            continue;
-        };
+        let fields = TextFields::of(&model);
         let data = match view {
             View::Published => row.published_data.take().unwrap_or(Value::Null),
             View::Draft => std::mem::take(&mut row.draft_data),
@@ -140,11 +132,11 @@ pub async fn search<C: ConnectionTrait>(
         budget
             .charge(serde_json::to_vec(&data).map_or(0, |v| v.len()))
             .await?;
-        let highlights = crate::search::snippet::highlights(&found.matcher, fields, &data);
+        let highlights = crate::search::snippet::highlights(&found.matcher, &fields, &data);
         items.push(SearchHit {
             record: RecordOut {
                 row,
-                model_key: model_key.clone(),
+                model_key: model.key,
                 view,
                 data: RecordData::Tree(data),
             },

@@ -27,6 +27,9 @@ pub struct Ranker<'a> {
     /// the clauses it counts for (bit `i`: clause `i`): one lookup per
     /// document word, however many variants the query has.
     words: FxHashMap<&'a str, u16>,
+    /// A bit per (length, first byte) of those words ([`shape`]): most
+    /// document words miss it, and skip the lookup.
+    shapes: Box<[u64; SHAPE_WORDS]>,
     /// Prefix word clauses: `(clause, word)`.
     prefixes: Vec<(usize, &'a str)>,
     /// Phrase clauses: `(clause, words)`.
@@ -59,6 +62,7 @@ impl<'a> Ranker<'a> {
         let n = docs.max(1) as f64;
         let mut ranker = Ranker {
             words: FxHashMap::default(),
+            shapes: Box::new([0; SHAPE_WORDS]),
             prefixes: Vec::new(),
             phrases: Vec::new(),
             idf: Vec::new(),
@@ -75,6 +79,8 @@ impl<'a> Ranker<'a> {
                     let these = variants.get(i).map_or(&[][..], Vec::as_slice);
                     for w in std::iter::once(word).chain(these) {
                         *ranker.words.entry(w.as_str()).or_default() |= 1 << i;
+                        let at = shape(w.as_bytes());
+                        ranker.shapes[at / 64] |= 1 << (at % 64);
                     }
                     if *prefix {
                         ranker.prefixes.push((i, word.as_str()));
@@ -96,18 +102,33 @@ impl<'a> Ranker<'a> {
         for (column, text) in [strong, weak].into_iter().enumerate() {
             let mut recent = [""; MAX_QUERY_WORDS];
             let mut seen = 0usize;
-            for token in text.split(' ') {
-                if token.is_empty() {
+            let bytes = text.as_bytes();
+            let mut start = 0;
+            while start < bytes.len() {
+                // Words are short: a plain loop finds the space sooner
+                // than `split`'s vectorized search.
+                let end = bytes[start..]
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .map_or(bytes.len(), |k| start + k);
+                let token = text.get(start..end).unwrap_or("");
+                start = end + 1;
+                let Some(&first) = token.as_bytes().first() else {
                     continue;
-                }
+                };
                 if token == FIELD_SEPARATOR {
                     // No phrase spans two fields.
                     seen = 0;
                     continue;
                 }
-                let mut matched = self.words.get(token).copied().unwrap_or(0);
+                let at = shape(token.as_bytes());
+                let mut matched = if self.shapes[at / 64] & (1 << (at % 64)) != 0 {
+                    self.words.get(token).copied().unwrap_or(0)
+                } else {
+                    0
+                };
                 for &(i, word) in &self.prefixes {
-                    if token.starts_with(word) {
+                    if word.as_bytes().first() == Some(&first) && token.starts_with(word) {
                         matched |= 1 << i;
                     }
                 }
@@ -144,6 +165,14 @@ impl<'a> Ranker<'a> {
             rank,
         }
     }
+}
+
+/// `u64`s of [`Ranker::shapes`]: a bit per (length up to 63, first byte).
+const SHAPE_WORDS: usize = 64 * 256 / 64;
+
+/// A word's bit in [`Ranker::shapes`].
+fn shape(word: &[u8]) -> usize {
+    (word.len().min(63) << 8) | usize::from(word.first().copied().unwrap_or(0))
 }
 
 /// Whether the phrase `words` ends at the newest of the words seen so far

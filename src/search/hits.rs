@@ -20,9 +20,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use std::sync::Arc;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value as DbValue};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::bm25::Ranker;
 use super::grammar::{tsquery_clause, Expansions, Query};
@@ -104,6 +104,8 @@ impl Sql {
 /// What to find.
 pub struct HitsRequest<'a> {
     pub project_id: &'a str,
+    /// The view, as [`view`] read it (`None`: it has no document).
+    pub view: Option<&'a View>,
     pub side: Side,
     /// Only records of these models (ids), when given.
     pub model_ids: Option<&'a [String]>,
@@ -233,24 +235,29 @@ pub async fn hits<C: ConnectionTrait>(
     })
 }
 
-/// The view searched: its size, and on SQLite its token tag.
-struct View {
+/// The view searched: its size, on SQLite its token tag, and its
+/// vocabulary's version, read in one statement per search.
+pub struct View {
     /// The tag before its tokens (SQLite; empty on PostgreSQL).
     prefix: String,
     docs: u64,
     words: u64,
+    /// `search_vocab`'s version, `None` when the view has no vocabulary.
+    pub vocab_version: Option<i64>,
 }
 
-/// The request's view, `None` when it has no document (SQLite).
-async fn view<C: ConnectionTrait>(
+/// The view of `project_id` and `side`, `None` when it has no document
+/// (SQLite).
+pub async fn view<C: ConnectionTrait>(
     db: &C,
-    req: &HitsRequest<'_>,
+    project_id: &str,
+    side: Side,
     stats: &Stats,
 ) -> AppResult<Option<View>> {
     let backend = db.get_database_backend();
     let size = |n: i64| u64::try_from(n).unwrap_or(0);
     if backend == DbBackend::Postgres {
-        let key = (req.project_id.to_owned(), req.side);
+        let key = (project_id.to_owned(), side);
         let (docs, words) = match stats.views.get(&key) {
             Some(counts) => counts,
             None => {
@@ -259,7 +266,7 @@ async fn view<C: ConnectionTrait>(
                         backend,
                         "SELECT count(*) AS docs, coalesce(sum(len), 0)::bigint AS words \
                          FROM search_docs WHERE project_id = $1 AND view = $2",
-                        [req.project_id.into(), req.side.code().into()],
+                        [project_id.into(), side.code().into()],
                     ))
                     .await?
                     .ok_or_else(|| AppError::internal("a count returned no row"))?;
@@ -271,17 +278,32 @@ async fn view<C: ConnectionTrait>(
                 counts
             }
         };
+        let vocab_version = match db
+            .query_one(Statement::from_sql_and_values(
+                backend,
+                "SELECT version FROM search_vocab WHERE project_id = $1 AND view = $2",
+                [project_id.into(), side.code().into()],
+            ))
+            .await?
+        {
+            Some(row) => Some(row.try_get("", "version")?),
+            None => None,
+        };
         return Ok(Some(View {
             prefix: String::new(),
             docs,
             words,
+            vocab_version,
         }));
     }
     let Some(row) = db
         .query_one(Statement::from_sql_and_values(
             backend,
-            "SELECT tag, docs, words FROM search_tags WHERE project_id = ? AND view = ?",
-            [req.project_id.into(), req.side.code().into()],
+            "SELECT t.tag AS tag, t.docs AS docs, t.words AS words, \
+             (SELECT v.version FROM search_vocab v \
+              WHERE v.project_id = t.project_id AND v.view = t.view) AS version \
+             FROM search_tags t WHERE t.project_id = ? AND t.view = ?",
+            [project_id.into(), side.code().into()],
         ))
         .await?
     else {
@@ -291,6 +313,7 @@ async fn view<C: ConnectionTrait>(
         prefix: tag_prefix(row.try_get("", "tag")?)?,
         docs: size(row.try_get("", "docs")?),
         words: size(row.try_get("", "words")?),
+        vocab_version: row.try_get("", "version")?,
     }))
 }
 
@@ -305,7 +328,7 @@ async fn tiers<C: ConnectionTrait>(
     after: Option<&Cursor>,
     page: i64,
 ) -> AppResult<Vec<Found>> {
-    let Some(view) = view(db, req, stats).await? else {
+    let Some(view) = req.view else {
         return Ok(Vec::new());
     };
     let pg = db.get_database_backend() == DbBackend::Postgres;
@@ -335,7 +358,7 @@ async fn tiers<C: ConnectionTrait>(
             expansions: None,
             base: 2,
         };
-        found = tier.hits(db, req, stats, &view, after, want).await?;
+        found = tier.hits(db, req, stats, view, after, want).await?;
     }
     if let Some(expansions) = req.expansions {
         if found.len() < want {
@@ -351,7 +374,7 @@ async fn tiers<C: ConnectionTrait>(
                 base: 0,
             };
             let typo = tier
-                .hits(db, req, stats, &view, after, want - found.len())
+                .hits(db, req, stats, view, after, want - found.len())
                 .await?;
             found.extend(typo);
         }
@@ -427,11 +450,17 @@ impl Tier<'_> {
                 found.push(hit);
             }
         }
-        found.sort_by(|a, b| {
+        let order = |a: &(i64, f64, &str), b: &(i64, f64, &str)| {
             b.0.cmp(&a.0)
                 .then(b.1.total_cmp(&a.1))
                 .then_with(|| a.2.cmp(b.2))
-        });
+        };
+        // Only the best `want` are ordered: a page of a thousand candidates.
+        if want > 0 && found.len() > want {
+            found.select_nth_unstable_by(want - 1, order);
+            found.truncate(want);
+        }
+        found.sort_by(order);
         Ok(found
             .into_iter()
             .take(want)
@@ -520,7 +549,9 @@ async fn candidates<C: ConnectionTrait>(
             sql.push(" AND d.id < ").bind(id);
         }
     } else {
-        sql.push("SELECT group_concat(id) AS ids FROM (SELECT search_fts.rowid AS id FROM search_fts ");
+        sql.push(
+            "SELECT group_concat(id) AS ids FROM (SELECT search_fts.rowid AS id FROM search_fts ",
+        );
         if req.model_ids.is_some() {
             // CROSS JOIN: the planner must start from the match.
             sql.push("CROSS JOIN search_docs d ON d.id = search_fts.rowid ");
@@ -710,9 +741,19 @@ mod tests {
         let rows = parse_documents(found).unwrap();
         assert_eq!(
             rows.iter()
-                .map(|(id, d)| (*id, d.view.as_str(), d.record_id.as_str(), d.len, d.strong.as_str(), d.weak.as_str()))
+                .map(|(id, d)| (
+                    *id,
+                    d.view.as_str(),
+                    d.record_id.as_str(),
+                    d.len,
+                    d.strong.as_str(),
+                    d.weak.as_str()
+                ))
                 .collect::<Vec<_>>(),
-            [(7, "p", "r1", 3, "big", "red bike"), (9, "d", "r2", 1, "", "cat")]
+            [
+                (7, "p", "r1", 3, "big", "red bike"),
+                (9, "d", "r2", 1, "", "cat")
+            ]
         );
         assert!(parse_documents("7\u{1f}p1").is_err());
     }

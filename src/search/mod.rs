@@ -75,14 +75,17 @@ impl Searcher {
         }
         let mut query = grammar::parse(req.query)?;
         let sqlite = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
+        let view = hits::view(db, req.project_id, req.side, &self.stats).await?;
+        let version = view.as_ref().and_then(|v| v.vocab_version);
         let expansions = self
             .typos
-            .expand(db, req.project_id, req.side, &mut query, sqlite)
+            .expand(db, req.project_id, req.side, version, &mut query, sqlite)
             .await?;
         let page = hits::hits(
             db,
             hits::HitsRequest {
                 project_id: req.project_id,
+                view: view.as_ref(),
                 side: req.side,
                 model_ids: req.model_ids,
                 query: &query,

@@ -8,8 +8,8 @@
 //!
 //! Each view's set is cached per project with the version it was built at
 //! (`search_vocab`, moved in the transaction that adds a word): a search
-//! reads the version (one primary-key read) and rebuilds the set only when
-//! it moved, so every instance sees new words as soon as their write
+//! reads the version with its view ([`super::hits::view`]) and rebuilds
+//! the set only when it moved, so every instance sees new words as soon as their write
 //! commits. Words are never removed from the vocabulary before a reindex:
 //! a stale word expands to a variant that matches nothing.
 
@@ -87,14 +87,16 @@ pub struct Typos {
 }
 
 impl Typos {
-    /// The typo variants of `query`'s words in the view, `None` when no
-    /// word has any. On SQLite (`completions`), also sets the query's
-    /// prefix completions when they are at most [`MAX_COMPLETIONS`].
+    /// The typo variants of `query`'s words in the view, whose vocabulary
+    /// is at `version` (`None`: it has none), `None` when no word has any.
+    /// On SQLite (`completions`), also sets the query's prefix completions
+    /// when they are at most [`MAX_COMPLETIONS`].
     pub async fn expand<C: ConnectionTrait>(
         &self,
         db: &C,
         project_id: &str,
         side: Side,
+        version: Option<i64>,
         query: &mut Query,
         completions: bool,
     ) -> AppResult<Option<Expansions>> {
@@ -111,7 +113,10 @@ impl Typos {
         if !eligible && prefix.is_none() {
             return Ok(None);
         }
-        let Some(vocab) = self.vocab(db, project_id, side).await? else {
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let Some(vocab) = self.vocab(db, project_id, side, version).await? else {
             return Ok(None);
         };
         if let Some(prefix) = prefix {
@@ -136,34 +141,22 @@ impl Typos {
         Ok(any.then_some(expansions))
     }
 
-    /// The view's vocabulary at its current version, `None` when it has
-    /// no word.
+    /// The view's vocabulary at `version` (read by the search, with its
+    /// view) or later, `None` when it has no word.
     async fn vocab<C: ConnectionTrait>(
         &self,
         db: &C,
         project_id: &str,
         side: Side,
+        version: i64,
     ) -> AppResult<Option<Arc<Vocab>>> {
         let backend = db.get_database_backend();
-        let (version_sql, terms_sql) = if backend == DbBackend::Postgres {
-            (
-                "SELECT version FROM search_vocab WHERE project_id = $1 AND view = $2",
-                "SELECT term FROM search_terms WHERE project_id = $1 AND view = $2",
-            )
+        let terms_sql = if backend == DbBackend::Postgres {
+            "SELECT term FROM search_terms WHERE project_id = $1 AND view = $2"
         } else {
-            (
-                "SELECT version FROM search_vocab WHERE project_id = ? AND view = ?",
-                "SELECT term FROM search_terms WHERE project_id = ? AND view = ?",
-            )
+            "SELECT term FROM search_terms WHERE project_id = ? AND view = ?"
         };
         let args = || [project_id.into(), side.code().into()];
-        let Some(row) = db
-            .query_one(Statement::from_sql_and_values(backend, version_sql, args()))
-            .await?
-        else {
-            return Ok(None);
-        };
-        let version: i64 = row.try_get("", "version")?;
         let key = (project_id.to_owned(), side);
         if let Some(vocab) = self.lock().get(&key) {
             if vocab.version == version {
