@@ -117,26 +117,13 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(timeout)
-                .pragma(
-                    "mmap_size",
-                    std::env::var("QUIRE_X_MMAP").unwrap_or("0".into()),
-                )
-                .pragma(
-                    "cache_size",
-                    std::env::var("QUIRE_X_CACHE").unwrap_or("-2000".into()),
-                );
+                .busy_timeout(timeout);
             let probe_opts = opts.clone();
             // A SQLite connection is a file handle in this process: it does
             // not break while idle, and a ping on checkout is a round trip
             // to its worker thread per query.
             let pool = SqlitePoolOptions::new()
-                .max_connections(
-                    std::env::var("QUIRE_X_READERS")
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(8),
-                )
+                .max_connections(8)
                 .acquire_timeout(timeout)
                 .test_before_acquire(false)
                 .connect_with(opts.clone())
@@ -358,4 +345,35 @@ pub async fn ensure_project<C: ConnectionTrait>(
     project_by_name(db, name)
         .await?
         .ok_or_else(|| AppError::internal(format!("project {name} vanished")))
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::Database;
+
+    #[tokio::test]
+    async fn sqlite_is_built_without_its_allocation_mutex() {
+        // `.cargo/config.toml` sets it; with it gone, every SQLite
+        // allocation takes one process-wide lock again.
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        let rows = db
+            .conn
+            .query_all(Statement::from_string(
+                db.conn.get_database_backend(),
+                "PRAGMA compile_options",
+            ))
+            .await
+            .unwrap();
+        let options: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
 }

@@ -735,3 +735,24 @@ both_dbs!(
         assert_eq!(slugs(&app, &k, "lantern", false).await, ["short", "long"]);
     }
 );
+
+both_dbs!(
+    a_new_document_never_meets_a_deleted_ones_ranking_copy,
+    |app: TestApp| async move {
+        let t = setup(&app).await;
+        let k = t.root.to_string();
+        // A draft, searched: its document is kept for ranking, by id.
+        let a = app
+            .create_record(&k, "article", json!({ "slug": "a", "body": "appleword" }))
+            .await;
+        assert_eq!(slugs(&app, &k, "appleword", true).await, ["a"]);
+        // Deleted while it was the newest document; the next one must not
+        // get its id (SQLite would give a deleted newest rowid again), or
+        // the kept copy would stand for it.
+        app.data(&k, DELETE_RECORD, json!({ "id": a.id })).await;
+        app.create_record(&k, "article", json!({ "slug": "b", "body": "bananaword" }))
+            .await;
+        assert_eq!(slugs(&app, &k, "bananaword", true).await, ["b"]);
+        assert!(slugs(&app, &k, "appleword", true).await.is_empty());
+    }
+);
