@@ -17,6 +17,10 @@
 //! that many matching in `STRING` fields are added, so a `STRING` hit is
 //! never left out for newer `TEXT` ones; documents written longest ago are
 //! the ones a very common query leaves out.
+//!
+//! The match returns ids only; the candidates' words come from
+//! [`Stats`]' document cache (a document never changes under its id), and
+//! only the ones it lacks are read, in one statement.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

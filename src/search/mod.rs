@@ -11,7 +11,7 @@
 //! | [`grammar`] | the query grammar, compiled to FTS5 `MATCH` text and a `tsquery` |
 //! | [`index`] | one document per record per view, written in the change's transaction |
 //! | [`typo`] | each view's vocabulary as an `fst` set, cached per project; Levenshtein variants |
-//! | [`hits`] | ranked hits of one page: the newest 1,000 candidates of a tier, buckets, then BM25; cursors within the first 1,000 |
+//! | [`hits`] | ranked hits of one page: the newest 1,000 candidates of a tier (their words kept by document id), buckets, then BM25; cursors within the first 1,000 |
 //! | [`snippet`] | highlights built from the record's data with `<mark>` |
 //! | [`reindex`] | rebuilding a project's index (`quire admin search reindex`, and after the migration) |
 
