@@ -94,77 +94,101 @@ impl<'a> Ranker<'a> {
 
     /// The score of a document of `len` words whose folded words are
     /// `strong` and `weak` (space-separated, fields split by the separator
-    /// token; perhaps only their start). One pass over the words, nothing
-    /// allocated: it runs for every candidate.
+    /// token; perhaps only their start).
     pub fn score(&self, strong: &str, weak: &str, len: u32) -> Scored {
-        // Each clause's matches in the `STRING` and the `TEXT` fields.
+        self.finish(&self.strong_pass(strong), weak, len)
+    }
+
+    /// The first half of [`Ranker::score`]: the matches in the `STRING`
+    /// words, which settle the bucket (whether every clause matches
+    /// there). Ranking reads the `TEXT` words only of the buckets a page
+    /// needs.
+    pub fn strong_pass(&self, strong: &str) -> Partial {
         let mut counts = [[0u32; 2]; MAX_QUERY_WORDS];
-        for (column, text) in [strong, weak].into_iter().enumerate() {
-            let mut recent = [""; MAX_QUERY_WORDS];
-            let mut seen = 0usize;
-            let bytes = text.as_bytes();
-            let mut start = 0;
-            while start < bytes.len() {
-                // Words are short: a plain loop finds the space sooner
-                // than `split`'s vectorized search.
-                let end = bytes[start..]
-                    .iter()
-                    .position(|&b| b == b' ')
-                    .map_or(bytes.len(), |k| start + k);
-                let token = text.get(start..end).unwrap_or("");
-                start = end + 1;
-                let Some(&first) = token.as_bytes().first() else {
-                    continue;
-                };
-                if token == FIELD_SEPARATOR {
-                    // No phrase spans two fields.
-                    seen = 0;
-                    continue;
-                }
-                let at = shape(token.as_bytes());
-                let mut matched = if self.shapes[at / 64] & (1 << (at % 64)) != 0 {
-                    self.words.get(token).copied().unwrap_or(0)
-                } else {
-                    0
-                };
-                for &(i, word) in &self.prefixes {
-                    if word.as_bytes().first() == Some(&first) && token.starts_with(word) {
-                        matched |= 1 << i;
-                    }
-                }
-                if !self.phrases.is_empty() {
-                    recent[seen % MAX_QUERY_WORDS] = token;
-                    seen += 1;
-                    for &(i, words) in &self.phrases {
-                        if phrase_ends_at(words, &recent, seen) {
-                            matched |= 1 << i;
-                        }
-                    }
-                }
-                while matched != 0 {
-                    let i = matched.trailing_zeros() as usize;
-                    matched &= matched - 1;
-                    if let Some(count) = counts.get_mut(i) {
-                        count[column] += 1;
-                    }
-                }
-            }
-        }
+        self.count(strong, 0, &mut counts);
+        let strong = counts.iter().take(self.idf.len()).all(|[s, _]| *s > 0);
+        Partial { counts, strong }
+    }
+
+    /// The rest of [`Ranker::score`]: the `TEXT` words' matches, and BM25.
+    pub fn finish(&self, partial: &Partial, weak: &str, len: u32) -> Scored {
+        let mut counts = partial.counts;
+        self.count(weak, 1, &mut counts);
         let norm = K1 * (1.0 - B + B * f64::from(len) / self.avg_len);
-        let mut all_strong = true;
         let mut rank = 0.0;
         for (idf, [s, w]) in self.idf.iter().zip(counts) {
-            all_strong &= s > 0;
             let tf = STRONG_WEIGHT * f64::from(s) + f64::from(w);
             if tf > 0.0 {
                 rank += idf * tf * (K1 + 1.0) / (tf + norm);
             }
         }
         Scored {
-            strong: all_strong,
+            strong: partial.strong,
             rank,
         }
     }
+
+    /// Adds each clause's matches in `text` to `counts[clause][column]`:
+    /// one pass over the words, nothing allocated.
+    fn count(&self, text: &str, column: usize, counts: &mut [[u32; 2]; MAX_QUERY_WORDS]) {
+        let mut recent = [""; MAX_QUERY_WORDS];
+        let mut seen = 0usize;
+        let bytes = text.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            // Words are short: a plain loop finds the space sooner
+            // than `split`'s vectorized search.
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(bytes.len(), |k| start + k);
+            let token = text.get(start..end).unwrap_or("");
+            start = end + 1;
+            let Some(&first) = token.as_bytes().first() else {
+                continue;
+            };
+            if token == FIELD_SEPARATOR {
+                // No phrase spans two fields.
+                seen = 0;
+                continue;
+            }
+            let at = shape(token.as_bytes());
+            let mut matched = if self.shapes[at / 64] & (1 << (at % 64)) != 0 {
+                self.words.get(token).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            for &(i, word) in &self.prefixes {
+                if word.as_bytes().first() == Some(&first) && token.starts_with(word) {
+                    matched |= 1 << i;
+                }
+            }
+            if !self.phrases.is_empty() {
+                recent[seen % MAX_QUERY_WORDS] = token;
+                seen += 1;
+                for &(i, words) in &self.phrases {
+                    if phrase_ends_at(words, &recent, seen) {
+                        matched |= 1 << i;
+                    }
+                }
+            }
+            while matched != 0 {
+                let i = matched.trailing_zeros() as usize;
+                matched &= matched - 1;
+                if let Some(count) = counts.get_mut(i) {
+                    count[column] += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A candidate's matches in its `STRING` words ([`Ranker::strong_pass`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Partial {
+    counts: [[u32; 2]; MAX_QUERY_WORDS],
+    /// Whether every include clause matches a `STRING` field.
+    pub strong: bool,
 }
 
 /// `u64`s of [`Ranker::shapes`]: a bit per (length up to 63, first byte).

@@ -437,21 +437,33 @@ impl Tier<'_> {
             df.push(frequency(db, req, stats, text).await?);
         }
         let ranker = Ranker::new(req.query, variants, &df, view.docs, view.words);
-        let mut found = Vec::with_capacity(docs.len());
-        for doc in &docs {
+        // The `STRING` words of every candidate settle its bucket; the
+        // `TEXT` words are read bucket by bucket, best first, until the
+        // page is full: a common word's title matches spare reading the
+        // bodies of the rest.
+        let partials: Vec<_> = docs
+            .iter()
             // The match already keeps to the view (its tag, or the
             // columns); this keeps a hit out of any other all the same.
-            if doc.project_id != req.project_id || doc.view != req.side.code() {
+            .filter(|doc| doc.project_id == req.project_id && doc.view == req.side.code())
+            .map(|doc| (ranker.strong_pass(&doc.strong), doc))
+            .collect();
+        let mut found = Vec::new();
+        for strong in [true, false] {
+            let bucket = self.base + i64::from(strong);
+            if after.is_some_and(|c| bucket > c.e) {
+                // All before the cursor.
                 continue;
             }
-            let scored = ranker.score(&doc.strong, &doc.weak, doc.len);
-            let hit = (
-                self.base + i64::from(scored.strong),
-                scored.rank,
-                doc.record_id.as_str(),
-            );
-            if after.is_none_or(|c| is_after(hit, c)) {
-                found.push(hit);
+            for (partial, doc) in partials.iter().filter(|(p, _)| p.strong == strong) {
+                let scored = ranker.finish(partial, &doc.weak, doc.len);
+                let hit = (bucket, scored.rank, doc.record_id.as_str());
+                if after.is_none_or(|c| is_after(hit, c)) {
+                    found.push(hit);
+                }
+            }
+            if found.len() >= want {
+                break;
             }
         }
         let order = |a: &(i64, f64, &str), b: &(i64, f64, &str)| {
