@@ -815,6 +815,20 @@ mod tests {
     }
 
     #[test]
+    fn kept_documents_stay_within_their_bytes() {
+        let stats = Stats::default();
+        let words = "word ".repeat(2_000);
+        // 10 KiB each: twice the bound in all.
+        let n = 2 * DOCS_CACHE_BYTES / 10_240;
+        for id in 0..i64::try_from(n).unwrap() {
+            let doc = Doc::new(["p", "p", "r", "", &words], 2_000);
+            stats.docs.insert(id, Arc::new(doc));
+        }
+        assert!(stats.docs.weight() <= DOCS_CACHE_BYTES);
+        assert!(stats.docs.weight() > DOCS_CACHE_BYTES / 2);
+    }
+
+    #[test]
     fn cursors_round_trip_and_refuse_garbage() {
         let c = Cursor {
             e: 1,
