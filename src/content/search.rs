@@ -118,11 +118,16 @@ pub async fn search<C: ConnectionTrait>(
             .collect()
     };
     let mut items = Vec::with_capacity(found.page.hits.len());
+    // Each model's text fields, read once per page (the join repeats the
+    // model on each of its records).
+    let mut text_fields: HashMap<String, TextFields> = HashMap::new();
     for hit in found.page.hits {
         let Some((mut row, model)) = rows.remove(&hit.record_id) else {
             continue;
         };
-        let fields = TextFields::of(&model);
+        let fields = text_fields
+            .entry(model.id.clone())
+            .or_insert_with(|| TextFields::of(&model));
         let data = match view {
             View::Published => row.published_data.take().unwrap_or(Value::Null),
             View::Draft => std::mem::take(&mut row.draft_data),
@@ -132,7 +137,7 @@ pub async fn search<C: ConnectionTrait>(
         budget
             .charge(serde_json::to_vec(&data).map_or(0, |v| v.len()))
             .await?;
-        let highlights = crate::search::snippet::highlights(&found.matcher, &fields, &data);
+        let highlights = crate::search::snippet::highlights(&found.matcher, fields, &data);
         items.push(SearchHit {
             record: RecordOut {
                 row,
